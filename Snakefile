@@ -1,0 +1,49 @@
+# filmorph: does morphology-aware tokenization during continued pretraining help an LLM
+# understand Filipino morphology? One DAG for 3 arms x 2 tokenizer families.
+#
+# Paths:  resources/corpus/chunk_NNNN.jsonl            corpus chunks ({"id", "text"})
+#         resources/tokenizers/{family}/               HF tokenizer + expansion table
+#         results/shards/{family}/{arm}/chunk_NNNN.*   Megatron .bin/.idx + stats
+#         results/tokenization/                        per-arm summaries, summary.tsv/.png
+#         logs/{rule}/..., benchmarks/{rule}/...
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/tokenize.smk"
+include: "rules/summary.smk"
+
+
+rule all:
+    default_target: True
+    localrule: True
+    input:
+        get_all_targets(),
+
+
+# One target per arm (arm_vanilla, arm_stochastok, arm_patok): that arm for every family,
+# touching nothing of the other arms; one per family (family_gemma, family_llama, ...).
+for _arm in ARMS:
+
+    rule:
+        name:
+            f"arm_{_arm}"
+        localrule: True
+        input:
+            get_arm_targets(_arm),
+
+
+for _family in FAMILIES:
+
+    rule:
+        name:
+            f"family_{_family}"
+        localrule: True
+        input:
+            get_family_targets(_family),

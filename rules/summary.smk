@@ -1,0 +1,56 @@
+# Tokenization summary: per family x arm JSON, then one TSV + plot across all of them.
+
+
+rule summarize_arm:
+    input:
+        stats=lambda wc: expand(
+            "results/shards/{family}/{arm}/{chunk}.stats.json",
+            family=wc.family, arm=wc.arm, chunk=CHUNKS,
+        ),
+        shards=lambda wc: expand(
+            "results/shards/{family}/{arm}/{chunk}.{ext}",
+            family=wc.family, arm=wc.arm, chunk=CHUNKS, ext=["bin", "idx", "doc_ids.txt"],
+        ),
+        chunks=expand("resources/corpus/{chunk}.jsonl", chunk=CHUNKS),
+        tokenizer="resources/tokenizers/{family}",
+    output:
+        "results/tokenization/{family}/{arm}.json",
+    log:
+        "logs/summarize_arm/{family}/{arm}.log",
+    benchmark:
+        "benchmarks/summarize_arm/{family}/{arm}.tsv"
+    conda:
+        "../envs/data.yaml"
+    params:
+        sample=config["summary"]["sample_documents"],
+        seed=config["seed"],
+        code=CODE_VERSION,
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m filmorph.summary arm --family {wildcards.family} --arm {wildcards.arm}"
+        " --shard-dir results/shards/{wildcards.family}/{wildcards.arm}"
+        " --corpus-dir resources/corpus --tokenizer-dir {input.tokenizer}"
+        " --sample {params.sample} --seed {params.seed} --out {output} 2> {log}"
+
+
+rule summarize_tokenization:
+    input:
+        expand(
+            "results/tokenization/{family}/{arm}.json", family=FAMILIES, arm=ENABLED_ARMS
+        ),
+    output:
+        tsv="results/tokenization/summary.tsv",
+        png="results/tokenization/summary.png",
+    log:
+        "logs/summarize_tokenization/summary.log",
+    benchmark:
+        "benchmarks/summarize_tokenization/summary.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/summarize_tokenization.py"

@@ -1,0 +1,273 @@
+"""Tokenize stage: one corpus chunk × one arm × one tokenizer family → one Megatron shard.
+
+    python -m filmorph.tokenize prepare --family NAME --spec JSON --out DIR
+    python -m filmorph.tokenize chunk --chunk CHUNK.jsonl --tokenizer-dir DIR --arm ARM \
+        --arm-params JSON --seed N --workers N --out-prefix PREFIX
+
+`prepare` writes the family's tokenizer as an ordinary HF tokenizer dir (from a hub id,
+a local dir, or the offline packaged Gemma 3 / Llama 3 tokenizers) together with its
+StochasTok expansion table (`DIR/expansions.npz`), atomically: later jobs only read it. `chunk` encodes
+every document of the chunk, applies the arm with a `random.Random` seeded from
+(seed, arm, document id), appends the EOD id and writes `PREFIX.{bin,idx}` (megatron-core
+format), `PREFIX.doc_ids.txt` (document id of each entry, in order) and
+`PREFIX.stats.json` (documents, tokens, words, bytes, arm counters, seconds, MB/s).
+Documents are processed in batches by `--workers` processes and written in chunk order,
+so the output does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from filmorph.arms import ARMS, make_arm
+from filmorph.arms.expansions import ExpansionTable, tables_fingerprint
+from filmorph.io import atomic_path, read_json, write_json_atomic
+
+_BYTE_FALLBACK = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+TABLES_FILE = "expansions.npz"
+_WORDS = re.compile(r"\S+")
+
+
+def byte_fallback_ids(tokenizer) -> list[int]:
+    """Ids of SentencePiece byte-fallback pieces (`<0x0A>`...); empty for byte-level BPE."""
+    return [i for tok, i in tokenizer.get_vocab().items() if _BYTE_FALLBACK.match(tok)]
+
+
+class Family:
+    """A tokenizer family's assets for the arms: tokenizer, token bytes, table, EOD id."""
+
+    def __init__(self, tokenizer_dir: str | Path, *, need_table: bool = True):
+        from filmorph.tokenizers import load_tokenizer, token_bytes
+
+        self.dir = Path(tokenizer_dir)
+        self.tokenizer = load_tokenizer({"source": "local", "path": str(self.dir)})
+        self.meta = read_json(self.dir / "tokenizer_meta.json")
+        self.token_bytes = token_bytes(self.tokenizer)
+        self.vocab_size = len(self.token_bytes)
+        self.secondary = byte_fallback_ids(self.tokenizer)
+        self.eod_id = int(self.meta["eos_id"])
+        self.table: ExpansionTable | None = None
+        if need_table:
+            self.table = ExpansionTable.load(self.dir / TABLES_FILE,
+                                             expect_fingerprint=tables_fingerprint(self.token_bytes))
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of raw texts; special-token-looking text stays ordinary text."""
+        from filmorph.tokenizers import encode_batch
+
+        return encode_batch(self.tokenizer, texts)
+
+    def encode_one(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
+
+
+def prepare(family: str, spec: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Write tokenizer files + tokenizer_meta.json + expansions.npz into `out_dir` atomically."""
+    from filmorph.tokenizers import save_tokenizer
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        meta = save_tokenizer(spec, tmp)
+        meta["family"] = family
+        write_json_atomic(tmp / "tokenizer_meta.json", meta)
+        meta["expansion_table"] = build_tables(tmp)
+        write_json_atomic(tmp / "tokenizer_meta.json", meta)
+    return meta
+
+
+def build_tables(tokenizer_dir: str | Path) -> dict[str, Any]:
+    """Build and save the family's expansion table into the tokenizer dir; return stats."""
+    fam = Family(tokenizer_dir, need_table=False)
+    t0 = time.perf_counter()
+    table = ExpansionTable.build(fam.token_bytes, fam.secondary)
+    seconds = time.perf_counter() - t0
+    with atomic_path(fam.dir / TABLES_FILE) as tmp:
+        table.save(tmp)
+    expandable = sum(1 for t in range(table.vocab_size)
+                     if table.offsets[t + 1] > table.offsets[t])
+    return {"vocab_size": table.vocab_size, "pairs": table.num_pairs,
+            "expandable_tokens": expandable, "build_seconds": round(seconds, 3),
+            "fingerprint": table.fingerprint}
+
+
+# ------------------------------------------------------------------ workers
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(tokenizer_dir: str, arm: str, arm_params: Mapping[str, Any],
+                 affix_path: str | None) -> None:
+    from filmorph.affixes import load_affixes
+
+    fam = Family(tokenizer_dir, need_table=arm != "vanilla")
+    affixes = load_affixes(affix_path) if arm == "patok" else None
+    _STATE.update(family=fam, arm_name=arm, arm=make_arm(
+        arm, arm_params, token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_one,
+        affixes=affixes, secondary_ids=fam.secondary))
+
+
+def _process_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes], dict]:
+    from filmorph.rng import rng_for
+
+    fam: Family = _STATE["family"]
+    arm = _STATE["arm"]
+    name = _STATE["arm_name"]
+    counters: Counter = Counter()
+    out: list[bytes] = []
+    encoded = fam.encode_batch([t for _, t in batch])
+    for (doc_id, text), ids in zip(batch, encoded, strict=True):
+        new = arm(ids, rng_for(seed, name, doc_id), counters)
+        counters["vanilla_tokens"] += len(ids)
+        counters["tokens"] += len(new)
+        counters["text_bytes"] += len(text.encode("utf-8"))
+        counters["words"] += len(_WORDS.findall(text))
+        new.append(fam.eod_id)
+        out.append(np.asarray(new, dtype=np.int64).tobytes())
+    return out, dict(counters)
+
+
+def _batches(docs: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    batch: list[tuple[str, str]] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
+                   arm_params: Mapping[str, Any], seed: int, out_prefix: str | Path, *,
+                   workers: int = 1, batch_size: int = 64, affix_path: str | None = None,
+                   progress: bool = False) -> dict[str, Any]:
+    """Tokenize one chunk with one arm into `out_prefix`.{bin,idx,doc_ids.txt,stats.json}."""
+    from filmorph.corpus import _progress, read_chunk
+    from filmorph.shards import ShardWriter
+
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {ARMS}")
+    out_prefix = Path(out_prefix)
+    t0 = time.perf_counter()
+    meta = read_json(Path(tokenizer_dir) / "tokenizer_meta.json")
+    counts = Counter()
+    docs_in = 0
+    bar = _progress(None, f"{arm} {Path(chunk).name}", progress)
+
+    def docs() -> Iterator[tuple[str, str]]:
+        nonlocal docs_in
+        for doc in read_chunk(chunk):
+            docs_in += 1
+            yield doc
+
+    doc_ids: list[str] = []
+
+    def id_tracked() -> Iterator[tuple[str, str]]:
+        for doc in docs():
+            doc_ids.append(doc[0])
+            yield doc
+
+    init_args = (str(tokenizer_dir), arm, dict(arm_params), affix_path)
+    work = partial(_process_batch, seed=seed)
+    writer = ShardWriter(out_prefix, int(meta["vocab_size"]))
+    try:
+        if workers <= 1:
+            _init_worker(*init_args)
+            results = map(work, _batches(id_tracked(), batch_size))
+            pool = None
+        else:
+            import multiprocessing as mp
+
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            pool = mp.get_context("fork").Pool(workers, initializer=_init_worker,
+                                               initargs=init_args)
+            results = pool.imap(work, _batches(id_tracked(), batch_size), chunksize=1)
+        for docs_bytes, c in results:
+            for raw in docs_bytes:
+                writer.add(np.frombuffer(raw, dtype=np.int64))
+            counts.update(c)
+            bar.update(len(docs_bytes))
+        if pool is not None:
+            pool.close()
+            pool.join()
+        with atomic_path(Path(f"{out_prefix}.doc_ids.txt")) as tmp:
+            tmp.write_text("".join(f"{d}\n" for d in doc_ids), encoding="utf-8")
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    bar.close()
+    seconds = time.perf_counter() - t0
+    text_bytes = counts.pop("text_bytes", 0)
+    vanilla_tokens = counts.pop("vanilla_tokens", 0)
+    tokens = counts.pop("tokens", 0)
+    words = counts.pop("words", 0)
+    stats = {
+        "chunk": str(chunk), "arm": arm, "arm_params": dict(arm_params), "seed": seed,
+        "tokenizer": {k: meta.get(k) for k in ("family", "vocab_size", "eos_id",
+                                                "tokenizer_json_sha256")},
+        "eod_id": int(meta["eos_id"]), "dtype": np.dtype(writer.dtype).name,
+        "documents_in": docs_in, "documents_out": writer.documents,
+        "documents_skipped": docs_in - writer.documents,
+        "text_bytes": text_bytes, "words": words, "vanilla_tokens": vanilla_tokens,
+        "tokens": tokens, "eod_tokens": writer.documents, "tokens_written": writer.tokens,
+        "token_ratio": round(tokens / vanilla_tokens, 6) if vanilla_tokens else None,
+        "tokens_per_word": round(tokens / words, 6) if words else None,
+        "arm_counters": dict(sorted(counts.items())),
+        "seconds": round(seconds, 3), "workers": workers,
+        "mb_per_s": round(text_bytes / 1e6 / seconds, 4) if seconds > 0 else None,
+    }
+    if stats["documents_in"] != stats["documents_out"] + stats["documents_skipped"]:
+        raise RuntimeError("document counts do not reconcile")  # pragma: no cover
+    if writer.tokens != tokens + writer.documents:
+        raise RuntimeError("token counts do not reconcile")  # pragma: no cover
+    write_json_atomic(Path(f"{out_prefix}.stats.json"), stats)
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m filmorph.tokenize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("prepare", help="save a family's tokenizer + expansion table to a dir")
+    t.add_argument("--family", required=True)
+    t.add_argument("--spec", required=True, help="JSON tokenizer spec from the config")
+    t.add_argument("--out", required=True)
+    c = sub.add_parser("chunk", help="tokenize one corpus chunk with one arm into a shard")
+    c.add_argument("--chunk", required=True, help="chunk JSONL written by the corpus stage")
+    c.add_argument("--tokenizer-dir", required=True, help="dir written by prepare_tokenizer")
+    c.add_argument("--arm", required=True, choices=ARMS)
+    c.add_argument("--arm-params", default="{}", help="JSON object of the arm's parameters")
+    c.add_argument("--affixes", default=None, help="affix inventory TSV (default: packaged)")
+    c.add_argument("--seed", type=int, required=True)
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--out-prefix", required=True, help="writes PREFIX.{bin,idx,...}")
+    c.add_argument("--progress", action="store_true", help="show a progress bar")
+    args = ap.parse_args(argv)
+    if args.cmd == "prepare":
+        meta = prepare(args.family, json.loads(args.spec), args.out)
+        print(json.dumps(meta["expansion_table"]))
+    else:
+        stats = tokenize_chunk(args.chunk, args.tokenizer_dir, args.arm,
+                               json.loads(args.arm_params), args.seed, args.out_prefix,
+                               workers=args.workers, batch_size=args.batch_size,
+                               affix_path=args.affixes, progress=args.progress)
+        print(json.dumps({k: stats[k] for k in ("documents_out", "tokens", "seconds",
+                                                "mb_per_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
