@@ -22,9 +22,9 @@ include: "rules/summary.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         get_all_targets(),
+    localrule: True
 
 
 # One target per arm (arm_vanilla, arm_stochastok, arm_patok): that arm for every family,
@@ -34,9 +34,9 @@ for _arm in ARMS:
     rule:
         name:
             f"arm_{_arm}"
-        localrule: True
         input:
             get_arm_targets(_arm),
+        localrule: True
 
 
 for _family in FAMILIES:
@@ -44,6 +44,6 @@ for _family in FAMILIES:
     rule:
         name:
             f"family_{_family}"
-        localrule: True
         input:
             get_family_targets(_family),
+        localrule: True

@@ -1,11 +1,9 @@
 # Config loading and validation, wildcard constraints, input functions. No rules here.
 import json
-import os
-import subprocess
+import hashlib
 from pathlib import Path
 
 from snakemake.utils import validate
-
 
 validate(config, schema="../config/schema.yaml")
 
@@ -22,16 +20,32 @@ wildcard_constraints:
     chunk=r"chunk_\d{4}",
 
 
-def code_version():
-    """The package's git commit (+dirty), passed as a param so code changes rerun jobs."""
-    try:
-        rev = subprocess.run(
-            ["git", "-C", workflow.basedir, "describe", "--always", "--dirty"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    return rev
+def code_fingerprint(*modules):
+    """sha256 of the package modules a stage runs, passed as a param: editing them reruns
+    that stage's jobs (Snakemake's code trigger only sees the rule's own script)."""
+    h = hashlib.sha256()
+    pkg = Path(workflow.basedir) / "src" / "filmorph"
+    for m in sorted(modules):
+        for f in sorted((pkg / m).rglob("*.py")) if (pkg / m).is_dir() else [pkg / m]:
+            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+CODE = {
+    "corpus": code_fingerprint("corpus.py", "io.py", "rng.py"),
+    "tokenize": code_fingerprint(
+        "tokenize.py",
+        "tokenizers.py",
+        "arms",
+        "shards.py",
+        "affixes.py",
+        "rng.py",
+        "io.py",
+    ),
+    "summary": code_fingerprint(
+        "summary.py", "shards.py", "affixes.py", "tokenize.py", "tokenizers.py"
+    ),
+}
 
 
 def corpus_source_file():
@@ -57,7 +71,10 @@ def get_arm_params(wildcards):
 def shard_files(family, arm):
     return expand(
         "results/shards/{family}/{arm}/{chunk}.{ext}",
-        family=family, arm=arm, chunk=CHUNKS, ext=["bin", "idx", "stats.json"],
+        family=family,
+        arm=arm,
+        chunk=CHUNKS,
+        ext=["bin", "idx", "stats.json"],
     )
 
 
@@ -67,7 +84,8 @@ def get_arm_targets(arm):
     return [
         f
         for family in FAMILIES
-        for f in shard_files(family, arm) + [f"results/tokenization/{family}/{arm}.json"]
+        for f in shard_files(family, arm)
+        + [f"results/tokenization/{family}/{arm}.json"]
     ]
 
 
@@ -75,7 +93,8 @@ def get_family_targets(family):
     return [
         f
         for arm in ENABLED_ARMS
-        for f in shard_files(family, arm) + [f"results/tokenization/{family}/{arm}.json"]
+        for f in shard_files(family, arm)
+        + [f"results/tokenization/{family}/{arm}.json"]
     ]
 
 
@@ -84,13 +103,3 @@ def get_all_targets():
         "results/tokenization/summary.tsv",
         "results/tokenization/summary.png",
     ]
-
-
-# Jobs import filmorph from this checkout (also inside --sdm conda envs and Slurm jobs,
-# which re-read this file), so no install step is needed on compute nodes.
-_SRC = str(Path(workflow.basedir) / "src")
-if _SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
-    )
-CODE_VERSION = code_version()

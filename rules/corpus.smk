@@ -13,8 +13,8 @@ rule fetch_corpus:
         "../envs/data.yaml"
     params:
         hf=json.dumps(config["corpus"]["hf"], sort_keys=True),
-    shell:
-        "python -m filmorph.corpus fetch --hf {params.hf:q} --out {output} 2> {log}"
+    script:
+        "../workflow_scripts/fetch_corpus.py"
 
 
 rule synthesize_corpus:
@@ -26,16 +26,15 @@ rule synthesize_corpus:
         "benchmarks/synthesize_corpus/synthesize.tsv"
     conda:
         "../envs/data.yaml"
-    params:
-        target_mb=config["corpus"]["synthetic"]["target_mb"],
-        seed=config["corpus"]["synthetic"]["seed"],
-        code=CODE_VERSION,
     resources:
         mem_mb=2000,
         runtime=30,
-    shell:
-        "python -m filmorph.corpus synthesize --target-mb {params.target_mb}"
-        " --seed {params.seed} --out {output} 2> {log}"
+    params:
+        target_mb=config["corpus"]["synthetic"]["target_mb"],
+        seed=config["corpus"]["synthetic"]["seed"],
+        code=CODE["corpus"],
+    script:
+        "../workflow_scripts/synthesize_corpus.py"
 
 
 rule split_corpus:
@@ -50,6 +49,9 @@ rule split_corpus:
         "benchmarks/split_corpus/split.tsv"
     conda:
         "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=120,
     params:
         source=config["corpus"]["source"],
         fmt=config["corpus"]["format"],
@@ -57,12 +59,6 @@ rule split_corpus:
         id_prefix=config["corpus"]["id_prefix"],
         on_bad_record=config["corpus"]["on_bad_record"],
         num_chunks=NUM_CHUNKS,
-        code=CODE_VERSION,
-    resources:
-        mem_mb=2000,
-        runtime=120,
-    shell:
-        "python -m filmorph.corpus split --input {input:q} --source {params.source}"
-        " --format {params.fmt} --text-field {params.text_field}"
-        " --id-prefix {params.id_prefix} --on-bad-record {params.on_bad_record}"
-        " --num-chunks {params.num_chunks} --out-dir resources/corpus --progress 2> {log}"
+        code=CODE["corpus"],
+    script:
+        "../workflow_scripts/split_corpus.py"

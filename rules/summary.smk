@@ -5,11 +5,16 @@ rule summarize_arm:
     input:
         stats=lambda wc: expand(
             "results/shards/{family}/{arm}/{chunk}.stats.json",
-            family=wc.family, arm=wc.arm, chunk=CHUNKS,
+            family=wc.family,
+            arm=wc.arm,
+            chunk=CHUNKS,
         ),
         shards=lambda wc: expand(
             "results/shards/{family}/{arm}/{chunk}.{ext}",
-            family=wc.family, arm=wc.arm, chunk=CHUNKS, ext=["bin", "idx", "doc_ids.txt"],
+            family=wc.family,
+            arm=wc.arm,
+            chunk=CHUNKS,
+            ext=["bin", "idx", "doc_ids.txt"],
         ),
         chunks=expand("resources/corpus/{chunk}.jsonl", chunk=CHUNKS),
         tokenizer="resources/tokenizers/{family}",
@@ -21,24 +26,24 @@ rule summarize_arm:
         "benchmarks/summarize_arm/{family}/{arm}.tsv"
     conda:
         "../envs/data.yaml"
-    params:
-        sample=config["summary"]["sample_documents"],
-        seed=config["seed"],
-        code=CODE_VERSION,
     resources:
         mem_mb=4000,
         runtime=60,
-    shell:
-        "python -m filmorph.summary arm --family {wildcards.family} --arm {wildcards.arm}"
-        " --shard-dir results/shards/{wildcards.family}/{wildcards.arm}"
-        " --corpus-dir resources/corpus --tokenizer-dir {input.tokenizer}"
-        " --sample {params.sample} --seed {params.seed} --out {output} 2> {log}"
+    params:
+        sample=config["summary"]["sample_documents"],
+        seed=config["seed"],
+        affixes=config["patok_affixes"] or "",
+        code=CODE["summary"],
+    script:
+        "../workflow_scripts/summarize_arm.py"
 
 
 rule summarize_tokenization:
     input:
         expand(
-            "results/tokenization/{family}/{arm}.json", family=FAMILIES, arm=ENABLED_ARMS
+            "results/tokenization/{family}/{arm}.json",
+            family=FAMILIES,
+            arm=ENABLED_ARMS,
         ),
     output:
         tsv="results/tokenization/summary.tsv",
@@ -52,5 +57,7 @@ rule summarize_tokenization:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        code=CODE["summary"],
     script:
         "../workflow_scripts/summarize_tokenization.py"

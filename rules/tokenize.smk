@@ -10,15 +10,14 @@ rule prepare_tokenizer:
         "benchmarks/prepare_tokenizer/{family}.tsv"
     conda:
         "../envs/data.yaml"
-    params:
-        spec=get_tokenizer_spec,
-        code=CODE_VERSION,
     resources:
         mem_mb=6000,
         runtime=30,
-    shell:
-        "python -m filmorph.tokenize prepare --family {wildcards.family}"
-        " --spec {params.spec:q} --out {output} 2> {log}"
+    params:
+        spec=get_tokenizer_spec,
+        code=CODE["tokenize"],
+    script:
+        "../workflow_scripts/prepare_tokenizer.py"
 
 
 rule tokenize_chunk:
@@ -37,18 +36,14 @@ rule tokenize_chunk:
     conda:
         "../envs/data.yaml"
     threads: config["tokenize"]["workers"]
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
     params:
         arm_params=get_arm_params,
         seed=config["seed"],
         affixes=config["patok_affixes"] or "",
         batch_size=config["tokenize"]["batch_size"],
-        prefix=subpath(output.bin, strip_suffix=".bin"),
-        code=CODE_VERSION,
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
-    shell:
-        "python -m filmorph.tokenize chunk --chunk {input.chunk} --tokenizer-dir {input.tokenizer}"
-        " --arm {wildcards.arm} --arm-params {params.arm_params:q} --seed {params.seed}"
-        " --affixes '{params.affixes}' --workers {threads} --batch-size {params.batch_size}"
-        " --out-prefix {params.prefix} --progress 2> {log}"
+        code=CODE["tokenize"],
+    script:
+        "../workflow_scripts/tokenize_chunk.py"

@@ -86,8 +86,8 @@ def test_embedded_corpus_is_large_and_clean():
 
 def test_synthesize_is_deterministic(tmp_path):
     a = C.synthesize(tmp_path / "a.jsonl", 60_000, seed=3)
-    b = C.synthesize(tmp_path / "b.jsonl", 60_000, seed=3)
-    c = C.synthesize(tmp_path / "c.jsonl", 60_000, seed=4)
+    C.synthesize(tmp_path / "b.jsonl", 60_000, seed=3)
+    C.synthesize(tmp_path / "c.jsonl", 60_000, seed=4)
     assert a["text_bytes"] >= 60_000
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.jsonl").read_bytes() != (tmp_path / "c.jsonl").read_bytes()

@@ -1,12 +1,13 @@
-"""Snakemake `script:` entry for rule summarize_tokenization: all per-arm summaries → TSV + PNG."""
+"""rule summarize_tokenization: every per-arm summary -> one TSV and one plot."""
 
 import sys
-
-from filmorph.io import read_json
-from filmorph.summary import write_table
+from pathlib import Path
 
 snakemake = globals()["snakemake"]  # injected by Snakemake
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
-    write_table([read_json(p) for p in snakemake.input], snakemake.output.tsv,
-                snakemake.output.png)
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # this checkout's filmorph
+
+from filmorph.summary import main  # noqa: E402
+from filmorph.workflow import run_stage  # noqa: E402
+
+run_stage(snakemake, main, ["table", "--out-tsv", snakemake.output.tsv,
+                            "--out-png", snakemake.output.png, *snakemake.input])

@@ -135,7 +135,7 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
     from filmorph.affixes import load_affixes
     from filmorph.corpus import read_chunk
     from filmorph.shards import read_shard
-    from filmorph.tokenizers import load_tokenizer, token_bytes
+    from filmorph.tokenize import Family
 
     shard_dir, corpus_dir = Path(shard_dir), Path(corpus_dir)
     stats_files = sorted(shard_dir.glob("chunk_*.stats.json"))
@@ -161,8 +161,7 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
     by_chunk: dict[str, dict[str, int]] = {}
     for _, d, chunk, i in chosen:
         by_chunk.setdefault(chunk, {})[d] = i
-    tok = load_tokenizer({"source": "local", "path": str(tokenizer_dir)})
-    tb = token_bytes(tok)
+    tb = Family(tokenizer_dir, need_table=False).token_bytes
     analyzer = BoundaryAnalyzer(load_affixes(affix_path), default_lexicon())
     gold = hit = 0
     for chunk, wanted in sorted(by_chunk.items()):

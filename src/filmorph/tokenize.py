@@ -45,42 +45,88 @@ def byte_fallback_ids(tokenizer) -> list[int]:
     return [i for tok, i in tokenizer.get_vocab().items() if _BYTE_FALLBACK.match(tok)]
 
 
+TOKEN_BYTES_FILE = "token_bytes.npz"
+
+
+def save_token_bytes(tb: Sequence[bytes | None], path: str | Path) -> None:
+    """Store per-id token bytes (None = special) as lengths (-1 for None) + one byte blob."""
+    lengths = np.array([-1 if b is None else len(b) for b in tb], dtype=np.int32)
+    blob = np.frombuffer(b"".join(b for b in tb if b is not None), dtype=np.uint8)
+    with open(path, "wb") as fh:
+        np.savez(fh, lengths=lengths, blob=blob)
+
+
+def load_token_bytes(path: str | Path) -> list[bytes | None]:
+    """Inverse of :func:`save_token_bytes`."""
+    with np.load(path) as z:
+        lengths = z["lengths"].tolist()
+        blob = z["blob"].tobytes()
+    out: list[bytes | None] = []
+    pos = 0
+    for n in lengths:
+        if n < 0:
+            out.append(None)
+        else:
+            out.append(blob[pos:pos + n])
+            pos += n
+    return out
+
+
 class Family:
-    """A tokenizer family's assets for the arms: tokenizer, token bytes, table, EOD id."""
+    """A prepared tokenizer family for the arms: fast encoder, token bytes, table, EOD id.
+
+    Loads only the `tokenizers` backend and the cached token bytes (about 1 s for Gemma's
+    262k vocabulary); the transformers wrapper (`.tokenizer`, ~4 s) is loaded on first use.
+    """
 
     def __init__(self, tokenizer_dir: str | Path, *, need_table: bool = True):
-        from filmorph.tokenizers import load_tokenizer, token_bytes
+        from tokenizers import Tokenizer
 
         self.dir = Path(tokenizer_dir)
-        self.tokenizer = load_tokenizer({"source": "local", "path": str(self.dir)})
         self.meta = read_json(self.dir / "tokenizer_meta.json")
-        self.token_bytes = token_bytes(self.tokenizer)
+        self.backend = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+        # raw text: special-looking strings stay text (same as tokenizers.encode_texts)
+        self.backend.encode_special_tokens = True
+        self.token_bytes = load_token_bytes(self.dir / TOKEN_BYTES_FILE)
         self.vocab_size = len(self.token_bytes)
-        self.secondary = byte_fallback_ids(self.tokenizer)
+        if self.vocab_size != int(self.meta["vocab_size"]):
+            raise ValueError(f"{self.dir}: token_bytes has {self.vocab_size} ids, "
+                             f"meta says {self.meta['vocab_size']}")
+        self.secondary = list(self.meta["byte_fallback_ids"])
         self.eod_id = int(self.meta["eos_id"])
+        self._tokenizer = None
         self.table: ExpansionTable | None = None
         if need_table:
             self.table = ExpansionTable.load(self.dir / TABLES_FILE,
                                              expect_fingerprint=tables_fingerprint(self.token_bytes))
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of raw texts; special-token-looking text stays ordinary text."""
-        from filmorph.tokenizers import encode_batch
+    @property
+    def tokenizer(self):
+        """The transformers fast tokenizer (loaded lazily)."""
+        if self._tokenizer is None:
+            from filmorph.tokenizers import load_tokenizer
 
-        return encode_batch(self.tokenizer, texts)
+            self._tokenizer = load_tokenizer({"source": "local", "path": str(self.dir)})
+        return self._tokenizer
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of raw texts (no bos/eos; special-looking text stays ordinary text)."""
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_one(self, text: str) -> list[int]:
-        return self.encode_batch([text])[0]
+        return self.backend.encode(text, add_special_tokens=False).ids
 
 
 def prepare(family: str, spec: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Write tokenizer files + tokenizer_meta.json + expansions.npz into `out_dir` atomically."""
-    from filmorph.tokenizers import save_tokenizer
+    from filmorph.tokenizers import load_tokenizer, save_tokenizer, token_bytes
 
     out_dir = Path(out_dir)
+    tok = load_tokenizer(spec)
     with atomic_path(out_dir) as tmp:
-        meta = save_tokenizer(spec, tmp)
-        meta["family"] = family
+        meta = save_tokenizer(spec, tmp, tokenizer=tok)
+        save_token_bytes(token_bytes(tok), tmp / TOKEN_BYTES_FILE)
+        meta.update(family=family, byte_fallback_ids=byte_fallback_ids(tok))
         write_json_atomic(tmp / "tokenizer_meta.json", meta)
         meta["expansion_table"] = build_tables(tmp)
         write_json_atomic(tmp / "tokenizer_meta.json", meta)

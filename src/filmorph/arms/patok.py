@@ -238,7 +238,6 @@ class Patok:
         """Patok-process one document's ids (see the module docstring)."""
         counters = counters if counters is not None else Counter()
         p = self.params
-        tb = self.tb
         n = len(ids)
         special = bytes(map(self.special.__getitem__, ids))
         affix = bytes(map(self.is_affix.__getitem__, ids))

@@ -1,0 +1,34 @@
+# One command to set up and run the default pipeline, one to set up and run the tests.
+#   make run     # venv + pinned deps, then `snakemake --profile profiles/local all`
+#   make test    # venv + pinned deps, then the whole test suite (incl. Slurm if present)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+ENVS := envs/data.yaml envs/workflow.yaml
+TARGET ?= all
+
+.PHONY: setup run test lint clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(ENVS) pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip pyyaml==6.0.3
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) envs/pip_requirements.py $(ENVS) > $(VENV)/requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+run: setup
+	$(VENV)/bin/snakemake --profile profiles/local $(TARGET)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check src tests workflow_scripts envs
+	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf resources results logs benchmarks .snakemake
