@@ -27,7 +27,8 @@ def code_fingerprint(*modules):
     pkg = Path(workflow.basedir) / "src" / "filmorph"
     for m in sorted(modules):
         for f in sorted((pkg / m).rglob("*.py")) if (pkg / m).is_dir() else [pkg / m]:
-            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes())
+            h.update(f.relative_to(pkg).as_posix().encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -68,38 +69,34 @@ def get_arm_params(wildcards):
     return json.dumps(config["arms"][wildcards.arm] or {}, sort_keys=True)
 
 
-def shard_files(family, arm):
-    return expand(
+def arm_outputs(family, arm):
+    """Shards and per-arm summary of one family x arm."""
+    shards = expand(
         "results/shards/{family}/{arm}/{chunk}.{ext}",
         family=family,
         arm=arm,
         chunk=CHUNKS,
         ext=["bin", "idx", "stats.json"],
     )
+    return [*shards, f"results/tokenization/{family}/{arm}.json"]
 
 
 def get_arm_targets(arm):
+    """Everything of one arm, for every family (empty if the arm is not enabled)."""
     if arm not in ENABLED_ARMS:
         return []
-    return [
-        f
-        for family in FAMILIES
-        for f in shard_files(family, arm)
-        + [f"results/tokenization/{family}/{arm}.json"]
-    ]
+    return [f for family in FAMILIES for f in arm_outputs(family, arm)]
 
 
 def get_family_targets(family):
-    return [
-        f
-        for arm in ENABLED_ARMS
-        for f in shard_files(family, arm)
-        + [f"results/tokenization/{family}/{arm}.json"]
-    ]
+    """Everything of one family, for every enabled arm."""
+    return [f for arm in ENABLED_ARMS for f in arm_outputs(family, arm)]
 
 
 def get_all_targets():
-    return [t for arm in ENABLED_ARMS for t in get_arm_targets(arm)] + [
+    """Every arm x family, and the cross-arm summary table and plot."""
+    return [
+        *(f for arm in ENABLED_ARMS for f in get_arm_targets(arm)),
         "results/tokenization/summary.tsv",
         "results/tokenization/summary.png",
     ]
