@@ -34,7 +34,7 @@ def fam(request, families):
 def arms(fam):
     affixes = load_affixes()
     return {name: make_arm(name, params, token_bytes=fam.token_bytes, table=fam.table,
-                           encode=fam.encode_one, affixes=affixes, secondary_ids=fam.secondary)
+                           encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
             for name, params in ARM_PARAMS.items()}
 
 
@@ -133,7 +133,7 @@ def test_patok_splits_off_affixes(fam):
     their morpheme boundaries whenever the tokenizer allows it."""
     arm = make_arm("patok", {"contract_prop": 1.0, "expand_prop": 0.0, "affix_awareness": 1.0,
                              "affix_awareness_if_overlap": 1.0},
-                   token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_one,
+                   token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_batch,
                    affixes=load_affixes(), secondary_ids=fam.secondary)
     text = " naglalaro kumain sinulatan gaganda " * 20
     ids = fam.encode_one(text)
@@ -146,10 +146,10 @@ def test_patok_splits_off_affixes(fam):
 def test_patok_rejects_bad_params(fam):
     with pytest.raises(ValueError):
         make_arm("patok", {"contract_prop": 1.5}, token_bytes=fam.token_bytes, table=fam.table,
-                 encode=fam.encode_one, affixes=load_affixes())
+                 encode=fam.encode_batch, affixes=load_affixes())
     with pytest.raises(ValueError, match="unknown patok"):
         make_arm("patok", {"contrat_prop": 0.5}, token_bytes=fam.token_bytes, table=fam.table,
-                 encode=fam.encode_one, affixes=load_affixes())
+                 encode=fam.encode_batch, affixes=load_affixes())
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -58,7 +58,7 @@ def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64)
         affixes = load_affixes()
         for arm_name, params in ARM_DEFAULTS.items():
             arm = make_arm(arm_name, params, token_bytes=fam.token_bytes, table=fam.table,
-                           encode=fam.encode_one, affixes=affixes, secondary_ids=fam.secondary)
+                           encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
             counters: Counter = Counter()
             t0 = time.perf_counter()
             n_out = 0

@@ -159,7 +159,7 @@ def _init_worker(tokenizer_dir: str, arm: str, arm_params: Mapping[str, Any],
     fam = Family(tokenizer_dir, need_table=arm != "vanilla")
     affixes = load_affixes(affix_path) if arm == "patok" else None
     _STATE.update(family=fam, arm_name=arm, arm=make_arm(
-        arm, arm_params, token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_one,
+        arm, arm_params, token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_batch,
         affixes=affixes, secondary_ids=fam.secondary))
 
 

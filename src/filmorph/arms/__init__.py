@@ -27,10 +27,12 @@ Arm = Callable[[Sequence[int], random.Random, Counter], list[int]]
 
 
 def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[bytes | None],
-             table: ExpansionTable | None, encode: Callable[[str], list[int]] | None = None,
+             table: ExpansionTable | None, encode: Callable[[list[str]], list[list[int]]] | None = None,
              affixes: Mapping[str, Sequence[str]] | None = None,
              secondary_ids: Sequence[int] = ()) -> Arm:
-    """The arm `name` as a function (ids, rng, counters) -> ids, configured by `params`."""
+    """The arm `name` as a function (ids, rng, counters) -> ids, configured by `params`.
+
+    `encode` (patok only) tokenizes a batch of raw texts without special tokens."""
     if name == "vanilla":
         return lambda ids, rng, counters: list(ids)
     if name == "stochastok":

@@ -13,21 +13,25 @@ same byte for byte. For a document of n tokens, with a `random.Random` seeded fr
    `affix_awareness` (0.95), or `affix_awareness_if_overlap` (0.75) when the window's text
    has overlapping affix matches (an ambiguous analysis). Windows are disjoint and refer
    to the original sequence, so the work is O(n).
-2. **Contract.** An accepted window's tokens are merged into their text s. If the window's
-   bytes are not valid UTF-8 (a byte-level BPE token that splits a character), the window
-   is left as it was.
+2. **Contract.** An accepted window's tokens are merged into their text s (its bytes). If a
+   window edge falls inside a UTF-8 character (a byte-level BPE token that splits a
+   character), the window is left as it was.
 3. **Affix-aware split.** With probability `affix_awareness`, s is cut at morpheme
-   boundaries found by Aho-Corasick (pyahocorasick) over the lower-cased text with the
-   affix inventory: one match chosen uniformly among the *positionally valid* ones
-   (a prefix at a word start, a suffix at a word end, an infix right after a word's first
-   consonant; at least `min_root_chars` letters of root left), plus reduplication cuts:
-   at a word start, or right after the chosen prefix, a repeated first syllable (CV·CV,
-   ``gaganda`` → ``ga|ganda``; V·V, ``aalis`` → ``a|alis``) is cut off.
-4. **Re-tokenize.** Each piece between cuts is tokenized on its own: a piece that is one
-   vocabulary token becomes that token; otherwise the tokenizer encodes it (memoised).
-   The window's new ids are kept only if they spell exactly the window's bytes (else the
-   window is left as it was, counted as a fallback). So ``nag|lalaro`` →
-   ``▁nag`` + ``la`` + ``laro`` when the tokenizer has those pieces.
+   boundaries. Each document's words are scanned once with an Aho-Corasick automaton
+   (pyahocorasick) over the affix inventory (lower-cased; facts memoised per word), keeping
+   the *positionally valid* matches: a prefix at a word start, a suffix at a word end, an
+   infix right after a word's first consonant, with at least `min_root_chars` letters of
+   root left. Among the matches lying inside the window one is chosen uniformly and cut
+   out; reduplication is cut too: a repeated first syllable at a word start, or right after
+   the chosen prefix (CV·CV, ``gaganda`` → ``ga|ganda``; V·V, ``aalis`` → ``a|alis``).
+4. **Re-tokenize.** A window with cuts is re-tokenized piece by piece: a piece that is one
+   vocabulary token becomes that token, otherwise the tokenizer encodes it (memoised). The
+   new ids are kept only if they spell exactly the window's bytes (else the window stays,
+   counted as a fallback). So ``nag|lalaro`` → ``▁nag`` + ``la`` + ``laro`` when the
+   tokenizer has those pieces. A window without cuts is contracted to one token when its
+   whole text is a vocabulary token; otherwise it keeps the tokenizer's own (in-context)
+   segmentation: re-encoding it alone would reproduce that segmentation up to edge
+   effects, at the price of an encoder call per window.
 5. **Expand the rest.** StochasTok on the result with `expand_prop` (0.3), never splitting
    an affix token (such attempts fail; they do not loop).
 
@@ -39,9 +43,12 @@ special tokens are neither created nor removed, and the output depends only on
 from __future__ import annotations
 
 import random
+import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import ahocorasick
 
@@ -50,6 +57,14 @@ from filmorph.arms.stochastok import stochastok_expand
 
 VOWELS = frozenset("aeiouáàâéèêíìîóòôúùû")
 _SIZES = (2, 3, 4)
+_V = "aeiouáàâéèêíìîóòôúùû"
+# A reduplicated first syllable at a word start (lower-cased text): CV·CV (gaganda) or V·V
+# (aalis). Group 1 is the copied syllable; the cut goes right after it.
+_LETTERS = re.compile(r"[^\W\d_]+")
+# Runs of letter bytes: ASCII letters and any non-ASCII byte (refined per word with _LETTERS).
+# Words under 4 bytes cannot hold an affix plus a root or a CV-CV reduplication: skipped.
+_LETTER_BYTES = re.compile(rb"(?<![A-Za-z\x80-\xff])[A-Za-z\x80-\xff]{4,}")
+_REDUP = re.compile(rf"(?<![^\W\d_])(?:([^\W\d_{_V}][{_V}])\1|([{_V}])\2)")
 
 
 @dataclass(frozen=True)
@@ -74,25 +89,20 @@ class PatokParams:
             raise ValueError("patok window_weights must be three non-negative weights")
 
 
-def _is_letter_byte(b: int) -> bool:
-    # ASCII letters; any non-ASCII byte is taken as part of a letter (ñ, á, ...).
-    return b >= 0x80 or (0x41 <= b <= 0x5A) or (0x61 <= b <= 0x7A)
-
-
 class Patok:
     """The Patok arm for one tokenizer: `Patok(...)(ids, rng)` returns the new ids."""
 
     name = "patok"
 
     def __init__(self, token_bytes: Sequence[bytes | None], table: ExpansionTable,
-                 encode: Callable[[str], list[int]], affixes: Mapping[str, Iterable[str]],
+                 encode: Callable[[list[str]], list[list[int]]], affixes: Mapping[str, Iterable[str]],
                  params: PatokParams = PatokParams(), secondary_ids: Sequence[int] = ()):
         self.tb = token_bytes
         self.table = table
         self.params = params
         self._encode = encode
-        self._cache: dict[str, tuple[int, ...]] = {}
-        self._analysis: dict[tuple, tuple] = {}
+        self._cache: dict[bytes, tuple[int, ...]] = {}
+        self._words: dict[bytes, tuple] = {}
         self._rewritten: dict[tuple, tuple[int, ...]] = {}
         self._canon = canonical_ids(token_bytes, secondary_ids)
         kinds: dict[str, set[str]] = {}
@@ -125,16 +135,6 @@ class Patok:
         self._cum = (w[0] / total, (w[0] + w[1]) / total)
 
     # ------------------------------------------------------------------ pieces
-    def encode_piece(self, piece: str) -> tuple[int, ...]:
-        """Ids for one piece of text: a single vocab token when it is one, else the encoder's."""
-        got = self._cache.get(piece)
-        if got is None:
-            tid = self._canon.get(piece.encode("utf-8"))
-            got = (tid,) if tid is not None else tuple(self._encode(piece))
-            if len(self._cache) < 2_000_000:
-                self._cache[piece] = got
-        return got
-
     def matches(self, s: str, starts_word: bool, ends_word: bool
                 ) -> list[tuple[int, int, str]]:
         """Positionally valid affix matches (start, end, kind) in `s`; see the module doc."""
@@ -170,67 +170,67 @@ class Patok:
                         out.append((start, end, "infix"))
         return out
 
-    @staticmethod
-    def _redup_cut(low: str, p: int) -> int | None:
-        """Cut position of a reduplicated first syllable starting at `p`, if any."""
-        c0 = low[p:p + 1]
-        if not c0.isalpha():
-            return None
-        if c0 in VOWELS:
-            return p + 1 if low[p + 1:p + 2] == c0 else None
-        if low[p + 1:p + 2] in VOWELS and low[p:p + 2] == low[p + 2:p + 4]:
-            return p + 2
-        return None
-
-    def analyze(self, window: tuple[int, ...], starts_word: bool, ends_word: bool
-                ) -> tuple[bytes, str | None, list[tuple[int, int, str]], list[int], bool]:
-        """Deterministic facts about a window (memoised): its bytes, text, valid affix
-        matches, reduplication cuts at word starts, and whether affix matches overlap."""
-        key = (window, starts_word, ends_word)
-        got = self._analysis.get(key)
+    def word_facts(self, word: bytes) -> tuple[tuple[tuple[int, int, str, int], ...],
+                                                 tuple[int, int] | None]:
+        """Facts of one whole word (a run of letter bytes), memoised per word: its valid
+        affix matches as byte spans (start, end, kind, reduplication cut after a prefix or
+        -1), and its word-initial reduplication (start, cut) or None."""
+        got = self._words.get(word)
         if got is not None:
             return got
-        raw = b"".join(self.tb[t] for t in window)
         try:
-            s: str | None = raw.decode("utf-8")
+            text = word.decode("utf-8")
         except UnicodeDecodeError:
-            s = None
-        found: list[tuple[int, int, str]] = []
-        redup: list[int] = []
-        overlap = False
-        if s is not None:
-            found = self.matches(s, starts_word, ends_word)
-            spans = sorted((a, b) for a, b, _ in found)
-            overlap = any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
-            low = s.lower()
-            if len(low) == len(s):
-                for i, ch in enumerate(s):
-                    if ch.isalpha() and ((i == 0 and starts_word) or (i > 0 and not s[i - 1].isalpha())):
-                        c = self._redup_cut(low, i)
-                        if c is not None:
-                            redup.extend((i, c))
-        got = (raw, s, found, redup, overlap)
-        if len(self._analysis) < 1_000_000:
-            self._analysis[key] = got
+            got = ((), None)
+            self._words[word] = got
+            return got
+        ascii_only = len(text) == len(word)
+        facts: list[tuple[int, int, str, int]] = []
+        redup: tuple[int, int] | None = None
+        # A letter-byte run can hold non-letters (em dash); look at real letter runs only.
+        for m in _LETTERS.finditer(text):
+            a = m.start() if ascii_only else len(text[:m.start()].encode("utf-8"))
+            w = m.group()
+            low = w.lower()
+
+            def bpos(k: int, w: str = w, a: int = a) -> int:
+                return a + (k if ascii_only else len(w[:k].encode("utf-8")))
+
+            for start, end, kind in self.matches(w, True, True):
+                cut = -1
+                if kind == "prefix" and len(low) == len(w):
+                    r = _REDUP.match(low, end)
+                    if r and (r.group(1) or r.group(2)):
+                        cut = bpos(end + len(r.group(1) or r.group(2)))
+                facts.append((bpos(start), bpos(end), kind, cut))
+            if redup is None and len(low) == len(w):
+                r = _REDUP.match(low)
+                if r:
+                    redup = (bpos(0), bpos(len(r.group(1) or r.group(2))))
+        facts.sort()
+        got = (tuple(facts), redup)
+        if len(self._words) < 2_000_000:
+            self._words[word] = got
         return got
 
-    def cut_points(self, s: str, found: list[tuple[int, int, str]], redup: list[int],
-                   choice: int, counters: Counter) -> list[int]:
-        """Interior cut positions of window text `s` for affix match number `choice`
-        (-1: none) plus the reduplication cuts."""
-        cuts = set(redup)
-        if redup:
-            counters["split_redup"] += len(redup) // 2
-        if choice >= 0:
-            start, end, kind = found[choice]
-            cuts.update((start, end))
-            counters[f"split_{kind}"] += 1
-            if kind == "prefix" and len(s.lower()) == len(s):
-                c = self._redup_cut(s.lower(), end)
-                if c is not None:
-                    cuts.update((end, c))
-                    counters["split_redup"] += 1
-        return sorted(c for c in cuts if 0 < c < len(s))
+    def document_facts(self, raw: bytes) -> tuple[list[int], list[tuple], list[int],
+                                                 list[tuple[int, int]]]:
+        """Affix matches and reduplications of a whole document, as sorted byte spans:
+        (match starts, matches, redup starts, redups)."""
+        matches: list[tuple] = []
+        redups: list[tuple[int, int]] = []
+        get = self._words.get
+        for m in _LETTER_BYTES.finditer(raw):
+            w = m.group()
+            got = get(w)
+            facts, redup = got if got is not None else self.word_facts(w)
+            if facts or redup:
+                a = m.start()
+                matches.extend((x + a, y + a, kind, c + a if c >= 0 else -1)
+                               for x, y, kind, c in facts)
+                if redup:
+                    redups.append((redup[0] + a, redup[1] + a))
+        return [x[0] for x in matches], matches, [r[0] for r in redups], redups
 
     # ------------------------------------------------------------------ arm
     def __call__(self, ids: Sequence[int], rng: random.Random,
@@ -239,79 +239,170 @@ class Patok:
         counters = counters if counters is not None else Counter()
         p = self.params
         n = len(ids)
-        special = bytes(map(self.special.__getitem__, ids))
-        affix = bytes(map(self.is_affix.__getitem__, ids))
-        rand = rng.random
-        taken = bytearray(n)
-        windows: list[tuple[int, int]] = []
         attempts = int(p.contract_prop * n) if n >= 2 else 0
-        c1, c2 = self._cum
-        for _ in range(attempts):
-            r = rand()
-            k = _SIZES[0] if r < c1 else (_SIZES[1] if r < c2 else _SIZES[2])
-            k = min(k, n)
-            st = int(rand() * (n - k + 1))
-            en = st + k
-            if special.find(1, st, en) != -1 or taken.find(1, st, en) != -1:
-                counters["windows_blocked"] += 1
-                continue
-            if affix.find(1, st, en) != -1:
-                overlap = self.analyze(tuple(ids[st:en]), True, True)[4]
-                aware = p.affix_awareness_if_overlap if overlap else p.affix_awareness
-                if rand() < aware:
-                    counters["windows_skipped_affix"] += 1
-                    continue
-            taken[st:en] = b"\x01" * k
-            windows.append((st, en))
         counters["contract_attempts"] += attempts
+        windows: list[tuple[int, int]] = []
+        if attempts:
+            special = bytes(map(self.special.__getitem__, ids))
+            affix = bytes(map(self.is_affix.__getitem__, ids))
+            pieces = [b or b"" for b in map(self.tb.__getitem__, ids)]
+            raw = b"".join(pieces)
+            offsets = [0, *accumulate(map(len, pieces))]
+            facts = self.document_facts(raw)
+            rand = rng.random
+            taken = bytearray(n)
+            c1, c2 = self._cum
+            blocked = skipped = 0
+            aware_plain, aware_overlap = p.affix_awareness, p.affix_awareness_if_overlap
+            for _ in range(attempts):
+                r = rand()
+                k = min(_SIZES[0] if r < c1 else (_SIZES[1] if r < c2 else _SIZES[2]), n)
+                st = int(rand() * (n - k + 1))
+                en = st + k
+                if special.find(1, st, en) != -1 or taken.find(1, st, en) != -1:
+                    blocked += 1
+                    continue
+                if affix.find(1, st, en) != -1:
+                    aware = aware_plain
+                    if aware_overlap != aware_plain:
+                        inside = self._inside(facts, offsets[st], offsets[en])
+                        end = -1
+                        for x, y, _, _ in inside:  # sorted by start
+                            if x < end:
+                                aware = aware_overlap
+                                break
+                            end = max(end, y)
+                    if rand() < aware:
+                        skipped += 1
+                        continue
+                taken[st:en] = b"\x01" * k
+                windows.append((st, en))
+            counters["windows_blocked"] += blocked
+            counters["windows_skipped_affix"] += skipped
         if not windows:
             out = list(ids)
         else:
             windows.sort()
+            plans = [self._plan(st, en, raw, offsets, facts, rng, counters)
+                     for st, en in windows]
+            one = sum(1 for k in plans if type(k) is int)
+            cut = sum(1 for k in plans if type(k) is tuple)
+            counters["windows_contracted"] += len(plans)
+            counters["windows_to_one_token"] += one
+            counters["windows_cut"] += cut
+            fresh = self._encode_missing(plans)
             out = []
             prev = 0
-            for st, en in windows:
+            for (st, en), key in zip(windows, plans, strict=True):
                 out.extend(ids[prev:st])
-                out.extend(self._rewrite(ids, st, en, rng, counters))
+                if key is None:
+                    out.extend(ids[st:en])
+                elif type(key) is int:
+                    out.append(key)
+                else:
+                    new = fresh.get(key)
+                    if new is None:
+                        new = self._rewritten[key]
+                    if not new:
+                        counters["windows_fallback"] += 1
+                        new = ids[st:en]
+                    out.extend(new)
                 prev = en
             out.extend(ids[prev:])
         return stochastok_expand(out, self.table, rng, p.expand_prop, blocked=self.is_affix,
                                  counters=counters)
 
-    def _rewrite(self, ids: Sequence[int], st: int, en: int, rng: random.Random,
-                 counters: Counter) -> Sequence[int]:
-        tb = self.tb
-        window = tuple(ids[st:en])
-        before = tb[ids[st - 1]] if st > 0 else None
-        after = tb[ids[en]] if en < len(ids) else None
-        starts_word = not before or not _is_letter_byte(before[-1])
-        ends_word = not after or not _is_letter_byte(after[0])
-        raw, s, found, redup, _ = self.analyze(window, starts_word, ends_word)
-        if s is None:
-            counters["windows_undecodable"] += 1
-            return window
-        counters["windows_contracted"] += 1
-        choice = -2  # not affix-aware this time: re-tokenize the contracted text whole
-        if rng.random() < self.params.affix_awareness:
-            choice = int(rng.random() * len(found)) if found else -1
-        key = (window, starts_word, ends_word, choice)
-        new = self._rewritten.get(key)
-        if new is None:
-            cuts = [] if choice == -2 else self.cut_points(s, found, redup, choice, Counter())
-            pieces: list[int] = []
+    @staticmethod
+    def _inside(facts, o1: int, o2: int) -> list[tuple]:
+        """Affix matches lying wholly inside the byte range [o1, o2)."""
+        starts, matches = facts[0], facts[1]
+        out = []
+        for i in range(bisect_left(starts, o1), len(starts)):
+            if starts[i] >= o2:
+                break
+            if matches[i][1] <= o2:
+                out.append(matches[i])
+        return out
+
+    def _plan(self, st: int, en: int, raw: bytes, offsets: list[int], facts,
+              rng: random.Random, counters: Counter) -> tuple | int | None:
+        """Decide a window's cuts (drawing from `rng`). Returns the rewrite key (window
+        bytes, cut offsets) for a window with morpheme cuts; for one without, the single
+        token its text is, or None (the window keeps its ids)."""
+        o1, o2 = offsets[st], offsets[en]
+        # a window edge inside a UTF-8 character (byte-level BPE): leave it as it is
+        if (o1 < len(raw) and 0x80 <= raw[o1] < 0xC0) or (o2 < len(raw) and 0x80 <= raw[o2] < 0xC0):
+            return None
+        span = raw[o1:o2]
+        if rng.random() >= self.params.affix_awareness:
+            return self._canon.get(span)
+        starts, rstarts = facts[0], facts[2]
+        cuts: set[int] | None = None
+        i = bisect_left(starts, o1)
+        if i < len(starts) and starts[i] < o2:
+            found = self._inside(facts, o1, o2)
+            if found:
+                start, end, kind, rcut = found[int(rng.random() * len(found))]
+                cuts = {start, end}
+                counters[f"split_{kind}"] += 1
+                if 0 <= rcut <= o2:
+                    cuts.add(rcut)
+                    counters["split_redup"] += 1
+        i = bisect_left(rstarts, o1)
+        if i < len(rstarts) and rstarts[i] < o2:
+            redups = facts[3]
+            for k in range(i, len(rstarts)):
+                if rstarts[k] >= o2:
+                    break
+                a, c = redups[k]
+                if c <= o2:
+                    if cuts is None:
+                        cuts = set()
+                    cuts.update((a, c))
+                    counters["split_redup"] += 1
+        if not cuts:
+            return self._canon.get(span)
+        return (span, tuple(sorted(c - o1 for c in cuts if o1 < c < o2)))
+
+    def _encode_missing(self, plans: list) -> dict[tuple, tuple[int, ...]]:
+        """Rewrites of this document's keys not yet memoised, encoding every piece that is
+        neither a vocabulary token nor cached in one batch call. () marks a fallback."""
+        todo = {k: None for k in plans if type(k) is tuple and k not in self._rewritten}
+        fresh: dict[tuple, tuple[int, ...]] = {}
+        if not todo:
+            return fresh
+        cache, canon = self._cache, self._canon
+        missing: dict[bytes, None] = {}
+        for span, cuts in todo:
             prev = 0
-            for c in (*cuts, len(s)):
-                pieces.extend(self.encode_piece(s[prev:c]))
+            for c in (*cuts, len(span)):
+                piece = span[prev:c]
+                if piece not in cache and piece not in canon:
+                    missing[piece] = None
                 prev = c
-            ok = b"".join(tb[t] if tb[t] is not None else b"\x00" for t in pieces) == raw
-            new = tuple(pieces) if ok else ()
+        if missing:
+            pieces = list(missing)
+            for piece, got in zip(pieces, self._encode([p.decode("utf-8") for p in pieces]),
+                                  strict=True):
+                missing[piece] = tuple(got)
+                if len(cache) < 2_000_000:
+                    cache[piece] = missing[piece]
+        tb = self.tb
+        for key in todo:
+            span, cuts = key
+            new_ids: list[int] = []
+            prev = 0
+            for c in (*cuts, len(span)):
+                piece = span[prev:c]
+                tid = canon.get(piece)
+                if tid is not None:
+                    new_ids.append(tid)
+                else:
+                    got = missing.get(piece)
+                    new_ids.extend(got if got is not None else cache[piece])
+                prev = c
+            ok = b"".join(tb[t] or b"\x00" for t in new_ids) == span
+            fresh[key] = tuple(new_ids) if ok else ()
             if len(self._rewritten) < 1_000_000:
-                self._rewritten[key] = new
-        if not new:
-            counters["windows_fallback"] += 1
-            return window
-        if choice >= 0:
-            counters[f"split_{found[choice][2]}"] += 1
-        if choice != -2 and redup:
-            counters["split_redup"] += len(redup) // 2
-        return new
+                self._rewritten[key] = fresh[key]
+        return fresh
