@@ -98,3 +98,21 @@ def test_cli_error_exit_code(tmp_path, capsys):
     rc = C.main(["split", "--input", str(src), "--num-chunks", "1", "--out-dir",
                  str(tmp_path / "o")])
     assert rc == 2 and "c.jsonl:1:" in capsys.readouterr().err
+
+
+def test_fetch_hf_streams_a_dataset_dir(tmp_path, monkeypatch):
+    """The hub path (datasets.load_dataset, streaming) on a local dataset dir: order kept,
+    bad texts passed on for split_corpus's policy, no token needed or written."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    data = tmp_path / "ds"
+    data.mkdir()
+    rows = [{"text": "Kumain ka na?"}, {"text": ""}, {"text": "Oo, salamat."}]
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "source.jsonl.gz"
+    res = C.fetch_hf(str(data), out, split="train", text_field="text", progress=False)
+    assert res["records"] == 3
+    with gzip.open(out, "rt", encoding="utf-8") as fh:
+        assert [json.loads(line) for line in fh] == rows
+    counts = C.split_corpus(out, tmp_path / "chunks", 1, id_prefix="hf", on_bad_record="skip")
+    assert counts["documents_out"] == 2 and counts["skipped"]["empty_text"] == 1
+    assert "token" not in json.dumps(res).lower()
