@@ -56,7 +56,8 @@ from filmorph.arms.expansions import ExpansionTable, canonical_ids
 from filmorph.arms.stochastok import stochastok_expand
 
 VOWELS = frozenset("aeiouáàâéèêíìîóòôúùû")
-_SIZES = (2, 3, 4)
+_SPLIT_KEY = {k: f"split_{k}" for k in ("prefix", "infix", "suffix")}
+_ONES = {k: b"\x01" * k for k in range(1, 5)}
 _V = "aeiouáàâéèêíìîóòôúùû"
 # A reduplicated first syllable at a word start (lower-cased text): CV·CV (gaganda) or V·V
 # (aalis). Group 1 is the copied syllable; the cut goes right after it.
@@ -101,6 +102,8 @@ class Patok:
         self.table = table
         self.params = params
         self._encode = encode
+        self._tb0 = [b or b"" for b in token_bytes]  # specials spell nothing
+        self._tblen = [len(b) for b in self._tb0]
         self._cache: dict[bytes, tuple[int, ...]] = {}
         self._words: dict[bytes, tuple] = {}
         self._rewritten: dict[tuple, tuple[int, ...]] = {}
@@ -245,21 +248,22 @@ class Patok:
         if attempts:
             special = bytes(map(self.special.__getitem__, ids))
             affix = bytes(map(self.is_affix.__getitem__, ids))
-            pieces = [b or b"" for b in map(self.tb.__getitem__, ids)]
-            raw = b"".join(pieces)
-            offsets = [0, *accumulate(map(len, pieces))]
+            raw = b"".join(map(self._tb0.__getitem__, ids))
+            offsets = [0, *accumulate(map(self._tblen.__getitem__, ids))]
             facts = self.document_facts(raw)
             rand = rng.random
-            taken = bytearray(n)
+            taken = bytearray(special)  # specials block windows like taken positions do
             c1, c2 = self._cum
             blocked = skipped = 0
             aware_plain, aware_overlap = p.affix_awareness, p.affix_awareness_if_overlap
             for _ in range(attempts):
                 r = rand()
-                k = min(_SIZES[0] if r < c1 else (_SIZES[1] if r < c2 else _SIZES[2]), n)
+                k = 2 if r < c1 else (3 if r < c2 else 4)
+                if k > n:
+                    k = n
                 st = int(rand() * (n - k + 1))
                 en = st + k
-                if special.find(1, st, en) != -1 or taken.find(1, st, en) != -1:
+                if taken.find(1, st, en) != -1:
                     blocked += 1
                     continue
                 if affix.find(1, st, en) != -1:
@@ -275,7 +279,7 @@ class Patok:
                     if rand() < aware:
                         skipped += 1
                         continue
-                taken[st:en] = b"\x01" * k
+                taken[st:en] = _ONES[k]
                 windows.append((st, en))
             counters["windows_blocked"] += blocked
             counters["windows_skipped_affix"] += skipped
@@ -344,7 +348,7 @@ class Patok:
             if found:
                 start, end, kind, rcut = found[int(rng.random() * len(found))]
                 cuts = {start, end}
-                counters[f"split_{kind}"] += 1
+                counters[_SPLIT_KEY[kind]] += 1
                 if 0 <= rcut <= o2:
                     cuts.add(rcut)
                     counters["split_redup"] += 1
