@@ -1,9 +1,21 @@
 """The three tokenization arms. Each maps one document's token ids to new token ids.
 
 - ``vanilla``: the tokenizer's own ids, unchanged.
-- ``stochastok``: :func:`filmorph.arms.stochastok.stochastok_expand` (Sims et al., 2025).
-- ``patok``: :class:`filmorph.arms.patok.Patok`, affix-aware contract-then-expand
-  (algorithm in that module's docstring).
+- ``stochastok`` (Sims et al., 2025; :func:`filmorph.arms.stochastok.stochastok_expand`):
+  floor(p·n) attempts (p = `expand_prop`, 0.1), each picking a position uniformly in the
+  current sequence and, if its token has expansions, replacing it by a uniformly chosen
+  pair of tokens whose bytes concatenate to its bytes (the table of
+  :mod:`filmorph.arms.expansions`; SentencePiece ``▁`` and byte-fallback pieces and
+  byte-level BPE handled on bytes). O(n) per document.
+- ``patok`` (:class:`filmorph.arms.patok.Patok`), affix-aware contract-then-expand for
+  Filipino: (1) floor(contract_prop·n) attempts at disjoint windows of 2-4 tokens (weights
+  0.35/0.35/0.30), skipping windows that hold an affix token with probability
+  `affix_awareness` (0.95; 0.75 when affix matches overlap); (2) with probability
+  `affix_awareness` a window's text is cut at a positionally valid prefix / infix / suffix
+  found by Aho-Corasick over the affix inventory, and at reduplicated first syllables
+  (gaganda -> ga|ganda); (3) cut windows are re-tokenized piece by piece, cut-free ones
+  contract to one token when their text is one; (4) StochasTok with `expand_prop` (0.3)
+  on the result, never splitting affix tokens. Details in that module's docstring.
 
 Arms take a `random.Random` seeded by the caller from (seed, arm, document id)
 (:func:`filmorph.rng.rng_for`); they open no files and know no file formats.
