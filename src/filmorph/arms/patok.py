@@ -138,39 +138,24 @@ class Patok:
         self._cum = (w[0] / total, (w[0] + w[1]) / total)
 
     # ------------------------------------------------------------------ pieces
-    def matches(self, s: str, starts_word: bool, ends_word: bool
-                ) -> list[tuple[int, int, str]]:
-        """Positionally valid affix matches (start, end, kind) in `s`; see the module doc."""
-        low = s.lower()
-        if len(low) != len(s):
+    def matches(self, word: str) -> list[tuple[int, int, str]]:
+        """Positionally valid affix matches (start, end, kind) in one whole word: a prefix at
+        its start, a suffix at its end, an infix right after its first consonant, each
+        leaving at least `min_root_chars` letters of root (2 after an infix)."""
+        low = word.lower()
+        if len(low) != len(word):
             return []
-        n = len(s)
+        n = len(word)
         min_root = self.params.min_root_chars
         out = []
         for end_idx, (length, kinds) in self.automaton.iter(low):
             start, end = end_idx - length + 1, end_idx + 1
-            at_word_start = (start == 0 and starts_word) or (start > 0 and not s[start - 1].isalpha())
-            if "prefix" in kinds and at_word_start:
-                j = end
-                while j < n and s[j].isalpha():
-                    j += 1
-                if j - end >= min_root:
-                    out.append((start, end, "prefix"))
-            if "suffix" in kinds and ((end == n and ends_word) or (end < n and not s[end].isalpha())):
-                j = start
-                while j > 0 and s[j - 1].isalpha():
-                    j -= 1
-                if start - j >= min_root and not (j == 0 and not starts_word):
-                    out.append((start, end, "suffix"))
-            if "infix" in kinds and start >= 1 and s[start - 1].isalpha() \
-                    and s[start - 1].lower() not in VOWELS:
-                w0 = start - 1
-                if (w0 == 0 and starts_word) or (w0 > 0 and not s[w0 - 1].isalpha()):
-                    j = end
-                    while j < n and s[j].isalpha():
-                        j += 1
-                    if j - end >= 2:
-                        out.append((start, end, "infix"))
+            if "prefix" in kinds and start == 0 and n - end >= min_root:
+                out.append((start, end, "prefix"))
+            if "suffix" in kinds and end == n and start >= min_root:
+                out.append((start, end, "suffix"))
+            if "infix" in kinds and start == 1 and low[0] not in VOWELS and n - end >= 2:
+                out.append((start, end, "infix"))
         return out
 
     def word_facts(self, word: bytes) -> tuple[tuple[tuple[int, int, str, int], ...],
@@ -199,7 +184,7 @@ class Patok:
             def bpos(k: int, w: str = w, a: int = a) -> int:
                 return a + (k if ascii_only else len(w[:k].encode("utf-8")))
 
-            for start, end, kind in self.matches(w, True, True):
+            for start, end, kind in self.matches(w):
                 cut = -1
                 if kind == "prefix" and len(low) == len(w):
                     r = _REDUP.match(low, end)
