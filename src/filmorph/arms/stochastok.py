@@ -18,10 +18,13 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     by an earlier expansion can be split again); if its token has expansions (and is not
     `blocked`), it is replaced by one of its pairs chosen uniformly. Failed attempts count.
 
-    Positions are drawn in O(1) without rebuilding the list: each original position
-    ("slot") holds its current pieces; a slot is drawn uniformly and accepted with
-    probability pieces/max_pieces (rejection sampling), then a piece uniformly within
-    it — exactly uniform over current positions. Total work is O(len(ids)).
+    Positions are drawn in O(1) without rebuilding the list. Each original position
+    ("slot") holds its current pieces. With L = unexpanded slots + pieces of expanded
+    slots, an attempt first picks the region: the expanded pieces with probability
+    pieces/L, else an unexpanded slot uniformly (redrawn if it was expanded). Within the
+    expanded region a slot is drawn uniformly and accepted with probability
+    size/max_size (rejection sampling), then a piece uniformly within it. Every current
+    position thus has probability 1/L, and the total work is O(len(ids)).
     """
     n0 = len(ids)
     attempts = int(expand_prop * n0)
@@ -30,20 +33,28 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     offsets, lefts, rights = table.offsets, table.lefts, table.rights
     rand = rng.random
     slots: dict[int, list[int]] = {}
-    maxc = 1
+    expanded: list[int] = []  # slots with more than one piece, in expansion order
+    pieces_in_expanded = 0
+    maxc = 2
     done = 0
     for _ in range(attempts):
-        while True:
-            s = int(rand() * n0)
-            pieces = slots.get(s)
-            c = 1 if pieces is None else len(pieces)
-            if c == maxc or rand() * maxc < c:
-                break
-        if pieces is None:
-            j, tid = 0, ids[s]
-        else:
+        if pieces_in_expanded and rand() * (n0 - len(expanded) + pieces_in_expanded) \
+                < pieces_in_expanded:
+            while True:
+                s = expanded[int(rand() * len(expanded))]
+                pieces = slots[s]
+                c = len(pieces)
+                if c == maxc or rand() * maxc < c:
+                    break
             j = int(rand() * c)
             tid = pieces[j]
+        else:
+            while True:
+                s = int(rand() * n0)
+                if s not in slots:
+                    break
+            pieces = None
+            tid = ids[s]
         lo = offsets[tid]
         k = offsets[tid + 1] - lo
         if k == 0 or (blocked is not None and blocked[tid]):
@@ -51,10 +62,13 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
         m = lo + int(rand() * k)
         if pieces is None:
             slots[s] = [lefts[m], rights[m]]
+            expanded.append(s)
+            pieces_in_expanded += 2
         else:
             pieces[j:j + 1] = (lefts[m], rights[m])
-        if c + 1 > maxc:
-            maxc = c + 1
+            pieces_in_expanded += 1
+            if c + 1 > maxc:
+                maxc = c + 1
         done += 1
     if counters is not None:
         counters["expand_attempts"] += attempts
