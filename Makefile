@@ -10,12 +10,13 @@ TARGET ?= all
 .PHONY: setup run test lint clean
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: $(ENVS) pyproject.toml
+$(VENV)/.installed: $(ENVS) envs/nodeps.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip pyyaml==6.0.3
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) envs/pip_requirements.py $(ENVS) > $(VENV)/requirements.txt
 	$(PY) -m pip install -q -r $(VENV)/requirements.txt
+	$(PY) -m pip install -q --no-deps -r envs/nodeps.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

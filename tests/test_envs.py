@@ -46,3 +46,14 @@ def test_installed_versions_are_the_pins(path):
         except PackageNotFoundError:
             pytest.fail(f"{name} from {path.name} is not installed")
         assert got.split("+")[0] == pinned, f"{name}: installed {got}, pinned {pinned}"
+
+
+def test_nodeps_list_is_pinned_and_installed():
+    path = Path(__file__).resolve().parents[1] / "envs" / "nodeps.txt"
+    reqs = [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert reqs
+    for d in reqs:
+        assert re.fullmatch(r"[\w.-]+==\d[\w.+]*", d), d
+        name, pinned = d.split("==")
+        assert version(name) == pinned
