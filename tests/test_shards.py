@@ -100,3 +100,37 @@ def test_gpt_dataset_builds_over_shards(tmp_path):
         assert item["loss_mask"][p] == 0
         if p + 1 < 16:
             assert item["position_ids"][p + 1] == 0
+
+
+def test_atomic_path_replaces_a_directory(tmp_path):
+    final = tmp_path / "tok"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no leftovers
+
+
+def test_replace_path_restores_the_old_directory_on_failure(tmp_path, monkeypatch):
+    import os
+
+    from filmorph import io
+
+    final = tmp_path / "ckpt"
+    final.mkdir()
+    (final / "weights").write_text("old")
+    new = tmp_path / "new"
+    new.mkdir()
+    real_replace = os.replace
+
+    def flaky(src, dst):
+        if str(src) == str(new):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", flaky)
+    with pytest.raises(OSError):
+        io.replace_path(new, final)
+    assert (final / "weights").read_text() == "old"

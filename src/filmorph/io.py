@@ -12,6 +12,24 @@ from pathlib import Path
 from typing import Any
 
 
+def replace_path(tmp: str | Path, final: str | Path) -> None:
+    """Rename `tmp` to `final`. An existing directory `final` is moved aside first and put
+    back if the rename fails, so `final` is always either the old or the new version."""
+    tmp, final = Path(tmp), Path(final)
+    if final.is_dir() and not final.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent)) / "old"
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)
+            raise
+        finally:
+            shutil.rmtree(old.parent, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 @contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it to `final` only on success.
@@ -27,9 +45,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     tmp.unlink()
     try:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_path(tmp, final)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

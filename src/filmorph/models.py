@@ -27,9 +27,7 @@ import argparse
 import copy
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -38,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from filmorph.io import atomic_path
 from filmorph.tokenizers import _ensure_fast, _gemma3_gguf_path, _sha256, default_cache_dir
 
 if TYPE_CHECKING:  # torch / transformers are imported lazily: importing them costs seconds
@@ -236,9 +235,8 @@ def save_checkpoint(
     fresh.eval()
     n_params = sum(p.numel() for p in fresh.parameters())  # parameters() yields tied ones once
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
         fresh.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         for required in ("config.json", "model.safetensors", "tokenizer.json"):
@@ -281,22 +279,6 @@ def save_checkpoint(
         )
         (tmp / META_FILENAME).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
         _relax_permissions(tmp)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old.tmp"))
-            try:
-                os.replace(out_dir, old / "dir")
-                try:
-                    os.replace(tmp, out_dir)
-                except BaseException:
-                    os.replace(old / "dir", out_dir)  # put the previous checkpoint back
-                    raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -32,12 +32,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filmorph.io import atomic_path
 
 if TYPE_CHECKING:  # transformers is imported lazily: importing it costs seconds
     import tiktoken
@@ -401,9 +402,8 @@ def save_tokenizer(
     _check_no_secrets(spec)
     out_dir = Path(out_dir)
     tok = load_tokenizer(spec) if tokenizer is None else _ensure_fast(tokenizer, "tokenizer=")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
         tok.save_pretrained(str(tmp))
         tokenizer_json = tmp / "tokenizer.json"
         if not tokenizer_json.is_file():
@@ -423,16 +423,6 @@ def save_tokenizer(
             "tokenizers_version": tokenizers.__version__,
         }
         (tmp / META_FILENAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, old / "dir")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return meta
 
 
