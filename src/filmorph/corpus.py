@@ -28,10 +28,9 @@ import gzip
 import io
 import json
 import math
-import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -330,20 +329,6 @@ def synthesize(out_path: str | Path, target_bytes: int, *, seed: int = 0,
             written += len(text.encode("utf-8"))
             n += 1
     return {"documents": n, "text_bytes": written, "seed": seed}
-
-
-def resolve_source(corpus_cfg: Mapping[str, Any], fetched_path: str | Path | None = None) -> Path:
-    """The local file a corpus config reads from (the fetched file for `hf`)."""
-    source = corpus_cfg["source"]
-    if source == "embedded":
-        return embedded_corpus_path()
-    if source == "local":
-        return Path(os.path.expandvars(os.path.expanduser(corpus_cfg["path"])))
-    if source in ("hf", "synthetic"):
-        if fetched_path is None:
-            raise ValueError(f"corpus source {source!r} needs its fetched/synthesized file")
-        return Path(fetched_path)
-    raise ValueError(f"unknown corpus source {source!r}")
 
 
 class _NoBar:

@@ -125,21 +125,22 @@ def prepare(family: str, spec: Mapping[str, Any], out_dir: str | Path) -> dict[s
     tok = load_tokenizer(spec)
     with atomic_path(out_dir) as tmp:
         meta = save_tokenizer(spec, tmp, tokenizer=tok)
-        save_token_bytes(token_bytes(tok), tmp / TOKEN_BYTES_FILE)
-        meta.update(family=family, byte_fallback_ids=byte_fallback_ids(tok))
-        write_json_atomic(tmp / "tokenizer_meta.json", meta)
-        meta["expansion_table"] = build_tables(tmp)
+        tb = token_bytes(tok)
+        secondary = byte_fallback_ids(tok)
+        save_token_bytes(tb, tmp / TOKEN_BYTES_FILE)
+        meta.update(family=family, byte_fallback_ids=secondary,
+                    expansion_table=build_tables(tb, secondary, tmp / TABLES_FILE))
         write_json_atomic(tmp / "tokenizer_meta.json", meta)
     return meta
 
 
-def build_tables(tokenizer_dir: str | Path) -> dict[str, Any]:
-    """Build and save the family's expansion table into the tokenizer dir; return stats."""
-    fam = Family(tokenizer_dir, need_table=False)
+def build_tables(tb: Sequence[bytes | None], secondary: Sequence[int],
+                 out_path: str | Path) -> dict[str, Any]:
+    """Build the family's expansion table, save it to `out_path`; return its stats."""
     t0 = time.perf_counter()
-    table = ExpansionTable.build(fam.token_bytes, fam.secondary)
+    table = ExpansionTable.build(tb, secondary)
     seconds = time.perf_counter() - t0
-    with atomic_path(fam.dir / TABLES_FILE) as tmp:
+    with atomic_path(out_path) as tmp:
         table.save(tmp)
     expandable = sum(1 for t in range(table.vocab_size)
                      if table.offsets[t + 1] > table.offsets[t])
@@ -208,19 +209,11 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
     t0 = time.perf_counter()
     meta = read_json(Path(tokenizer_dir) / "tokenizer_meta.json")
     counts = Counter()
-    docs_in = 0
     bar = _progress(None, f"{arm} {Path(chunk).name}", progress)
-
-    def docs() -> Iterator[tuple[str, str]]:
-        nonlocal docs_in
-        for doc in read_chunk(chunk):
-            docs_in += 1
-            yield doc
-
-    doc_ids: list[str] = []
+    doc_ids: list[str] = []  # chunk order = shard order; its length counts documents in
 
     def id_tracked() -> Iterator[tuple[str, str]]:
-        for doc in docs():
+        for doc in read_chunk(chunk):
             doc_ids.append(doc[0])
             yield doc
 
@@ -264,8 +257,8 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
         "tokenizer": {k: meta.get(k) for k in ("family", "vocab_size", "eos_id",
                                                 "tokenizer_json_sha256")},
         "eod_id": int(meta["eos_id"]), "dtype": np.dtype(writer.dtype).name,
-        "documents_in": docs_in, "documents_out": writer.documents,
-        "documents_skipped": docs_in - writer.documents,
+        "documents_in": len(doc_ids), "documents_out": writer.documents,
+        "documents_skipped": len(doc_ids) - writer.documents,
         "text_bytes": text_bytes, "words": words, "vanilla_tokens": vanilla_tokens,
         "tokens": tokens, "eod_tokens": writer.documents, "tokens_written": writer.tokens,
         "token_ratio": round(tokens / vanilla_tokens, 6) if vanilla_tokens else None,
