@@ -254,3 +254,27 @@ def test_cli_help(capsys):
     text = capsys.readouterr().out
     for word in ("--name", "--out", "--dtype", "--cache-dir", *M.GGUF_MODELS):
         assert word in text
+
+
+@pytest.mark.parametrize(("family", "arch"), [("llama", "llama"), ("gemma", "gemma3_text")])
+def test_random_model_matches_family_tokenizer(family, arch, family_dirs, tmp_path):
+    """A random-init base model takes vocab and special ids from the family's tokenizer, is a pure
+    function of its seed, and loads as an ordinary checkpoint."""
+    from filmorph.tokenize import Family
+
+    fam = Family(family_dirs[family])
+    spec = {"source": "random", "architecture": arch, "seed": 7, "config": {"num_hidden_layers": 1}}
+    meta = M.prepare_model(spec, tmp_path / "a", tokenizer_dir=family_dirs[family])
+    assert meta["vocab_size"] == fam.vocab_size and meta["eos_id"] == fam.eod_id
+    model, tok = M.load_causal_lm(tmp_path / "a")
+    assert model.config.model_type == arch and model.config.num_hidden_layers == 1
+    assert model.config.eos_token_id == fam.eod_id == tok.eos_token_id
+    again = M.prepare_model(spec, tmp_path / "b", tokenizer_dir=family_dirs[family])
+    other = M.prepare_model({**spec, "seed": 8}, tmp_path / "c", tokenizer_dir=family_dirs[family])
+    assert again == meta and other["num_parameters"] == meta["num_parameters"]
+    a, b, c = ((tmp_path / d / "model.safetensors").read_bytes() for d in "abc")
+    assert a == b and a != c
+    with pytest.raises(ValueError, match="tokenizer dir"):
+        M.prepare_model(spec, tmp_path / "d")
+    with pytest.raises(ValueError, match="cannot be prepared"):
+        M.prepare_model({"source": "local", "path": "x"}, tmp_path / "e")

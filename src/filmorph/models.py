@@ -53,6 +53,8 @@ __all__ = [
     "load_gguf",
     "main",
     "materialize_gguf",
+    "prepare_model",
+    "random_model",
     "save_checkpoint",
 ]
 
@@ -341,6 +343,131 @@ def materialize_gguf(
 
 
 # --------------------------------------------------------------------------------------------
+# base models from a config spec
+# --------------------------------------------------------------------------------------------
+
+#: architectures ``random_model`` can build: model_type -> default (tiny) sizes
+RANDOM_ARCHITECTURES: Mapping[str, dict[str, Any]] = MappingProxyType(
+    {
+        "llama": {
+            "hidden_size": 64,
+            "intermediate_size": 192,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": True,
+            "rope_theta": 500000.0,
+        },
+        "gemma3_text": {
+            "hidden_size": 64,
+            "intermediate_size": 192,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "max_position_embeddings": 2048,
+            "sliding_window": 512,
+            "tie_word_embeddings": True,
+        },
+        "gemma2": {
+            "hidden_size": 64,
+            "intermediate_size": 192,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "max_position_embeddings": 2048,
+            "sliding_window": 512,
+            "tie_word_embeddings": True,
+        },
+    }
+)
+
+
+def random_model(
+    architecture: str,
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """Write a randomly initialised model of ``architecture`` (a key of
+    :data:`RANDOM_ARCHITECTURES`) with the tokenizer in ``tokenizer_dir`` as an HF checkpoint.
+
+    The vocabulary size and the bos/eos/pad ids come from the tokenizer, so the model matches the
+    family's shards; ``config`` overrides the default sizes (e.g. the real 1B shape).  The
+    weights are a pure function of (architecture, sizes, tokenizer, ``seed``).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(RANDOM_ARCHITECTURES)}")
+    tok = _ensure_fast(
+        AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True), f"{tokenizer_dir}"
+    )
+    sizes = {**RANDOM_ARCHITECTURES[architecture], **dict(config or {})}
+    sizes.update(
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    cfg = AutoConfig.for_model(architecture, **sizes)
+    torch.manual_seed(int(seed))
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.eval()
+    meta = {"name": f"random-{architecture}", "source": "random", "seed": int(seed), "sizes": sizes}
+    return save_checkpoint(model, tok, out_dir, meta=meta, dtype=dtype)
+
+
+def download_model(repo_id: str, out_dir: str | Path, *, revision: str | None = None) -> dict[str, Any]:
+    """Download a Hub model (weights, config, tokenizer files) into ``out_dir`` atomically, for
+    compute nodes without internet.  The token comes from ``HF_TOKEN`` via huggingface_hub."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+    with atomic_path(out_dir) as tmp:
+        snapshot_download(repo_id, revision=revision, local_dir=str(tmp), allow_patterns=patterns)
+        meta = {"name": repo_id, "source": "hf", "revision": revision}
+        (tmp / META_FILENAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        _relax_permissions(tmp)
+    return meta
+
+
+def prepare_model(
+    spec: Mapping[str, Any], out_dir: str | Path, *, tokenizer_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Write the base model a config ``spec`` names as an HF checkpoint dir ``out_dir``.
+
+    ``spec["source"]``: ``gguf_package`` (``name``: a key of :data:`GGUF_MODELS`, ``dtype``),
+    ``hf`` (``id``, ``revision``: downloaded from the Hub), ``random`` (``architecture``,
+    ``config``, ``seed``, ``dtype``; needs ``tokenizer_dir``).  ``local`` checkpoints are used
+    in place and need no preparing.
+    """
+    source = spec.get("source")
+    if source == "gguf_package":
+        return materialize_gguf(spec["name"], out_dir, dtype=spec.get("dtype") or "float32")
+    if source == "hf":
+        return download_model(spec["id"], out_dir, revision=spec.get("revision"))
+    if source == "random":
+        if tokenizer_dir is None:
+            raise ValueError("a random model needs the family's tokenizer dir")
+        return random_model(
+            spec["architecture"],
+            tokenizer_dir,
+            out_dir,
+            config=spec.get("config") or {},
+            seed=int(spec.get("seed") or 0),
+            dtype=spec.get("dtype") or "float32",
+        )
+    raise ValueError(f"model source {source!r} cannot be prepared (gguf_package, hf, random)")
+
+
+# --------------------------------------------------------------------------------------------
 # loading checkpoints
 # --------------------------------------------------------------------------------------------
 
@@ -415,6 +542,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where the Gemma 3 GGUF is assembled (default: $FILMORPH_CACHE_DIR or ~/.cache/filmorph)",
     )
+    pr = sub.add_parser(
+        "prepare",
+        help="write the base model a config spec names (gguf_package, hf, random) as a checkpoint",
+        description="Write the model of --spec (a JSON object: source gguf_package|hf|random, see "
+        "config/README.md) as an HF checkpoint directory --out, atomically; print its meta JSON.",
+    )
+    pr.add_argument("--spec", required=True, help="model spec as JSON")
+    pr.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    pr.add_argument("--tokenizer-dir", type=Path, default=None, help="family tokenizer (source random)")
     return p
 
 
@@ -422,7 +558,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "materialize":
         meta = materialize_gguf(args.name, args.out, dtype=args.dtype, cache_dir=args.cache_dir)
-        print(json.dumps(meta, indent=1))
+    else:
+        meta = prepare_model(json.loads(args.spec), args.out, tokenizer_dir=args.tokenizer_dir)
+    print(json.dumps(meta, indent=1, default=str))
     return 0
 
 
