@@ -1,0 +1,68 @@
+"""Benchmark generators: PACUTE, hierarchical, CUTE, LangGame and multi-digit addition.
+
+Every item follows the schema of :mod:`filmorph.items`. ``generate(benchmark, fmt, n, seed)``
+gives exactly ``n`` items per task, MCQ (4 options, gold at a seeded random position) or GEN (free
+answer, ``stop=["\\n"]``); every random choice comes from ``filmorph.rng.rng_for(seed, purpose,
+key)`` with a key naming the task and the pool entry, so output is a pure function of the
+arguments, and the MCQ and GEN files of one seed ask the same questions. ``convert`` reads files
+published in the upstream schemas (see :mod:`filmorph.benchmarks.convert`).
+
+The generators are described in their modules: :mod:`.pacute`, :mod:`.hierarchical`,
+:mod:`.cute`, :mod:`.langgame`, :mod:`.addition`; the lexical data in :mod:`.lexicon`, the
+affixation rules in :mod:`.morph`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ..items import FORMATS, Item
+from .common import Task, capacity, make_items
+from .convert import SCHEMAS, convert
+
+BENCHMARKS = ("pacute", "hierarchical", "cute", "langgame", "addition")
+
+__all__ = ["BENCHMARKS", "SCHEMAS", "convert", "generate", "max_items_per_task", "tasks"]
+
+
+@cache
+def _tasks(benchmark: str) -> tuple[Task, ...]:
+    if benchmark == "pacute":
+        from .pacute import TASKS
+    elif benchmark == "hierarchical":
+        from .hierarchical import TASKS
+    elif benchmark == "cute":
+        from .cute import TASKS
+    elif benchmark == "langgame":
+        from .langgame import TASKS
+    elif benchmark == "addition":
+        from .addition import TASKS
+    else:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+    return TASKS
+
+
+def tasks(benchmark: str) -> list[str]:
+    """The task names of ``benchmark``, in their stable order."""
+    return [t.name for t in _tasks(benchmark)]
+
+
+def generate(benchmark: str, fmt: str, items_per_task: int, seed: int) -> list[Item]:
+    """``items_per_task`` items of every task of ``benchmark`` in format ``fmt`` (``mcq`` or ``gen``).
+
+    Deterministic in its arguments; ValueError if the lexical data cannot supply that many
+    distinct items for a task (the message names the task and the maximum)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if not isinstance(items_per_task, int) or items_per_task < 1:
+        raise ValueError(f"items_per_task must be a positive integer, got {items_per_task!r}")
+    out: list[Item] = []
+    for task in _tasks(benchmark):
+        out += make_items(benchmark, task, fmt, items_per_task, int(seed))
+    return out
+
+
+def max_items_per_task(benchmark: str, seed: int = 0) -> dict[str, int]:
+    """{task: how many distinct items the data supply} (slow for langgame and addition, whose
+    pools are random draws: there it counts distinct questions among the draws)."""
+    return {t.name: capacity(benchmark, t, seed) for t in _tasks(benchmark)}
