@@ -1,0 +1,21 @@
+"""Continued pretraining (CPT) of a family's base model on one arm's shards.
+
+One interface, several engines (``train.engine`` in the config):
+
+* ``hf`` (:mod:`filmorph.train.hf`): plain PyTorch over transformers models; CPU or GPU,
+  one process or DDP. The engine of the embedded default config and of CI.
+* ``megatron`` / ``automodel``: the GPU engines (modules of their own that import their
+  libraries lazily; not part of this package yet).
+
+Shared parts: :mod:`~filmorph.train.config` (the ``train:`` section, validated),
+:mod:`~filmorph.train.data` (megatron-core ``GPTDataset`` blend with document-boundary
+semantics), :mod:`~filmorph.train.common` (run-dir layout, pre-flight check, LR schedule,
+checkpoint/resume bookkeeping, metrics, FLOPs/MFU, distributed launch environment).
+
+Command line: ``python -m filmorph.train --help``. Importing this package imports neither
+torch nor any engine library.
+"""
+
+from filmorph.train.config import ENGINES, TrainConfig
+
+__all__ = ["ENGINES", "TrainConfig"]
