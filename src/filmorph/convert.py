@@ -1,0 +1,883 @@
+"""Checkpoint conversion for the ``megatron`` engine, with the checks that make the published
+run's two conversion bugs impossible.
+
+* :func:`import_checkpoint`: HF base model → Megatron ``torch_dist`` checkpoint (Megatron-Bridge's
+  provider path: ``AutoBridge.from_hf_pretrained(dir).to_megatron_provider(load_weights=True)``,
+  ``provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)`` and
+  ``save_megatron_model`` inside a one-process gloo group; ``gradient_accumulation_fusion`` off,
+  which needs no APEX). ``AutoBridge.import_ckpt`` cannot switch that fusion off.
+* :func:`verify` (:func:`verify_import`, :func:`verify_export`): the logits of a converted model
+  on a fixed batch of token ids must equal the HF model's within a tolerance (fp32 on both
+  sides), else :class:`VerificationError` with the max abs difference and the argmax
+  agreement. The published run most likely trained from scratch because its loader read only
+  the non-sharded part of a distributed checkpoint; a model whose weights were not loaded has
+  logits that differ by O(1) and fails here. Its export sliced the fused QKV weight
+  contiguously (Q | K | V) although Megatron fuses it per query group (the group's query
+  heads, then its key, then its value head); on failure :func:`verify` says which layout the
+  candidate's layer-0 attention weights match (:func:`diagnose_fused_qkv`,
+  :func:`diagnose_split_qkv`).
+* :func:`export_checkpoint`: one Megatron iteration → HF checkpoint (``AutoBridge.export_ckpt``
+  on a bridge made from the HF base dir, which must hold tokenizer files); the export must
+  hold every tensor of the base model with its shape (an export that drops weights fails
+  instead of being loaded with ``strict=False``), then the family's tokenizer files are copied in.
+
+Every command writes its results as JSON next to its output (``OUT.import.json``,
+``CANDIDATE.verify.json``, ``OUT.export.json``: max abs diff, argmax agreement, seconds, ...)
+and prints them as one JSON line. Outputs appear atomically. One conversion per process
+(megatron-core keeps per-model state in environment variables).
+
+Command line: ``python -m filmorph.convert {import,verify,export} --help``. Nothing here
+imports megatron.bridge, megatron.core or transformer_engine at module level; :func:`verify`
+of two HF checkpoints and the pure-torch helpers run on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.train.megatron import ITER_RE, TRACKER_FILE, latest_iteration, require_engine
+
+__all__ = [
+    "DEFAULT_EXPORT_TOLERANCE",
+    "DEFAULT_IMPORT_TOLERANCE",
+    "DEFAULT_MIN_ARGMAX_AGREEMENT",
+    "VerificationError",
+    "compare_logits",
+    "contiguous_split_qkv",
+    "diagnose_fused_qkv",
+    "diagnose_split_qkv",
+    "export_checkpoint",
+    "fixed_token_batch",
+    "fuse_qkv",
+    "import_checkpoint",
+    "resolve_iter_dir",
+    "unfuse_qkv",
+    "verify",
+    "verify_export",
+    "verify_import",
+    "weight_manifest_check",
+]
+
+# Max abs logit difference allowed (fp32 on both sides). Megatron (Transformer Engine kernels,
+# which may run fp32 GEMMs in TF32) vs transformers differ by rounding only, orders of magnitude
+# below what unloaded or scrambled weights give (O(1) and more); an HF → Megatron → HF round
+# trip copies the weights bit for bit (0.0 seen for three architectures on the H100). The
+# argmax share tolerates the odd near-tie flipped by rounding (3 of 64 positions).
+DEFAULT_IMPORT_TOLERANCE = 5e-2
+DEFAULT_EXPORT_TOLERANCE = 1e-4
+DEFAULT_MIN_ARGMAX_AGREEMENT = 0.95
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+EXPORT_META = "filmorph_train_meta.json"
+MEGATRON_QKV_KEY = "decoder.layers.0.self_attention.linear_qkv.weight"
+HF_QKV_KEYS = tuple(f"model.layers.0.self_attn.{p}_proj.weight" for p in "qkv")
+
+
+class VerificationError(AssertionError):
+    """A converted checkpoint does not reproduce the HF model."""
+
+
+class ExportError(RuntimeError):
+    """An export wrote other tensors than the base model has."""
+
+
+# ============================================================================ pure helpers
+def fixed_token_batch(vocab_size: int, *, batch: int = 2, length: int = 32, seed: int = 0) -> Any:
+    """The fixed ``[batch, length]`` int64 batch of token ids the checks use: uniform in
+    ``[0, vocab_size)`` from a seeded CPU generator (the same ids on every machine)."""
+    import torch
+
+    if vocab_size < 2 or batch < 1 or length < 1:
+        raise ValueError(
+            f"need vocab_size >= 2, batch >= 1, length >= 1 (got {vocab_size}, {batch}, {length})"
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randint(0, int(vocab_size), (batch, length), generator=g, dtype=torch.long)
+
+
+def compare_logits(
+    reference: Any,
+    candidate: Any,
+    tolerance: float,
+    *,
+    min_argmax_agreement: float = DEFAULT_MIN_ARGMAX_AGREEMENT,
+) -> dict[str, Any]:
+    """Compare two ``[..., vocab]`` logit tensors (the candidate may have a padded vocab: only
+    the reference's columns count), in fp32.
+
+    Passes when both are finite, the max abs difference is at most ``tolerance``, the argmax
+    agrees on at least ``min_argmax_agreement`` of the positions, and the reference is not
+    constant (a degenerate reference would make any candidate pass). Returns
+    ``max_abs_diff``, ``mean_abs_diff``, ``argmax_agreement``, ``reference_max_abs``,
+    ``reference_std``, ``positions``, ``tolerance``, ``min_argmax_agreement``, ``passed`` and
+    ``reason`` (why it failed, else ``None``).
+    """
+    import torch
+
+    ref = torch.as_tensor(reference).detach().to("cpu", torch.float32)
+    cand = torch.as_tensor(candidate).detach().to("cpu", torch.float32)
+    vocab = ref.shape[-1]
+    if cand.shape[:-1] != ref.shape[:-1] or cand.shape[-1] < vocab:
+        raise ValueError(f"logit shapes differ: reference {tuple(ref.shape)}, candidate {tuple(cand.shape)}")
+    cand = cand[..., :vocab]
+    finite = bool(torch.isfinite(ref).all() and torch.isfinite(cand).all())
+    diff = (ref - cand).abs()
+    max_diff = float(diff.max()) if finite else float("inf")
+    agree = float((ref.argmax(-1) == cand.argmax(-1)).float().mean())
+    ref_std = float(ref.std()) if ref.numel() > 1 else 0.0
+    reasons = []
+    if not finite:
+        reasons.append("non-finite logits")
+    if max_diff > tolerance:
+        reasons.append(f"max abs diff {max_diff:.4g} > tolerance {tolerance:.4g}")
+    if agree < min_argmax_agreement:
+        reasons.append(f"argmax agreement {agree:.4f} < {min_argmax_agreement:.4f}")
+    if ref_std <= 1e-6:
+        reasons.append("the reference logits are constant: the comparison would prove nothing")
+    return {
+        "max_abs_diff": max_diff,
+        "mean_abs_diff": float(diff.mean()) if finite else float("inf"),
+        "argmax_agreement": agree,
+        "reference_max_abs": float(ref.abs().max()),
+        "reference_std": ref_std,
+        "positions": int(ref[..., 0].numel()),
+        "tolerance": float(tolerance),
+        "min_argmax_agreement": float(min_argmax_agreement),
+        "passed": not reasons,
+        "reason": "; ".join(reasons) or None,
+    }
+
+
+def _qkv_dims(num_heads: int, num_query_groups: int, head_dim: int) -> int:
+    if num_heads < 1 or num_query_groups < 1 or head_dim < 1 or num_heads % num_query_groups:
+        raise ValueError(
+            f"num_heads {num_heads} must be a positive multiple of num_query_groups {num_query_groups}"
+        )
+    return num_heads // num_query_groups
+
+
+def fuse_qkv(q: Any, k: Any, v: Any, *, num_heads: int, num_query_groups: int, head_dim: int) -> Any:
+    """Megatron's fused ``linear_qkv`` weight from HF's ``q_proj`` ``[H*d, h]``, ``k_proj`` and
+    ``v_proj`` ``[G*d, h]``: for each of the ``G`` query groups, its ``H/G`` query heads, then
+    its key head, then its value head (rows), concatenated."""
+    import torch
+
+    per = _qkv_dims(num_heads, num_query_groups, head_dim)
+    qh = q.reshape(num_query_groups, per * head_dim, -1)
+    kh = k.reshape(num_query_groups, head_dim, -1)
+    vh = v.reshape(num_query_groups, head_dim, -1)
+    return torch.cat([qh, kh, vh], dim=1).reshape((num_heads + 2 * num_query_groups) * head_dim, -1)
+
+
+def unfuse_qkv(qkv: Any, *, num_heads: int, num_query_groups: int, head_dim: int) -> tuple[Any, Any, Any]:
+    """The inverse of :func:`fuse_qkv`: HF's ``(q_proj, k_proj, v_proj)`` weights from Megatron's
+    per-group fused ``linear_qkv`` weight."""
+    per = _qkv_dims(num_heads, num_query_groups, head_dim)
+    groups = qkv.reshape(num_query_groups, (per + 2) * head_dim, -1)
+    q = groups[:, : per * head_dim].reshape(num_heads * head_dim, -1)
+    k = groups[:, per * head_dim : (per + 1) * head_dim].reshape(num_query_groups * head_dim, -1)
+    v = groups[:, (per + 1) * head_dim :].reshape(num_query_groups * head_dim, -1)
+    return q, k, v
+
+
+def contiguous_split_qkv(
+    qkv: Any, *, num_heads: int, num_query_groups: int, head_dim: int
+) -> tuple[Any, Any, Any]:
+    """The published export's mistake, for diagnostics: rows ``[0, H*d)`` as q, the next
+    ``G*d`` as k, the rest as v, ignoring the per-group layout. Equals :func:`unfuse_qkv`
+    only when there is one query group."""
+    _qkv_dims(num_heads, num_query_groups, head_dim)
+    nq, nkv = num_heads * head_dim, num_query_groups * head_dim
+    return qkv[:nq], qkv[nq : nq + nkv], qkv[nq + nkv : nq + 2 * nkv]
+
+
+def _same(a: Any, b: Any, atol: float) -> bool:
+    import torch
+
+    a = torch.as_tensor(a).float()
+    b = torch.as_tensor(b).float()
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=0.0, atol=atol))
+
+
+def diagnose_fused_qkv(
+    fused: Any,
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    num_heads: int,
+    num_query_groups: int,
+    head_dim: int,
+    atol: float = 1e-6,
+) -> str:
+    """Which layout a Megatron ``linear_qkv`` weight holds, given the HF q/k/v weights: the
+    per-group layout (correct), a contiguous Q | K | V one (the layout bug), or neither
+    (weights not loaded, or other weights)."""
+    dims = {"num_heads": num_heads, "num_query_groups": num_query_groups, "head_dim": head_dim}
+    if all(_same(a, b, atol) for a, b in zip(unfuse_qkv(fused, **dims), (q, k, v), strict=True)):
+        return "layer-0 fused QKV equals the HF q/k/v in Megatron's per-query-group layout"
+    if all(_same(a, b, atol) for a, b in zip(contiguous_split_qkv(fused, **dims), (q, k, v), strict=True)):
+        return (
+            "layer-0 fused QKV holds the HF q/k/v concatenated as Q | K | V: it was fused contiguously "
+            "instead of per query group (the QKV layout bug)"
+        )
+    return "layer-0 fused QKV matches the HF q/k/v in no layout: the weights were not loaded, or are others"
+
+
+def diagnose_split_qkv(
+    reference: Sequence[Any],
+    candidate: Sequence[Any],
+    *,
+    num_heads: int,
+    num_query_groups: int,
+    head_dim: int,
+    atol: float = 1e-6,
+) -> str:
+    """Compare an exported model's layer-0 ``(q, k, v)`` weights with the reference HF model's:
+    equal, equal to a contiguous slice of the Megatron-fused reference (an export that sliced
+    the fused QKV weight contiguously: the published run's bug), or different."""
+    dims = {"num_heads": num_heads, "num_query_groups": num_query_groups, "head_dim": head_dim}
+    if all(_same(a, b, atol) for a, b in zip(reference, candidate, strict=True)):
+        return "layer-0 q/k/v equal the reference"
+    sliced = contiguous_split_qkv(fuse_qkv(*reference, **dims), **dims)
+    if all(_same(a, b, atol) for a, b in zip(sliced, candidate, strict=True)):
+        return (
+            "layer-0 q/k/v equal a contiguous Q | K | V slice of the per-query-group fused weight: the "
+            "export ignored Megatron's QKV layout (the published run's bug)"
+        )
+    return "layer-0 q/k/v differ from the reference (and are no QKV re-slicing of it)"
+
+
+def resolve_iter_dir(path: str | Path) -> Path:
+    """The ``iter_NNNNNNN`` dir of a Megatron checkpoint: ``path`` itself when it is one, else
+    the iteration in its ``latest_checkpointed_iteration.txt``, else its newest ``iter_*``."""
+    p = Path(path)
+    if ITER_RE.match(p.name) and p.is_dir():
+        return p
+    if not p.is_dir():
+        raise FileNotFoundError(f"no Megatron checkpoint at {p}")
+    if (p / TRACKER_FILE).is_file():
+        it = latest_iteration(p)
+        d = p / ("release" if it < 0 else f"iter_{it:07d}")
+        if d.is_dir():
+            return d
+        raise FileNotFoundError(f"{p / TRACKER_FILE} names {d.name}, which does not exist")
+    iters = sorted(d for d in p.iterdir() if d.is_dir() and ITER_RE.match(d.name))
+    if not iters:
+        raise FileNotFoundError(f"{p} is not a Megatron checkpoint (no {TRACKER_FILE}, no iter_NNNNNNN dir)")
+    return iters[-1]
+
+
+def _is_hf_dir(p: Path) -> bool:
+    return (p / "config.json").is_file() and any(p.glob("*.safetensors"))
+
+
+def _is_megatron_dir(p: Path) -> bool:
+    if not p.is_dir():
+        return False
+    if ITER_RE.match(p.name) or (p / TRACKER_FILE).is_file():
+        return True
+    return any(d.is_dir() and ITER_RE.match(d.name) for d in p.iterdir())
+
+
+def _results_path(out: str | Path, kind: str) -> Path:
+    out = Path(out)
+    return out.parent / f"{out.name}.{kind}.json"
+
+
+def _tokenizer_files(d: Path) -> list[str]:
+    return [f for f in TOKENIZER_FILES if (d / f).is_file()]
+
+
+def _tokenizer_source(hf_dir: Path, tokenizer_dir: str | Path | None) -> Path | None:
+    if tokenizer_dir is not None:
+        t = Path(tokenizer_dir)
+        if "tokenizer.json" not in _tokenizer_files(t) and "tokenizer.model" not in _tokenizer_files(t):
+            raise FileNotFoundError(f"tokenizer_dir {t} has no tokenizer.json / tokenizer.model")
+        return t
+    if _tokenizer_files(hf_dir):
+        return hf_dir
+    return None
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for dist in ("torch", "transformers", "megatron-core", "megatron-bridge", "transformer-engine"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# ============================================================================ HF side
+def _hf_config(hf_dir: Path) -> Any:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(hf_dir), local_files_only=True)
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+def _attention_dims(hf_dir: Path) -> dict[str, int]:
+    cfg = _hf_config(hf_dir)
+    heads = int(cfg.num_attention_heads)
+    groups = int(getattr(cfg, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    return {"num_heads": heads, "num_query_groups": groups, "head_dim": head_dim}
+
+
+def _safetensors_files(hf_dir: Path) -> list[Path]:
+    index = hf_dir / "model.safetensors.index.json"
+    if index.is_file():
+        return sorted({hf_dir / f for f in read_json(index)["weight_map"].values()})
+    return sorted(hf_dir.glob("*.safetensors"))
+
+
+def _hf_tensors(hf_dir: Path, names: Sequence[str]) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    out: dict[str, Any] = {}
+    for f in _safetensors_files(hf_dir):
+        with safe_open(str(f), framework="pt") as fh:
+            for n in names:
+                if n in fh.keys():
+                    out[n] = fh.get_tensor(n)
+    return out
+
+
+def weight_manifest_check(base_dir: str | Path, candidate_dir: str | Path) -> dict[str, Any]:
+    """Tensor names and shapes of two HF checkpoints (from the safetensors headers): names
+    missing from the candidate, extra names, and shape mismatches. A tied ``lm_head.weight``
+    present on one side only is ignored. ``ok`` is true when nothing is missing and no shape
+    differs (an extra tensor is reported, not fatal: transformers ignores it)."""
+    from safetensors import safe_open
+
+    def manifest(d: Path) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        for f in _safetensors_files(d):
+            with safe_open(str(f), framework="pt") as fh:
+                for n in fh.keys():
+                    shapes[n] = tuple(fh.get_slice(n).get_shape())
+        return shapes
+
+    base, cand = manifest(Path(base_dir)), manifest(Path(candidate_dir))
+    tied = bool(getattr(_hf_config(Path(base_dir)), "tie_word_embeddings", False))
+    ignore = {"lm_head.weight"} if tied else set()
+    missing = sorted(set(base) - set(cand) - ignore)
+    extra = sorted(set(cand) - set(base) - ignore)
+    shapes = sorted(n for n in set(base) & set(cand) if base[n] != cand[n])
+    return {
+        "tensors": len(base),
+        "missing": missing,
+        "extra": extra,
+        "shape_mismatch": shapes,
+        "ok": not (missing or shapes),
+    }
+
+
+def _device(device: str | None) -> Any:
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if name not in table:
+        raise ValueError(f"dtype must be one of {sorted(table)}, not {name!r}")
+    return table[name]
+
+
+def _exact_matmuls() -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _hf_logits(hf_dir: Path, ids: Any, dtype: Any, device: Any) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, local_files_only=True)
+    model.to(device).eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(device), use_cache=False).logits.float().cpu()
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return logits
+
+
+# ============================================================================ Megatron side
+def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """Logits of the Megatron checkpoint at ``iter_dir`` (loaded in its own dtype, then cast to
+    ``dtype``) and its layer-0 fused QKV weight (for diagnostics)."""
+    require_engine("verify (a Megatron checkpoint)")
+    import torch
+    from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
+    from megatron.core.utils import unwrap_model
+
+    cuda = device.type == "cuda"
+    with temporary_distributed_context(backend="nccl" if cuda else "gloo"):
+        models = load_megatron_model(str(iter_dir), use_cpu_init=not cuda, skip_temp_dist_context=True)
+        model = unwrap_model(models[0] if isinstance(models, list) else models)
+        model = model.to(device=device, dtype=dtype).eval()
+        b, t = ids.shape
+        pos = torch.arange(t, device=device).unsqueeze(0).expand(b, t)
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), position_ids=pos, attention_mask=None)
+        qkv = model.state_dict().get(MEGATRON_QKV_KEY)
+        qkv = None if qkv is None else qkv.detach().float().cpu()
+        logits = logits.float().cpu()
+        del model, models
+    if cuda:
+        torch.cuda.empty_cache()
+    return logits, qkv
+
+
+# ============================================================================ verify
+def verify(
+    hf_dir: str | Path,
+    candidate: str | Path,
+    *,
+    tolerance: float,
+    min_argmax_agreement: float = DEFAULT_MIN_ARGMAX_AGREEMENT,
+    dtype: str = "float32",
+    batch: int = 2,
+    length: int = 32,
+    seed: int = 0,
+    device: str | None = None,
+    results_json: str | Path | None = None,
+) -> dict[str, Any]:
+    """Check that ``candidate`` computes what the HF model in ``hf_dir`` computes.
+
+    ``candidate`` is a Megatron checkpoint (a dir with ``iter_*`` dirs or one ``iter_*`` dir:
+    the import check; needs Megatron-Bridge and a GPU) or an HF checkpoint dir (the export
+    check; runs anywhere). Both models see :func:`fixed_token_batch` (``batch`` × ``length``
+    ids of the HF vocab, ``seed``) in ``dtype`` (torch TF32 off); :func:`compare_logits` decides. The
+    results (comparison, layer-0 QKV diagnosis on failure, seconds, versions) go to
+    ``results_json`` (default ``CANDIDATE.verify.json``) whether or not the check passes;
+    then :class:`VerificationError` is raised on failure, its message giving the max abs
+    difference and the argmax agreement.
+    """
+    import torch
+
+    t0 = time.time()
+    hf_dir, cand = Path(hf_dir), Path(candidate)
+    if not _is_hf_dir(hf_dir):
+        raise FileNotFoundError(f"{hf_dir} is not an HF checkpoint dir (config.json + *.safetensors)")
+    if _is_hf_dir(cand):
+        kind = "hf"
+    elif _is_megatron_dir(cand):
+        kind = "megatron"
+    else:
+        raise FileNotFoundError(f"{cand} is neither an HF checkpoint dir nor a Megatron checkpoint")
+    if kind == "megatron":
+        require_engine("verify (a Megatron checkpoint)")
+    dev, dt = _device(device), _dtype(dtype)
+    _exact_matmuls()
+    config = _hf_config(hf_dir)
+    ids = fixed_token_batch(int(config.vocab_size), batch=batch, length=length, seed=seed)
+    ref = _hf_logits(hf_dir, ids, dt, dev)
+    iter_dir = None
+    fused = None
+    if kind == "hf":
+        out = _hf_logits(cand, ids, dt, dev)
+    else:
+        iter_dir = resolve_iter_dir(cand)
+        out, fused = _megatron_logits(iter_dir, ids, dt, dev)
+    cmp = compare_logits(ref, out, tolerance, min_argmax_agreement=min_argmax_agreement)
+    diagnosis = None
+    if not cmp["passed"]:
+        diagnosis = _diagnose(hf_dir, cand, kind, fused)
+    results = {
+        "check": "import" if kind == "megatron" else "export",
+        "hf_dir": str(hf_dir),
+        "candidate": str(cand),
+        "candidate_kind": kind,
+        "iter_dir": None if iter_dir is None else str(iter_dir),
+        "dtype": dtype,
+        "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+        "batch": [int(ids.shape[0]), int(ids.shape[1])],
+        "seed": seed,
+        **cmp,
+        "diagnosis": diagnosis,
+        "seconds": round(time.time() - t0, 3),
+        "versions": _versions(),
+    }
+    write_json_atomic(results_json or _results_path(cand, "verify"), results)
+    if not cmp["passed"]:
+        raise VerificationError(
+            f"{cand} does not reproduce {hf_dir}: max abs diff {cmp['max_abs_diff']:.4g} "
+            f"(tolerance {tolerance:.4g}), argmax agreement {cmp['argmax_agreement']:.2%} "
+            f"over {cmp['positions']} positions; {cmp['reason']}" + (f"; {diagnosis}" if diagnosis else "")
+        )
+    return results
+
+
+def _diagnose(hf_dir: Path, cand: Path, kind: str, fused: Any) -> str | None:
+    try:
+        dims = _attention_dims(hf_dir)
+        ref = _hf_tensors(hf_dir, HF_QKV_KEYS)
+        if len(ref) != 3:
+            return None
+        reference = [ref[k] for k in HF_QKV_KEYS]
+        if kind == "megatron":
+            if fused is None:
+                return f"the Megatron model has no {MEGATRON_QKV_KEY}"
+            return diagnose_fused_qkv(fused, *reference, **dims)
+        got = _hf_tensors(cand, HF_QKV_KEYS)
+        if len(got) != 3:
+            return f"{cand} lacks layer-0 q/k/v weights"
+        return diagnose_split_qkv(reference, [got[k] for k in HF_QKV_KEYS], **dims)
+    except Exception as exc:  # diagnostics must never hide the verification result
+        return f"(no QKV diagnosis: {type(exc).__name__}: {exc})"
+
+
+def verify_import(
+    hf_dir: str | Path,
+    megatron_dir: str | Path,
+    *,
+    tolerance: float = DEFAULT_IMPORT_TOLERANCE,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`verify` of an imported Megatron checkpoint against its HF source."""
+    if not _is_megatron_dir(Path(megatron_dir)):
+        raise FileNotFoundError(f"{megatron_dir} is not a Megatron checkpoint")
+    return verify(hf_dir, megatron_dir, tolerance=tolerance, **kwargs)
+
+
+def verify_export(
+    hf_dir: str | Path,
+    exported_hf_dir: str | Path,
+    *,
+    tolerance: float = DEFAULT_EXPORT_TOLERANCE,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`verify` of an HF export (of the untrained import) against the HF base model."""
+    if not _is_hf_dir(Path(exported_hf_dir)):
+        raise FileNotFoundError(f"{exported_hf_dir} is not an HF checkpoint dir")
+    return verify(hf_dir, exported_hf_dir, tolerance=tolerance, **kwargs)
+
+
+# ============================================================================ import / export
+def import_checkpoint(
+    hf_dir: str | Path,
+    megatron_dir: str | Path,
+    *,
+    tensor_parallel: int = 1,
+    tokenizer_dir: str | Path | None = None,
+    results_json: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write the HF checkpoint ``hf_dir`` as a Megatron ``torch_dist`` checkpoint
+    ``megatron_dir`` (``iter_0000000`` + tracker; no optimizer state), atomically.
+
+    One process, CPU initialisation, a one-rank gloo group: ``torch_dist`` checkpoints are
+    resharded when loaded, so a run with ``tensor_parallel`` > 1 loads this single-rank
+    import (the value is recorded). The tokenizer recorded in the checkpoint comes from
+    ``tokenizer_dir`` or ``hf_dir``. Results (seconds, parameter count, versions) go to
+    ``results_json`` (default ``MEGATRON_DIR.import.json``). Needs Megatron-Bridge.
+    """
+    require_engine("import_checkpoint")
+    if tensor_parallel < 1:
+        raise ValueError(f"tensor_parallel must be >= 1, not {tensor_parallel}")
+    t0 = time.time()
+    hf_dir, out = Path(hf_dir), Path(megatron_dir)
+    if not _is_hf_dir(hf_dir):
+        raise FileNotFoundError(f"{hf_dir} is not an HF checkpoint dir (config.json + *.safetensors)")
+    tok = _tokenizer_source(hf_dir, tokenizer_dir)
+    from megatron.bridge import AutoBridge
+    from megatron.bridge.training.model_load_save import temporary_distributed_context
+
+    bridge = AutoBridge.from_hf_pretrained(str(hf_dir))
+    provider = bridge.to_megatron_provider(load_weights=True)
+    provider.gradient_accumulation_fusion = False
+    provider.tensor_model_parallel_size = 1
+    provider.pipeline_model_parallel_size = 1
+    provider.sequence_parallel = False
+    provider.finalize()
+    with atomic_path(out) as tmp:
+        with temporary_distributed_context(backend="gloo"):
+            model = provider.provide_distributed_model(wrap_with_ddp=False, use_cpu_initialization=True)
+            n_params = sum(p.numel() for m in model for p in m.parameters())
+            bridge.save_megatron_model(
+                model, str(tmp), hf_tokenizer_path=None if tok is None else str(tok), low_memory_save=True
+            )
+            del model
+        it = resolve_iter_dir(tmp)
+    results = {
+        "hf_dir": str(hf_dir),
+        "megatron_dir": str(out),
+        "iteration_dir": it.name,
+        "parameters": int(n_params),
+        "tensor_parallel_requested": int(tensor_parallel),
+        "tensor_parallel_saved": 1,
+        "tokenizer": None if tok is None else str(tok),
+        "seconds": round(time.time() - t0, 3),
+        "versions": _versions(),
+    }
+    write_json_atomic(results_json or _results_path(out, "import"), results)
+    return results
+
+
+def _staged_base(base: Path, tokenizer_dir: Path | None, stage: Path) -> Path:
+    """``base`` itself when it holds tokenizer files, else a dir of links to ``base``'s files
+    plus the tokenizer files of ``tokenizer_dir`` (``export_ckpt`` saves the tokenizer)."""
+    if _tokenizer_files(base):
+        return base
+    if tokenizer_dir is None:
+        raise FileNotFoundError(
+            f"{base} has no tokenizer files and export_ckpt saves the tokenizer: pass tokenizer_dir"
+        )
+    stage.mkdir(parents=True, exist_ok=True)
+    for f in base.iterdir():
+        os.symlink(f.resolve(), stage / f.name)
+    for name in _tokenizer_files(tokenizer_dir):
+        if not (stage / name).exists():
+            os.symlink((tokenizer_dir / name).resolve(), stage / name)
+    return stage
+
+
+def _run_record(iter_dir: Path) -> dict[str, Any]:
+    """What the training run of ``RUN_DIR/megatron/iter_N`` recorded (empty when the iteration
+    dir is not inside a filmorph run dir, e.g. an import)."""
+    run_dir = iter_dir.parent.parent
+    step = int(ITER_RE.match(iter_dir.name).group(1)) if ITER_RE.match(iter_dir.name) else None
+    out: dict[str, Any] = {"step": step}
+    cfg_path = run_dir / "train_config.json"
+    if iter_dir.parent.name != "megatron" or not cfg_path.is_file():
+        return out
+    rec = read_json(cfg_path)
+    gbs = rec["config"]["global_batch_size"]
+    out.update(
+        run_dir=str(run_dir),
+        consumed_samples=None if step is None else step * gbs,
+        tokens_seen=None if step is None else step * gbs * rec["config"]["seq_length"],
+        base_model=rec.get("model", {}).get("path"),
+        base_model_config_sha256=rec.get("model", {}).get("config_sha256"),
+        tokenizer=rec.get("tokenizer"),
+        shard_prefixes=rec.get("shard_prefixes"),
+    )
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and step is not None:
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                r = json.loads(line)
+                if r.get("step") == step and r.get("loss") is not None:
+                    out["loss"] = r["loss"]
+    return out
+
+
+def export_checkpoint(
+    megatron_iter_dir: str | Path,
+    hf_base_dir: str | Path,
+    hf_out: str | Path,
+    *,
+    tokenizer_dir: str | Path | None = None,
+    results_json: str | Path | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Write the Megatron checkpoint ``megatron_iter_dir`` (an ``iter_*`` dir, or a checkpoint
+    dir: its newest iteration) as an HF checkpoint ``hf_out``, atomically.
+
+    ``AutoBridge.from_hf_pretrained(hf_base_dir).export_ckpt(...)`` (on the CPU, one-rank gloo
+    group); the base dir supplies the HF config and the tokenizer (``tokenizer_dir`` when the
+    base has none; its files then also replace the exported ones, byte for byte). The
+    export must hold every tensor of the base with the base's shape (:func:`weight_manifest_check`),
+    else :class:`ExportError` and nothing is written. ``hf_out/filmorph_train_meta.json``
+    records the engine, step and (inside a run dir) the run's identities. Results go to
+    ``results_json`` (default ``HF_OUT.export.json``). Needs Megatron-Bridge.
+    """
+    require_engine("export_checkpoint")
+    t0 = time.time()
+    iter_dir = resolve_iter_dir(megatron_iter_dir)
+    base = Path(hf_base_dir)
+    if not _is_hf_dir(base):
+        raise FileNotFoundError(f"{base} is not an HF checkpoint dir (config.json + *.safetensors)")
+    tok = None if tokenizer_dir is None else Path(tokenizer_dir)
+    out = Path(hf_out)
+    from megatron.bridge import AutoBridge
+
+    with tempfile.TemporaryDirectory(prefix="filmorph-export-") as scratch:
+        src = _staged_base(base, tok, Path(scratch) / "base")
+        bridge = AutoBridge.from_hf_pretrained(str(src))
+        with atomic_path(out) as tmp:
+            bridge.export_ckpt(str(iter_dir), str(tmp), show_progress=False, strict=strict)
+            if tok is not None:
+                for name in _tokenizer_files(tok):
+                    shutil.copyfile(tok / name, tmp / name)
+            check = weight_manifest_check(base, tmp)
+            if not check["ok"]:
+                raise ExportError(
+                    f"the export of {iter_dir} has other tensors than {base}: "
+                    f"missing {check['missing'][:5]}, extra {check['extra'][:5]}, "
+                    f"shape mismatch {check['shape_mismatch'][:5]}"
+                )
+            meta = {"engine": "megatron", "megatron_iter_dir": str(iter_dir), **_run_record(iter_dir)}
+            meta.setdefault("base_model", str(base))
+            write_json_atomic(tmp / EXPORT_META, meta)
+    results = {
+        "megatron_iter_dir": str(iter_dir),
+        "hf_base_dir": str(base),
+        "hf_out": str(out),
+        "tokenizer_dir": None if tok is None else str(tok),
+        "weights": check,
+        "step": meta.get("step"),
+        "seconds": round(time.time() - t0, 3),
+        "versions": _versions(),
+    }
+    write_json_atomic(results_json or _results_path(out, "export"), results)
+    return results
+
+
+# ============================================================================ command line
+DESCRIPTION = """\
+Convert checkpoints for the megatron engine and prove the conversions right.
+
+  import   HF checkpoint dir -> Megatron torch_dist checkpoint (iter_0000000), CPU, one process
+  verify   logits of a converted checkpoint (Megatron dir: needs a GPU and Megatron-Bridge; HF dir:
+           runs anywhere) vs the HF model on a fixed batch of token ids, fp32; exits 1 with the max
+           abs difference and the argmax agreement when they differ beyond --tolerance
+  export   one Megatron iteration -> HF checkpoint (config, safetensors, tokenizer files); the
+           export must hold every tensor of the base model, with its shape
+
+Each writes a results JSON next to its output (OUT.import.json, CANDIDATE.verify.json,
+OUT.export.json) and prints it as one JSON line. Run one conversion per process.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m filmorph.convert",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="HF checkpoint -> Megatron checkpoint")
+    imp.add_argument("--hf", required=True, type=Path, help="HF checkpoint dir (config.json + safetensors)")
+    imp.add_argument("--out", required=True, type=Path, help="Megatron checkpoint dir to write")
+    imp.add_argument(
+        "--tensor-parallel",
+        type=int,
+        default=1,
+        help="tensor-parallel size of the training that loads it (recorded; the import is "
+        "single-rank and resharded at load)",
+    )
+    imp.add_argument("--tokenizer-dir", type=Path, default=None, help="tokenizer files (default: --hf)")
+    imp.add_argument("--results", type=Path, default=None, help="results JSON (default OUT.import.json)")
+
+    ver = sub.add_parser("verify", help="logits of a converted checkpoint vs the HF model")
+    ver.add_argument("--hf", required=True, type=Path, help="the HF model (reference)")
+    ver.add_argument(
+        "--candidate",
+        required=True,
+        type=Path,
+        help="Megatron checkpoint dir / iter_* dir, or HF checkpoint dir",
+    )
+    ver.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help=f"max abs logit difference (default {DEFAULT_IMPORT_TOLERANCE} for a Megatron candidate, "
+        f"{DEFAULT_EXPORT_TOLERANCE} for an HF one)",
+    )
+    ver.add_argument(
+        "--min-argmax-agreement",
+        type=float,
+        default=DEFAULT_MIN_ARGMAX_AGREEMENT,
+        help="share of positions whose argmax must agree (default %(default)s)",
+    )
+    ver.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype")
+    ver.add_argument("--batch", type=int, default=2, help="sequences in the fixed batch (default 2)")
+    ver.add_argument("--length", type=int, default=32, help="tokens per sequence (default 32)")
+    ver.add_argument("--seed", type=int, default=0, help="seed of the fixed token ids (default 0)")
+    ver.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    ver.add_argument(
+        "--results", type=Path, default=None, help="results JSON (default CANDIDATE.verify.json)"
+    )
+
+    exp = sub.add_parser("export", help="Megatron iteration -> HF checkpoint")
+    exp.add_argument(
+        "--megatron", required=True, type=Path, help="iter_NNNNNNN dir (or a checkpoint dir: its newest)"
+    )
+    exp.add_argument("--hf-base", required=True, type=Path, help="the HF base model the run started from")
+    exp.add_argument("--out", required=True, type=Path, help="HF checkpoint dir to write")
+    exp.add_argument("--tokenizer-dir", type=Path, default=None, help="the family's tokenizer files")
+    exp.add_argument("--results", type=Path, default=None, help="results JSON (default OUT.export.json)")
+    exp.add_argument("--strict", action="store_true", help="Megatron-Bridge's strict export validation")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "import":
+            res = import_checkpoint(
+                args.hf,
+                args.out,
+                tensor_parallel=args.tensor_parallel,
+                tokenizer_dir=args.tokenizer_dir,
+                results_json=args.results,
+            )
+        elif args.command == "verify":
+            tol = args.tolerance
+            if tol is None:
+                tol = DEFAULT_EXPORT_TOLERANCE if _is_hf_dir(args.candidate) else DEFAULT_IMPORT_TOLERANCE
+            res = verify(
+                args.hf,
+                args.candidate,
+                tolerance=tol,
+                min_argmax_agreement=args.min_argmax_agreement,
+                dtype=args.dtype,
+                batch=args.batch,
+                length=args.length,
+                seed=args.seed,
+                device=args.device,
+                results_json=args.results,
+            )
+        else:
+            res = export_checkpoint(
+                args.megatron,
+                args.hf_base,
+                args.out,
+                tokenizer_dir=args.tokenizer_dir,
+                results_json=args.results,
+                strict=args.strict,
+            )
+    except VerificationError as exc:
+        print(f"filmorph.convert verify: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(res, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
