@@ -31,3 +31,18 @@ def families(family_dirs):
     from filmorph.tokenize import Family
 
     return {name: Family(d) for name, d in family_dirs.items()}
+
+
+@pytest.fixture(scope="session")
+def real_model_dirs(tmp_path_factory):
+    """{name: HF checkpoint dir} for both packaged GGUF base models (``gemma3-270m``,
+    ``smollm2-135m``), written once per session by `filmorph.models.materialize_gguf` (float32;
+    about 50 s + 25 s)."""
+    from filmorph.models import GGUF_MODELS, materialize_gguf
+
+    root = tmp_path_factory.mktemp("real_models")
+    out = {}
+    for name in sorted(GGUF_MODELS):
+        materialize_gguf(name, root / name)
+        out[name] = root / name
+    return out

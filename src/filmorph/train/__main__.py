@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default=None,
-        help="training engine (default: the config's engine); only hf is implemented so far",
+        help="training engine (default: the config's engine): hf, megatron (Megatron-Bridge + "
+        "Transformer Engine, GPU), automodel (NeMo Automodel, GPU)",
     )
     p.add_argument("--model", required=True, type=Path, help="HF checkpoint dir to start from")
     p.add_argument(
@@ -74,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the family's tokenizer dir; needed when the model dir has no tokenizer files or other bytes",
     )
     p.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    p.add_argument(
+        "--pretrained-checkpoint",
+        type=Path,
+        default=None,
+        help="megatron: the imported (and verified) Megatron checkpoint of --model to start from",
+    )
+    p.add_argument("--tensor-parallel", type=int, default=None, help="megatron: tensor-parallel size")
     p.add_argument(
         "--on-config-change",
         choices=("error", "restart"),
@@ -104,7 +112,7 @@ def run(cfg: TrainConfig, **kwargs: Any) -> dict[str, Any]:
     except ModuleNotFoundError as exc:
         if exc.name == f"filmorph.train.{cfg.engine}":
             raise NotImplementedError(
-                f"training engine {cfg.engine!r} is not implemented yet; available: hf"
+                f"training engine {cfg.engine!r} is not implemented; available: {', '.join(ENGINES)}"
             ) from None
         raise
     params = inspect.signature(module.train).parameters
@@ -121,16 +129,24 @@ def run(cfg: TrainConfig, **kwargs: Any) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = load_config(args.config, args.engine)
-    summary = run(
-        cfg,
-        model_dir=args.model,
-        shard_prefixes=args.shards,
-        run_dir=args.run_dir,
-        tokenizer_dir=args.tokenizer_dir,
-        max_steps=args.max_steps,
-        progress=not args.no_progress,
-        on_config_change=args.on_config_change,
-    )
+    try:
+        summary = run(
+            cfg,
+            model_dir=args.model,
+            shard_prefixes=args.shards,
+            run_dir=args.run_dir,
+            tokenizer_dir=args.tokenizer_dir,
+            max_steps=args.max_steps,
+            pretrained_checkpoint=args.pretrained_checkpoint,
+            tensor_parallel=args.tensor_parallel,
+            progress=not args.no_progress,
+            on_config_change=args.on_config_change,
+        )
+    except Exception as exc:
+        if type(exc).__name__ == "TrainingIncomplete":  # stopped early (signal, exit interval)
+            print(f"training incomplete, rerun to resume: {exc}", file=sys.stderr)
+            return 3
+        raise
     if summary:
         keys = ("engine", "steps", "tokens_seen", "final_loss", "final_val_loss", "seconds")
         print(json.dumps({k: summary.get(k) for k in keys}))
