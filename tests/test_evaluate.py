@@ -497,7 +497,9 @@ def test_levenshtein_properties(a, b, c):
 def test_truncate_at_stop():
     assert E.truncate_at_stop("abc\ndef", ["\n"]) == ("abc", True)
     assert E.truncate_at_stop("a.b\nc", ["\n", "."]) == ("a", True)
-    assert E.truncate_at_stop("\nabc", ["\n"]) == ("", True)
+    assert E.truncate_at_stop("\nabc", ["\n"]) == ("\nabc", False)  # leading whitespace
+    assert E.truncate_at_stop(" \n abc\nd", ["\n"]) == (" \n abc", True)
+    assert E.truncate_at_stop("\n\n", ["\n"]) == ("\n\n", False)
     assert E.truncate_at_stop("abc", ["\n"]) == ("abc", False)
 
 

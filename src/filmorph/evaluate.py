@@ -21,8 +21,8 @@ every tie as correct), and are counted (``tie`` / ``tie_norm`` per item, ``ties`
 
 **GEN** items: greedy decoding after ``prompt`` (no delimiter), batched with left padding, until
 ``max_new_tokens``, an end-of-sequence token or one of the item's ``stop`` strings; the decoded
-new tokens are cut at the first stop string.  ``exact_match`` compares :func:`normalize_answer`
-of prediction and answer (NFC, casefold, whitespace collapsed, trailing periods and surrounding
+new tokens are cut at the first stop string after their leading whitespace (a newline before
+the answer does not end it).  ``exact_match`` compares :func:`normalize_answer` of prediction and answer (NFC, casefold, whitespace collapsed, trailing periods and surrounding
 whitespace stripped), ``exact_match_strict`` the stripped strings, and ``edit_sim`` is
 :func:`edit_similarity` of the normalized strings.
 
@@ -119,8 +119,11 @@ def edit_similarity(a: str, b: str) -> float:
 
 
 def truncate_at_stop(text: str, stops: Iterable[str]) -> tuple[str, bool]:
-    """``text`` cut before the earliest occurrence of any stop string, and whether one occurred."""
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    """``text`` cut before the earliest stop string after its leading whitespace, and whether
+    one occurred. Leading whitespace never ends an answer: a model that starts its answer on a
+    new line after ``Answer:`` is not scored as having answered nothing."""
+    start = len(text) - len(text.lstrip())
+    cut = min((i for i in (text.find(s, start) for s in stops if s) if i >= 0), default=-1)
     return (text, False) if cut < 0 else (text[:cut], True)
 
 

@@ -28,7 +28,8 @@ field          type      meaning
 
 MCQ items are scored by the log-likelihood of ``delimiter + option`` after ``prompt``.
 GEN items are answered by greedy generation after ``prompt`` up to the first ``stop`` string;
-the output is compared with ``answer`` after stripping surrounding whitespace.
+the output (cut at the first stop string after its leading whitespace) is compared with
+``answer`` after stripping surrounding whitespace.
 """
 
 from __future__ import annotations
