@@ -22,8 +22,9 @@ every tie as correct), and are counted (``tie`` / ``tie_norm`` per item, ``ties`
 **GEN** items: greedy decoding after ``prompt`` (no delimiter), batched with left padding, until
 ``max_new_tokens``, an end-of-sequence token or one of the item's ``stop`` strings; the decoded
 new tokens are cut at the first stop string after their leading whitespace (a newline before
-the answer does not end it).  ``exact_match`` compares :func:`normalize_answer` of prediction and answer (NFC, casefold, whitespace collapsed, trailing periods and surrounding
-whitespace stripped), ``exact_match_strict`` the stripped strings, and ``edit_sim`` is
+the answer does not end it).  ``exact_match`` compares :func:`normalize_answer` of prediction
+and answer (NFC, casefold, whitespace collapsed, trailing periods and surrounding whitespace
+stripped), ``exact_match_strict`` the stripped strings, and ``edit_sim`` is
 :func:`edit_similarity` of the normalized strings.
 
 Requests are sorted by length and batched; padding is on the left with explicit position ids,
