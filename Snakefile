@@ -5,19 +5,38 @@
 #         resources/tokenizers/{family}/               HF tokenizer + expansion table
 #         results/shards/{family}/{arm}/chunk_NNNN.*   Megatron .bin/.idx + stats
 #         results/tokenization/                        per-arm summaries, summary.tsv/.png
+#         resources/models/{model}/                    base / reference HF checkpoints
+#         results/checkpoints/{family}/{arm}/          CPT run: hf/step_NNNNNNN, metrics, state
+#         resources/benchmarks/{bench}.jsonl           benchmark items (one schema)
+#         results/eval/{model}/{arm}/{checkpoint}/     scores + per-item predictions
+#         results/tables/, results/plots/              results table, deltas, plots
 #         logs/{rule}/..., benchmarks/{rule}/...
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config, unless --configfile names another: a --configfile replaces it whole (no
+# key-by-key merge, which could not drop e.g. reference models the default lists).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/tokenize.smk"
 include: "rules/summary.smk"
+include: "rules/models.smk"
+include: "rules/convert.smk"
+include: "rules/train.smk"
+include: "rules/export.smk"
+include: "rules/benchmarks.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -1,6 +1,7 @@
 # Config loading and validation, wildcard constraints, input functions. No rules here.
 import json
 import hashlib
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -14,10 +15,65 @@ NUM_CHUNKS = int(config["corpus"]["num_chunks"])
 CHUNKS = [f"chunk_{i + 1:04d}" for i in range(NUM_CHUNKS)]
 
 
+# Models: each family's base model (families.<f>.model) and the reference models scored as
+# they are (evaluate.reference_models); both live under resources/models/{model}.
+FAMILY_MODELS = {f: s["model"] for f, s in config["families"].items() if s.get("model")}
+REFERENCE_MODELS = dict(config["evaluate"]["reference_models"])
+if set(FAMILY_MODELS) & set(REFERENCE_MODELS):
+    raise ValueError(
+        f"evaluate.reference_models may not reuse a family name: {sorted(set(FAMILY_MODELS) & set(REFERENCE_MODELS))}"
+    )
+MODEL_SPECS = {**FAMILY_MODELS, **REFERENCE_MODELS}
+
+# Benchmark files resources/benchmarks/{bench}.jsonl: generated ({benchmark}_{format}) and
+# external (benchmarks.external.<name>).
+GENERATED_BENCHMARKS = list(config["benchmarks"]["items_per_task"])
+BENCH_FORMATS = list(config["benchmarks"]["formats"])
+GENERATED_FILES = [f"{b}_{f}" for b in GENERATED_BENCHMARKS for f in BENCH_FORMATS]
+EXTERNAL_FILES = list(config["benchmarks"]["external"])
+if set(GENERATED_FILES) & set(EXTERNAL_FILES):
+    raise ValueError(
+        f"benchmarks.external names clash with generated files: {sorted(set(GENERATED_FILES) & set(EXTERNAL_FILES))}"
+    )
+BENCH_FILES = GENERATED_FILES + EXTERNAL_FILES
+
+
+# Continued pretraining: checkpoints every checkpoint_interval and at max_steps.
+TRAIN = config["train"]
+ENGINE = TRAIN["engine"]
+MEGATRON = TRAIN["megatron"]
+CKPT_STEPS = sorted(
+    {
+        *range(
+            TRAIN["checkpoint_interval"],
+            TRAIN["max_steps"] + 1,
+            TRAIN["checkpoint_interval"],
+        ),
+        TRAIN["max_steps"],
+    }
+)
+EVAL_STEPS = (
+    CKPT_STEPS if config["evaluate"]["checkpoints"] == "all" else CKPT_STEPS[-1:]
+)
+TRAINED_FAMILIES = [f for f in FAMILIES if f in FAMILY_MODELS]
+
+
+def step_name(step):
+    return f"step_{step:07d}"
+
+
+def _alternatives(names):
+    """A regex matching exactly these names (never matching anything if there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
 wildcard_constraints:
-    family="|".join(FAMILIES),
-    arm="|".join(ARMS),
+    family=_alternatives(FAMILIES),
+    arm=_alternatives(ARMS + ["base"]),
     chunk=r"chunk_\d{4}",
+    model=_alternatives(MODEL_SPECS),
+    ckpt=r"base|step_\d{7}",
+    bench=_alternatives(BENCH_FILES),
 
 
 def code_fingerprint(*modules):
@@ -26,7 +82,10 @@ def code_fingerprint(*modules):
     h = hashlib.sha256()
     pkg = Path(workflow.basedir) / "src" / "filmorph"
     for m in sorted(modules):
-        for f in sorted((pkg / m).rglob("*.py")) if (pkg / m).is_dir() else [pkg / m]:
+        files = (pkg / m).rglob("*") if (pkg / m).is_dir() else [pkg / m]
+        for f in sorted(
+            f for f in files if f.is_file() and "__pycache__" not in f.parts
+        ):
             h.update(f.relative_to(pkg).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -46,7 +105,48 @@ CODE = {
     "summary": code_fingerprint(
         "summary.py", "shards.py", "affixes.py", "tokenize.py", "tokenizers.py"
     ),
+    "models": code_fingerprint("models.py", "tokenizers.py", "io.py"),
+    "benchmarks": code_fingerprint(
+        "benchmarks",
+        "items.py",
+        "syllabify.py",
+        "affixes.py",
+        "rng.py",
+        "io.py",
+        "data/affixes.tsv",
+        "data/embedded_corpus.jsonl",
+    ),
+    "evaluate": code_fingerprint("evaluate.py", "items.py", "models.py", "io.py"),
+    "report": code_fingerprint("report.py", "io.py", "rng.py"),
+    "train": code_fingerprint("train", "models.py", "io.py", "shards.py"),
 }
+
+
+def get_train_config(wildcards=None):
+    """The train: section as the engine reads it (engine-specific blocks removed; seed from the
+    root seed unless train.seed is set)."""
+    cfg = {k: v for k, v in TRAIN.items() if k not in ("megatron",)}
+    if cfg.get("seed") is None:
+        cfg["seed"] = config["seed"]
+    return json.dumps(cfg, sort_keys=True)
+
+
+def get_train_shards(wildcards):
+    return expand(
+        "results/shards/{family}/{arm}/{chunk}.{ext}",
+        family=wildcards.family,
+        arm=wildcards.arm,
+        chunk=CHUNKS,
+        ext=["bin", "idx", "stats.json"],
+    )
+
+
+def train_outputs(family, arm):
+    """What continued pretraining of one family x arm leaves for the later stages."""
+    return [
+        *(f"results/checkpoints/{family}/{arm}/hf/{step_name(s)}" for s in CKPT_STEPS),
+        f"results/checkpoints/{family}/{arm}/train_summary.json",
+    ]
 
 
 def corpus_source_file():
@@ -81,22 +181,120 @@ def arm_outputs(family, arm):
     return [*shards, f"results/tokenization/{family}/{arm}.json"]
 
 
+def model_dir(name):
+    """Checkpoint dir of a family's base model or a reference model: a `local` source is used
+    in place, every other source is written to resources/models/{name} by prepare_model.
+    """
+    spec = MODEL_SPECS[name]
+    return spec["path"] if spec["source"] == "local" else f"resources/models/{name}"
+
+
+def get_model_spec(wildcards):
+    return json.dumps(MODEL_SPECS[wildcards.model], sort_keys=True)
+
+
+def get_model_tokenizer(wildcards):
+    """A random-init model takes its vocabulary from the family's tokenizer."""
+    if MODEL_SPECS[wildcards.model]["source"] == "random":
+        if wildcards.model not in FAMILY_MODELS:
+            raise ValueError(
+                f"reference model {wildcards.model}: source random needs a family"
+            )
+        return f"resources/tokenizers/{wildcards.model}"
+    return []
+
+
+def get_eval_model(wildcards):
+    """The checkpoint dir one evaluate job scores."""
+    if wildcards.ckpt == "base":
+        return model_dir(wildcards.model)
+    return f"results/checkpoints/{wildcards.model}/{wildcards.arm}/hf/{wildcards.ckpt}"
+
+
+def get_external_benchmark(wildcards):
+    return config["benchmarks"]["external"][wildcards.bench]
+
+
+def eval_outputs(model, arm, ckpt):
+    """Scores + per-item predictions of one model x arm x checkpoint on every benchmark file."""
+    return expand(
+        "results/eval/{model}/{arm}/{ckpt}/{bench}.{ext}",
+        model=model,
+        arm=arm,
+        ckpt=ckpt,
+        bench=BENCH_FILES,
+        ext=["json", "jsonl"],
+    )
+
+
+def eval_subjects(arms=None):
+    """(model, arm, checkpoint) triples to evaluate: base models, reference models and the
+    trained checkpoints (evaluate.checkpoints: last or all) of every family x arm."""
+    subjects = [
+        (f, a, step_name(s))
+        for f in TRAINED_FAMILIES
+        for a in (ENABLED_ARMS if arms is None else arms)
+        for s in EVAL_STEPS
+    ]
+    if arms is not None:
+        return subjects
+    if config["evaluate"]["base_models"]:
+        subjects += [(f, "base", "base") for f in FAMILY_MODELS if f in FAMILIES]
+    subjects += [(r, "base", "base") for r in REFERENCE_MODELS]
+    return subjects
+
+
+def get_eval_predictions(wildcards=None):
+    """Every per-item prediction file the report aggregates."""
+    return [
+        f"results/eval/{m}/{a}/{c}/{b}.jsonl"
+        for m, a, c in eval_subjects()
+        for b in BENCH_FILES
+    ]
+
+
+REPORT_OUTPUTS = [
+    "results/tables/results.tsv",
+    "results/tables/results.md",
+    "results/tables/deltas.tsv",
+    "results/tables/deltas.md",
+    "results/plots/benchmarks.png",
+    "results/plots/hierarchical_levels.png",
+    "results/plots/heatmap.png",
+]
+
+
 def get_arm_targets(arm):
-    """Everything of one arm, for every family (empty if the arm is not enabled)."""
+    """Everything of one arm, for every family: shards, summary, training and the evaluation
+    of its checkpoints (empty if the arm is not enabled)."""
     if arm not in ENABLED_ARMS:
         return []
-    return [f for family in FAMILIES for f in arm_outputs(family, arm)]
+    return [
+        *(f for family in FAMILIES for f in arm_outputs(family, arm)),
+        *(f for family in TRAINED_FAMILIES for f in train_outputs(family, arm)),
+        *(f for m, a, c in eval_subjects([arm]) for f in eval_outputs(m, a, c)),
+    ]
 
 
 def get_family_targets(family):
-    """Everything of one family, for every enabled arm."""
-    return [f for arm in ENABLED_ARMS for f in arm_outputs(family, arm)]
+    """Everything of one family, for every enabled arm, and its base model's evaluation."""
+    evals = [
+        f for m, a, c in eval_subjects() if m == family for f in eval_outputs(m, a, c)
+    ]
+    return [f for arm in ENABLED_ARMS for f in arm_outputs(family, arm)] + evals
 
 
 def get_all_targets():
-    """Every arm x family, and the cross-arm summary table and plot."""
+    """Every arm x family, the cross-arm summary, every evaluation and the results report."""
     return [
         *(f for arm in ENABLED_ARMS for f in get_arm_targets(arm)),
         "results/tokenization/summary.tsv",
         "results/tokenization/summary.png",
+        *(f for m, a, c in eval_subjects() for f in eval_outputs(m, a, c)),
+        *(
+            f"results/training/{n}"
+            for n in ("curves.png", "summary.tsv")
+            if TRAINED_FAMILIES
+        ),
+        *(REPORT_OUTPUTS if eval_subjects() and BENCH_FILES else []),
     ]

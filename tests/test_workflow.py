@@ -59,6 +59,29 @@ def test_study_dry_run_job_counts(tmp_path):
     assert counts["summarize_tokenization"] == 1
 
 
+def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
+    """megatron: 2 imports + 2 import checks, 6 trainings, one export per saved iteration;
+    automodel/hf: the same trainings with no import or export jobs. The slurm profile gives
+    the GPU jobs the GPUs, memory and time it sets."""
+    res = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"),
+                    config="config/study.yaml")
+    out = res.stdout + res.stderr
+    counts = job_counts(out)
+    assert counts["import_checkpoint"] == 2 and counts["verify_import"] == 2
+    assert counts["train_cpt"] == 6 and counts["export_checkpoint"] == 6 * 5  # every 1000 of 5000
+    assert counts["evaluate"] == (2 + 6 * 5) * 10  # base + every checkpoint, 10 benchmark files
+    train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt:")]
+    assert len(train_jobs) == 6
+    for job in train_jobs:
+        assert "gpu=8" in job and "mem_mb=900000" in job and "runtime=2880" in job
+    for engine in ("automodel", "hf"):
+        res = snakemake(tmp_path, "-n", "--config", f'train={{"engine": "{engine}"}}',
+                        config="config/study.yaml")
+        counts = job_counts(res.stdout + res.stderr)
+        assert counts["train_cpt"] == 6, engine
+        assert not {"import_checkpoint", "verify_import", "export_checkpoint"} & set(counts), engine
+
+
 def test_arm_target_dry_run_touches_only_that_arm(tmp_path):
     res = snakemake(tmp_path, "-n", "arm_patok", "-p", config="config/study.yaml")
     out = res.stdout + res.stderr
@@ -66,10 +89,25 @@ def test_arm_target_dry_run_touches_only_that_arm(tmp_path):
     assert "/patok/" in out and "/vanilla/" not in out and "/stochastok/" not in out
 
 
+def trimmed_config(path: Path) -> Path:
+    """config/config.yaml with fewer benchmark files and no reference models, so the whole DAG
+    (tokenize -> train -> evaluate -> report) fits in CI; the real models' scoring is tested in
+    tests/test_evaluate.py."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["benchmarks"]["items_per_task"] = {"hierarchical": 1, "addition": 4}
+    cfg["evaluate"]["reference_models"] = {}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("run")
-    snakemake(work, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", "all")
+    config = trimmed_config(work / "ci_config.yaml")
+    snakemake(work, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", "all",
+              config=str(config))
     return work
 
 
@@ -112,17 +150,55 @@ def test_local_run_outputs(local_run):
     assert list((local_run / "logs").rglob("*.log")) and list((local_run / "benchmarks").rglob("*.tsv"))
 
 
+def test_local_run_trains_evaluates_and_reports(local_run):
+    """The default DAG continues pretraining every family x arm, scores base and trained
+    checkpoints on every benchmark file, and aggregates them with arm-vs-vanilla deltas."""
+    steps = ("step_0000002", "step_0000004")
+    benches = ("hierarchical_mcq", "hierarchical_gen", "addition_mcq", "addition_gen")
+    for fam in FAMILIES:
+        for arm in ARMS:
+            run = local_run / f"results/checkpoints/{fam}/{arm}"
+            summary = json.loads((run / "train_summary.json").read_text())
+            assert summary["steps"] == 4 and summary["engine"] == "hf"
+            metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            assert [m["step"] for m in metrics if m.get("loss") is not None] == [1, 2, 3, 4]
+            for step in steps:
+                assert (run / "hf" / step / "model.safetensors").exists()
+            for bench in benches:
+                ev = local_run / f"results/eval/{fam}/{arm}/step_0000004/{bench}.json"
+                scores = json.loads(ev.read_text())
+                assert scores["labels"] == {"model": fam, "arm": arm, "checkpoint": "step_0000004",
+                                            "benchmark": bench}
+        for bench in benches:
+            assert (local_run / f"results/eval/{fam}/base/base/{bench}.jsonl").exists()
+    tables = local_run / "results/tables"
+    header, *rows = [r.split("\t") for r in (tables / "results.tsv").read_text().splitlines()]
+    subjects = {(r[0], r[1], r[2]) for r in rows}
+    assert subjects == {(f, "base", "base") for f in FAMILIES} | {
+        (f, a, "step_0000004") for f in FAMILIES for a in ARMS}
+    header, *deltas = [r.split("\t") for r in (tables / "deltas.tsv").read_text().splitlines()]
+    assert {(r[0], r[1], r[2]) for r in deltas} == {
+        (f, a, "vanilla") for f in FAMILIES for a in ("stochastok", "patok")}
+    for name in ("benchmarks.png", "hierarchical_levels.png", "heatmap.png"):
+        assert (local_run / "results/plots" / name).stat().st_size > 5000
+    training = (local_run / "results/training/summary.tsv").read_text().splitlines()
+    assert len(training) == 1 + 6
+
+
 def test_rerunning_one_arm_leaves_the_others_alone(local_run):
-    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in
-              (local_run / "results/shards").rglob("*.bin")}
+    watched = [*(local_run / "results/shards").rglob("*.bin"),
+               *(local_run / "results/checkpoints").rglob("train_summary.json"),
+               *(local_run / "results/eval").rglob("*.jsonl")]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
     snakemake(local_run, "--profile", str(REPO / "profiles" / "local"), "--cores", "2",
-              "arm_patok", "--forcerun", "tokenize_chunk")
+              "arm_patok", "--forcerun", "tokenize_chunk", config=str(local_run / "ci_config.yaml"))
     for p, (mtime, data) in before.items():
-        assert p.read_bytes() == data  # deterministic: even the rebuilt arm is identical
+        if p.suffix == ".bin":
+            assert p.read_bytes() == data  # deterministic: even the rebuilt arm is identical
         if "/patok/" in str(p):
-            assert p.stat().st_mtime_ns != mtime
+            assert p.stat().st_mtime_ns != mtime  # the arm's shards, training and evaluation rerun
         else:
-            assert p.stat().st_mtime_ns == mtime
+            assert p.stat().st_mtime_ns == mtime, p
 
 
 def _doc_tokens(shard_dir: Path) -> dict[str, list[int]]:
@@ -179,8 +255,12 @@ def test_data_stages_under_real_slurm(tmp_path):
         if os.environ.get("FILMORPH_REQUIRE_SLURM") == "1":
             pytest.fail("FILMORPH_REQUIRE_SLURM=1 but no idle Slurm node (run .ci/slurm-up.sh)")
         pytest.skip("no Slurm cluster here (CI starts one with .ci/slurm-up.sh)")
-    res = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "ci-slurm"), "all",
-                    "--verbose")
+    # the data stages of every arm, and one arm's training and evaluation, all through sbatch
+    config = trimmed_config(tmp_path / "ci_config.yaml")
+    res = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "ci-slurm"),
+                    "results/tokenization/summary.tsv",
+                    "results/eval/llama/vanilla/step_0000004/addition_gen.json",
+                    "--verbose", config=str(config))
     out = res.stdout + res.stderr
     assert "sbatch call:" in out  # jobs really went through sbatch
     for fam in FAMILIES:
@@ -189,5 +269,9 @@ def test_data_stages_under_real_slurm(tmp_path):
     assert (tmp_path / "results/tokenization/summary.tsv").exists()
     slurm_logs = list((tmp_path / "logs/slurm").rglob("*.log"))
     assert any("rule_tokenize_chunk" in str(p) for p in slurm_logs)
+    assert any("rule_train_cpt" in str(p) for p in slurm_logs)
+    assert any("rule_evaluate" in str(p) for p in slurm_logs)
+    scores = json.loads((tmp_path / "results/eval/llama/vanilla/step_0000004/addition_gen.json").read_text())
+    assert scores["n_items"] == 4
     stats = json.loads((tmp_path / "results/shards/llama/patok/chunk_0001.stats.json").read_text())
     assert stats["documents_out"] > 0 and np.isfinite(stats["mb_per_s"])

@@ -1,0 +1,32 @@
+# megatron engine only: each saved iteration back to an HF checkpoint the evaluation reads.
+
+
+if ENGINE == "megatron":
+
+    rule export_checkpoint:
+        input:
+            ckpt="results/checkpoints/{family}/{arm}/megatron/iter_{iter}",
+            model=lambda wc: model_dir(wc.family),
+            tokenizer="resources/tokenizers/{family}",
+        output:
+            hf=directory("results/checkpoints/{family}/{arm}/hf/step_{iter}"),
+        log:
+            "logs/export_checkpoint/{family}/{arm}/{iter}.log",
+        benchmark:
+            "benchmarks/export_checkpoint/{family}/{arm}/{iter}.tsv"
+        wildcard_constraints:
+            family=_alternatives(TRAINED_FAMILIES),
+            iter=r"\d{7}",
+        container:
+            MEGATRON["container"]
+        threads: 8
+        resources:
+            mem_mb=lambda wc, attempt: 200000 * attempt,
+            runtime=240,
+            gpu=1,
+        params:
+            code=CODE["train"],
+        shell:
+            "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert export"
+            " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
+            " --tokenizer-dir {input.tokenizer} > {log} 2>&1"

@@ -1,0 +1,110 @@
+# Continued pretraining of each family's base model on one arm's shards. The run dir
+# results/checkpoints/{family}/{arm}/ keeps the resumable state (state/, not an output, so a
+# failed or timed-out job keeps it and its retry resumes); the HF checkpoints hf/step_NNNNNNN
+# and train_summary.json are the outputs.
+
+
+if ENGINE in ("hf", "automodel"):
+
+    rule train_cpt:
+        input:
+            shards=get_train_shards,
+            model=lambda wc: model_dir(wc.family),
+            tokenizer="resources/tokenizers/{family}",
+        output:
+            ckpts=[
+                directory(f"results/checkpoints/{{family}}/{{arm}}/hf/{step_name(s)}")
+                for s in CKPT_STEPS
+            ],
+            summary="results/checkpoints/{family}/{arm}/train_summary.json",
+        log:
+            "logs/train_cpt/{family}/{arm}.log",
+        benchmark:
+            "benchmarks/train_cpt/{family}/{arm}.tsv"
+        wildcard_constraints:
+            family=_alternatives(TRAINED_FAMILIES),
+        conda:
+            "../envs/data.yaml"
+        threads: 2
+        resources:
+            mem_mb=lambda wc, attempt: 16000 * attempt,
+            runtime=lambda wc, attempt: 240 * attempt,
+        params:
+            train_config=get_train_config,
+            engine=ENGINE,
+            code=CODE["train"],
+        script:
+            "../workflow_scripts/train_cpt.py"
+
+
+if ENGINE == "megatron":
+
+    rule train_cpt:
+        input:
+            shards=get_train_shards,
+            model=lambda wc: model_dir(wc.family),
+            tokenizer="resources/tokenizers/{family}",
+            imported="results/checkpoints/{family}/base/megatron",
+            # training waits until the import reproduces the HF logits (and its export does)
+            verified="results/checkpoints/{family}/base/roundtrip_hf.verify.json",
+        output:
+            ckpts=[
+                directory(
+                    f"results/checkpoints/{{family}}/{{arm}}/megatron/iter_{s:07d}"
+                )
+                for s in CKPT_STEPS
+            ],
+            summary="results/checkpoints/{family}/{arm}/train_summary.json",
+        log:
+            "logs/train_cpt/{family}/{arm}.log",
+        benchmark:
+            "benchmarks/train_cpt/{family}/{arm}.tsv"
+        wildcard_constraints:
+            family=_alternatives(TRAINED_FAMILIES),
+        container:
+            MEGATRON["container"]
+        threads: 8
+        resources:
+            mem_mb=lambda wc, attempt: 200000 * attempt,
+            runtime=lambda wc, attempt: 2880 * attempt,
+            gpu=TRAIN["gpus_per_node"],
+        params:
+            train_config=get_train_config,
+            engine=ENGINE,
+            tp=MEGATRON["tensor_parallel"],
+            code=CODE["train"],
+        script:
+            "../workflow_scripts/train_cpt.py"
+
+
+rule summarize_training:
+    input:
+        expand(
+            "results/checkpoints/{family}/{arm}/train_summary.json",
+            family=TRAINED_FAMILIES,
+            arm=ENABLED_ARMS,
+        ),
+    output:
+        tsv=report(
+            "results/training/summary.tsv",
+            category="Training",
+            caption="../report/training.rst",
+        ),
+        png=report(
+            "results/training/curves.png",
+            category="Training",
+            caption="../report/training.rst",
+        ),
+    log:
+        "logs/summarize_training/summary.log",
+    benchmark:
+        "benchmarks/summarize_training/summary.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=CODE["report"],
+    script:
+        "../workflow_scripts/summarize_training.py"

@@ -1,0 +1,40 @@
+"""rule train_cpt: continue pretraining one family's base model on one arm's shards."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+snakemake = globals()["snakemake"]  # injected by Snakemake
+SRC = Path(snakemake.scriptdir).parent / "src"
+sys.path.insert(0, str(SRC))  # this checkout's filmorph
+
+from filmorph.io import atomic_path  # noqa: E402
+from filmorph.train.common import launch_argv  # noqa: E402
+from filmorph.train.config import TrainConfig  # noqa: E402
+
+p, inp = snakemake.params, snakemake.input
+run_dir = Path(snakemake.output.summary).parent
+prefixes = sorted({str(f)[: -len(".bin")] for f in inp.shards if str(f).endswith(".bin")})
+request = run_dir / "train_request.json"  # the train: section this job was given
+with atomic_path(request) as tmp:
+    tmp.write_text(p.train_config + "\n")
+cfg = TrainConfig.from_dict(json.loads(p.train_config))
+# A changed config is a new run (Snakemake reruns the job; the engine starts the run dir
+# afresh); the same config resumes from the newest complete state after a time limit,
+# preemption or crash.
+args = ["--config", str(request), "--engine", p.engine, "--model", inp.model,
+        "--shards", *prefixes, "--run-dir", str(run_dir), "--tokenizer-dir", inp.tokenizer,
+        "--on-config-change", "restart", "--no-progress"]
+if p.engine == "megatron":
+    args += ["--pretrained-checkpoint", inp.imported, "--tensor-parallel", str(p.tp)]
+cmd = launch_argv(cfg, args)
+env = dict(os.environ)
+env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+if cfg.world_size == 1:  # CPU threads: the cores this job was given, no more
+    env.setdefault("OMP_NUM_THREADS", str(snakemake.threads))
+with open(snakemake.log[0], "w") as log:
+    print("command:", " ".join(cmd), file=log, flush=True)
+    rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+sys.exit(rc)
