@@ -29,7 +29,12 @@ args = ["--config", str(request), "--engine", p.engine, "--model", inp.model,
         "--on-config-change", "restart", "--no-progress"]
 if p.engine == "megatron":
     args += ["--pretrained-checkpoint", inp.imported, "--tensor-parallel", str(p.tp)]
-cmd = launch_argv(cfg, args)
+if p.engine == "automodel":  # one process per node: it starts torchrun with its ranks itself
+    from filmorph.train.automodel import launcher_argv
+
+    cmd = launcher_argv(cfg, args)
+else:  # one process per GPU (torchrun on one node, srun across nodes)
+    cmd = launch_argv(cfg, args)
 env = dict(os.environ)
 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
 if cfg.world_size == 1:  # CPU threads: the cores this job was given, no more
