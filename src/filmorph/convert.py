@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.megatron import ITER_RE, TRACKER_FILE, latest_iteration, require_engine
 
 __all__ = [
@@ -77,17 +78,7 @@ __all__ = [
 DEFAULT_IMPORT_TOLERANCE = 5e-2
 DEFAULT_EXPORT_TOLERANCE = 1e-4
 DEFAULT_MIN_ARGMAX_AGREEMENT = 0.95
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-)
+TOKENIZER_FILES = HF_TOKENIZER_FILES
 EXPORT_META = "filmorph_train_meta.json"
 MEGATRON_QKV_KEY = "decoder.layers.0.self_attention.linear_qkv.weight"
 HF_QKV_KEYS = tuple(f"model.layers.0.self_attn.{p}_proj.weight" for p in "qkv")

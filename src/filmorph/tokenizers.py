@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # transformers is imported lazily: importing it costs seconds
     from transformers import PreTrainedTokenizerFast
 
 __all__ = [
+    "HF_TOKENIZER_FILES",
     "GEMMA3_VOCAB_SIZE",
     "LLAMA3_NUM_BASE_TOKENS",
     "LLAMA3_NUM_SPECIAL_TOKENS",
@@ -61,6 +62,19 @@ __all__ = [
     "special_token_ids",
     "token_bytes",
 ]
+
+#: the files a saved HF tokenizer may consist of (copied beside checkpoints as they are)
+HF_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 GEMMA3_VOCAB_SIZE = 262_144
 LLAMA3_NUM_BASE_TOKENS = 128_000

@@ -92,6 +92,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.common import (
     RunLayout,
     _first_host,
@@ -142,18 +143,7 @@ IGNORE_INDEX = -100
 NO_DECAY_PATTERN = r"(norm\.weight|\.bias)$"
 # resumable Automodel states kept on disk (HF checkpoints are all kept, in hf/)
 KEEP_RECENT_STATES = 2
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer_meta.json",
-)
+TOKENIZER_FILES = (*HF_TOKENIZER_FILES, "tokenizer_meta.json")  # + the family meta
 CKPT_RE = re.compile(r"^epoch_(\d+)_step_(\d+)$")
 INCOMPLETE_MARKER = ".incomplete"  # Automodel's marker of a checkpoint being written
 # Automodel's per-step log lines (rank 0), a fallback for lines its JSONL buffer lost on a kill

@@ -58,6 +58,7 @@ from typing import Any
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
 from filmorph.rng import derive_seed
+from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.common import (
     STATE_FILE,
     MetricsWriter,
@@ -86,18 +87,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 TRAIN_META = "filmorph_train_meta.json"
 SUPPORTED_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer_meta.json",
-)
+TOKENIZER_FILES = (*HF_TOKENIZER_FILES, "tokenizer_meta.json")  # + the family meta
 
 
 class TrainingInterrupted(RuntimeError):
