@@ -211,10 +211,6 @@ def get_eval_model(wildcards):
     return f"results/checkpoints/{wildcards.model}/{wildcards.arm}/hf/{wildcards.ckpt}"
 
 
-def get_external_benchmark(wildcards):
-    return config["benchmarks"]["external"][wildcards.bench]
-
-
 def eval_outputs(model, arm, ckpt):
     """Scores + per-item predictions of one model x arm x checkpoint on every benchmark file."""
     return expand(
