@@ -828,12 +828,57 @@ def test_proof_packing_and_table():
                 "result": None,
                 "tail": "x\nValueError: a|b",
             },
+            {
+                "stage": "evaluate_hierarchical_mcq",
+                "ok": True,
+                "seconds": 12.0,
+                "result": {"n_items": 190, "overall": {"mcq": {"acc": 0.25, "acc_norm": 0.3}}},
+            },
             {"stage": "negative_control", "ok": None, "seconds": 0.0, "result": None, "skipped": "20 s left"},
         ],
+        "metrics": [
+            {"step": 10, "tokens_per_s": 9000.0, "mfu": 0.07},  # warm-up interval: not steady
+            {"step": 20, "tokens_per_s": 41000.0, "mfu": 0.36},
+            {"step": 30, "tokens_per_s": 43000.0, "mfu": 0.38},
+            {"step": 40, "tokens_per_s": 42000.0, "mfu": None},
+        ],
     }
+    assert G.steady_state(record["metrics"]) == {"tokens_per_s": 42000.0, "mfu": 0.37}
+    assert G.steady_state(record["metrics"][:1]) == {"tokens_per_s": None, "mfu": None}
     table = G.proof_table(record)
+    assert "| evaluate_hierarchical_mcq | yes | 12.0 | 190 items, acc 0.25, acc_norm 0.3 |" in table
     assert (
         "| verify_import | yes | 30.0 | max abs diff 0.002, argmax agreement 100.00%, passed True |" in table
     )
     assert "ValueError: a/b" in table and "skipped: 20 s left" in table
-    assert "| 100 | 16/4 | 1024 | 11.9 -> 7.1 | 7.3 | 40000 | 35.0% | 30.2 | thd |" in table
+    assert "| 100 | 16/4 | 1024 | 11.9 -> 7.1 | 7.3 | 40000 | 35.0% | 42000 | 37.0% | 30.2 | thd |" in table
+
+
+def test_attention_backend_falls_back_without_flash_attn():
+    """Bridge's Gemma 3 provider asks for TE's flash backend; without flash-attn TE finds no
+    backend at all (seen on the H100), so the engine and verify ask for 'auto' instead."""
+    pytest.importorskip("megatron.core")
+    from megatron.core.transformer.enums import AttnBackend
+
+    assert M.usable_attention_backend(AttnBackend.flash, flash_available=False) == AttnBackend.auto
+    assert M.usable_attention_backend(AttnBackend.flash, flash_available=True) == AttnBackend.flash
+    for other in (AttnBackend.fused, AttnBackend.unfused, AttnBackend.local, AttnBackend.auto):
+        assert M.usable_attention_backend(other, flash_available=False) == other
+
+
+def test_document_masking_refused_for_gemma3(tmp_path):
+    """thd document masking of the Gemma 3 shape trained wrongly on the H100: refused with a
+    way out; Llama, Gemma 3 without document masking and config-less dirs pass."""
+    cfg = TrainConfig.from_dict({"engine": "megatron"})
+    assert cfg.reset_attention_mask
+    gemma = tmp_path / "gemma"
+    gemma.mkdir()
+    (gemma / "config.json").write_text(json.dumps({"model_type": "gemma3_text", "sliding_window": 512}))
+    with pytest.raises(ValueError, match="sliding_window 512.*automodel"):
+        M.check_document_masking(cfg, gemma)
+    M.check_document_masking(cfg.with_overrides(reset_attention_mask=False), gemma)
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama", "sliding_window": None}))
+    M.check_document_masking(cfg, llama)
+    M.check_document_masking(cfg, tmp_path / "missing")

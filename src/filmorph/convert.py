@@ -47,7 +47,13 @@ from typing import Any
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
 from filmorph.tokenizers import HF_TOKENIZER_FILES
-from filmorph.train.megatron import ITER_RE, TRACKER_FILE, latest_iteration, require_engine
+from filmorph.train.megatron import (
+    ITER_RE,
+    TRACKER_FILE,
+    latest_iteration,
+    require_engine,
+    usable_attention_backend,
+)
 
 __all__ = [
     "DEFAULT_EXPORT_TOLERANCE",
@@ -437,7 +443,15 @@ def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple
 
     cuda = device.type == "cuda"
     with temporary_distributed_context(backend="nccl" if cuda else "gloo"):
-        models = load_megatron_model(str(iter_dir), use_cpu_init=not cuda, skip_temp_dist_context=True)
+        from megatron.core.transformer.enums import AttnBackend
+
+        # the logits only need a backend that runs: where flash-attn is missing, a checkpoint
+        # saved asking for 'flash' (Bridge's Gemma 3 default) would find none, so load with 'auto'
+        backend = usable_attention_backend(AttnBackend.flash)
+        overrides = None if backend == AttnBackend.flash else {"attention_backend": backend}
+        models = load_megatron_model(
+            str(iter_dir), use_cpu_init=not cuda, skip_temp_dist_context=True, mp_overrides=overrides
+        )
         model = unwrap_model(models[0] if isinstance(models, list) else models)
         model = model.to(device=device, dtype=dtype).eval()
         b, t = ids.shape
@@ -610,6 +624,7 @@ def import_checkpoint(
     bridge = AutoBridge.from_hf_pretrained(str(hf_dir))
     provider = bridge.to_megatron_provider(load_weights=True)
     provider.gradient_accumulation_fusion = False
+    provider.attention_backend = usable_attention_backend(provider.attention_backend)
     provider.tensor_model_parallel_size = 1
     provider.pipeline_model_parallel_size = 1
     provider.sequence_parallel = False

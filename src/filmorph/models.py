@@ -226,7 +226,12 @@ def save_checkpoint(
     tied = bool(getattr(config, "tie_word_embeddings", False))
     _check_tied(model, "source model")
 
-    fresh = AutoModelForCausalLM.from_config(config, dtype=tdtype)
+    # built without initialising its weights (they are all overwritten next), on the CPU
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(config, dtype=tdtype)
+    fresh = fresh.to_empty(device="cpu")
+    if tied:
+        fresh.tie_weights()  # to_empty gives each use of a shared tensor its own storage
     with torch.no_grad():
         res = fresh.load_state_dict(model.state_dict(), strict=True)  # copies (and casts)
     if res.missing_keys or res.unexpected_keys:
@@ -393,13 +398,16 @@ def random_model(
     config: Mapping[str, Any] | None = None,
     seed: int = 0,
     dtype: str = "float32",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Write a randomly initialised model of ``architecture`` (a key of
     :data:`RANDOM_ARCHITECTURES`) with the tokenizer in ``tokenizer_dir`` as an HF checkpoint.
 
     The vocabulary size and the bos/eos/pad ids come from the tokenizer, so the model matches the
     family's shards; ``config`` overrides the default sizes (e.g. the real 1B shape).  The
-    weights are a pure function of (architecture, sizes, tokenizer, ``seed``).
+    weights are a pure function of (architecture, sizes, tokenizer, ``seed``, ``device``):
+    ``device="cuda"`` draws them with the GPU's generator, which is much faster for 1B shapes
+    (the CPU takes about a minute) but gives other weights than the CPU.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -418,9 +426,12 @@ def random_model(
     )
     cfg = AutoConfig.for_model(architecture, **sizes)
     torch.manual_seed(int(seed))
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     model.eval()
     meta = {"name": f"random-{architecture}", "source": "random", "seed": int(seed), "sizes": sizes}
+    if device != "cpu":
+        meta["init_device"] = device
     return save_checkpoint(model, tok, out_dir, meta=meta, dtype=dtype)
 
 

@@ -116,6 +116,10 @@ RUNTIME_ENV = {
     "CUDA_DEVICE_MAX_CONNECTIONS": "1",
 }
 
+# Model types whose packed-thd document masking was seen to train wrongly under Megatron-Bridge
+# + TE on the H100 (see check_document_masking)
+THD_REFUSED_MODEL_TYPES = ("gemma3", "gemma3_text")
+
 # (import name, pip distribution): what the engine needs, in the order they are checked
 ENGINE_PACKAGES = (
     ("megatron.core", "megatron-core"),
@@ -150,6 +154,35 @@ def require_engine(what: str = "the megatron engine") -> None:
                 "Megatron-Bridge needs megatron-core, transformer-engine and megatron-bridge; they run "
                 "on NVIDIA GPUs (e.g. inside NVIDIA's NeMo container). On a CPU machine use the 'hf' engine."
             ) from exc
+
+
+def flash_attn_available() -> bool:
+    """Whether the ``flash-attn`` package (FlashAttention 2 or 3) that Transformer Engine's
+    ``flash`` backend calls is importable (the pip route has none; NeMo containers do)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("flash_attn", "flash_attn_interface"))
+
+
+def usable_attention_backend(requested: Any, *, flash_available: bool | None = None) -> Any:
+    """``requested`` (a megatron-core ``AttnBackend``), or ``AttnBackend.auto`` when it is
+    ``flash`` and flash-attn is not installed.
+
+    Megatron-Bridge's Gemma 3 provider asks for ``flash`` (its comment: cuDNN attention of an
+    old TE could not do head dim 256); without flash-attn, Transformer Engine then finds no
+    backend at all ("No dot product attention backend is available", seen on the H100 with TE
+    2.20). ``auto`` lets TE choose among cuDNN fused and unfused attention.
+    """
+    from megatron.core.transformer.enums import AttnBackend
+
+    available = flash_attn_available() if flash_available is None else flash_available
+    if requested == AttnBackend.flash and not available:
+        print(
+            "filmorph: attention_backend 'flash' needs flash-attn, which is not installed: using 'auto'",
+            file=sys.stderr,
+        )
+        return AttnBackend.auto
+    return requested
 
 
 # ============================================================================ pure helpers
@@ -690,10 +723,13 @@ def build_config_container(
     )
 
     provider = AutoBridge.from_hf_pretrained(str(hf_model_dir)).to_megatron_provider(load_weights=False)
-    for key, value in {**settings["model"], **dict(model_overrides or {})}.items():
+    overrides = {**settings["model"], **dict(model_overrides or {})}
+    for key, value in overrides.items():
         if not hasattr(provider, key):
             raise ValueError(f"model setting {key!r} is not a field of {type(provider).__name__}")
         setattr(provider, key, value)
+    if "attention_backend" not in overrides and hasattr(provider, "attention_backend"):
+        provider.attention_backend = usable_attention_backend(provider.attention_backend)
     if settings["precision"] != "bf16":
         provider.bf16 = False
         provider.params_dtype = torch.float32
@@ -796,6 +832,38 @@ def _wait_for_rank0(env: Any, layout: RunLayout, launch: str | None, timeout_s: 
         time.sleep(1.0)
 
 
+def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> None:
+    """Refuse thd document masking for the model types of :data:`THD_REFUSED_MODEL_TYPES`
+    (sliding-window attention under Transformer Engine).
+
+    Seen on the H100 (Megatron-Bridge 0.6.2, megatron-core 0.19.2, TE 2.20.2, cuDNN fused
+    attention; ``.ci/device/measured/megatron_gemma3_thd_2026-11-24.txt``): the Gemma 3 1B
+    shape (head dim 256, window 512) trained with packed ``thd`` documents had gradient norms
+    of 1e9-1e13 and a flat loss (12.70 -> 12.70 over 50 steps, 3.8 s/step), while the same run
+    without document masking learned normally (12.2 -> 8.7 in 20 steps, gradient norm 3.6 ->
+    1.6) and the Llama 3.2 1B shape trained with thd normally. Until that combination is shown
+    to train, it is an error rather than a silently wasted GPU run.
+    """
+    if not cfg.reset_attention_mask:
+        return
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        return
+    hf = read_json(config_path)
+    hf = hf.get("text_config", hf)
+    window = hf.get("sliding_window")
+    # only where it was seen; Gemma 2 (window 4096, Bridge's own softcap attention) is untested
+    if window and hf.get("model_type") in THD_REFUSED_MODEL_TYPES:
+        raise ValueError(
+            f"the megatron engine's document masking (packed thd sequences) gave wrong gradients for a "
+            f"model with sliding-window attention ({hf.get('model_type')}, sliding_window {window}; "
+            "Gemma 3 1B shape on an H100: gradient norm ~1e11, flat loss). Use train.engine "
+            "'automodel' (flex-attention document masking, seen to train this model) or 'hf', or set "
+            "train.reset_attention_mask: false (and reset_position_ids: false) to train without "
+            "document masking"
+        )
+
+
 def _check_pretrained(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_dir():
@@ -856,6 +924,7 @@ def train(
     layout = RunLayout(run_dir)
     save_dir = layout.root / CHECKPOINT_SUBDIR
 
+    check_document_masking(cfg, model_dir)
     report = preflight(shard_prefixes, model_dir, tokenizer_dir=tokenizer_dir, scan_ids=main)
     settings = megatron_settings(
         cfg,
