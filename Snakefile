@@ -37,6 +37,8 @@ include: "rules/export.smk"
 include: "rules/benchmarks.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/audit.smk"
+include: "rules/finetune.smk"
 
 
 rule all:
@@ -66,3 +68,10 @@ for _family in FAMILIES:
         input:
             get_family_targets(_family),
         localrule: True
+
+
+# The fine-tuning track (rules/finetune.smk): empty unless finetune.enabled.
+rule finetune:
+    input:
+        get_finetune_targets(),
+    localrule: True

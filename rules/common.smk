@@ -2,6 +2,7 @@
 import json
 import hashlib
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -42,6 +43,14 @@ BENCH_FILES = GENERATED_FILES + EXTERNAL_FILES
 TRAIN = config["train"]
 ENGINE = TRAIN["engine"]
 MEGATRON = TRAIN["megatron"]
+# The conda env (--sdm conda) of each engine's rules, relative to rules/. The megatron rules
+# run in train.megatron.container when one is set (--sdm apptainer), with no conda env: with
+# both directives Snakemake would build the env inside the container.
+ENGINE_CONDA_ENV = {
+    "hf": "../envs/data.yaml",
+    "automodel": "../envs/gpu/automodel.yaml",
+    "megatron": None if MEGATRON["container"] else "../envs/gpu/megatron.yaml",
+}[ENGINE]
 CKPT_STEPS = sorted(
     {
         *range(
@@ -116,10 +125,56 @@ CODE = {
         "data/affixes.tsv",
         "data/embedded_corpus.jsonl",
     ),
-    "evaluate": code_fingerprint("evaluate.py", "items.py", "models.py", "io.py"),
+    "evaluate": code_fingerprint(
+        "evaluate.py", "items.py", "models.py", "io.py", "provenance.py"
+    ),
     "report": code_fingerprint("report.py", "io.py", "rng.py"),
     "train": code_fingerprint("train", "models.py", "io.py", "shards.py"),
+    "provenance": code_fingerprint("provenance.py", "io.py"),
+    "audit": code_fingerprint(
+        "audit.py",
+        "provenance.py",
+        "tokenize.py",
+        "tokenizers.py",
+        "arms",
+        "shards.py",
+        "affixes.py",
+        "rng.py",
+        "io.py",
+        "train/common.py",
+        "train/config.py",
+    ),
 }
+
+
+def provenance_shell(**params):
+    """A params function for shell jobs (those that do not go through run_stage): the
+    arguments of `python -m filmorph.provenance record` besides inputs and outputs, i.e. the
+    job's wildcards and `params` (the params repeated: a params function cannot see them).
+    """
+
+    def args(wildcards):
+        wc = [f"--wildcard={k}={v}" for k, v in sorted(wildcards.items())]
+        return " ".join(
+            shlex.quote(a)
+            for a in [*wc, "--params", json.dumps(params, sort_keys=True)]
+        )
+
+    return args
+
+
+def with_provenance(cmd):
+    """The shell command `cmd`, then (when it succeeds) the job's provenance record; needs
+    `params.provenance` (provenance_shell) and a log."""
+    return "".join(
+        [
+            "start=$(date -u +%Y-%m-%dT%H:%M:%SZ); ",
+            cmd,
+            " && PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.provenance",
+            " record --rule {rule} {params.provenance} --input {input} --output {output}",
+            ' --log {log} --start "$start" >> {log} 2>&1',
+        ]
+    )
 
 
 def get_train_config(wildcards=None):
@@ -280,8 +335,18 @@ def get_family_targets(family):
     return [f for arm in ENABLED_ARMS for f in arm_outputs(family, arm)] + evals
 
 
-def get_all_targets():
-    """Every arm x family, the cross-arm summary, every evaluation and the results report."""
+AUDIT_OUTPUTS = [
+    "results/manifest.json",
+    "results/audit/audit.json",
+    "results/audit/audit.tsv",
+]
+
+
+def get_all_targets(audit=True):
+    """Every arm x family, the cross-arm summary, every evaluation and the results report;
+    with `audit`, the manifest of their provenance records and the audit (rules/audit.smk),
+    which come after everything else (the manifest's inputs are the targets without them).
+    """
     return [
         *(f for arm in ENABLED_ARMS for f in get_arm_targets(arm)),
         "results/tokenization/summary.tsv",
@@ -293,4 +358,5 @@ def get_all_targets():
             if TRAINED_FAMILIES
         ),
         *(REPORT_OUTPUTS if eval_subjects() and BENCH_FILES else []),
+        *(AUDIT_OUTPUTS if audit else []),
     ]

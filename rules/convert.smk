@@ -19,6 +19,8 @@ if ENGINE == "megatron":
             "benchmarks/import_checkpoint/{family}.tsv"
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
+        conda:
+            ENGINE_CONDA_ENV
         container:
             MEGATRON["container"]
         threads: 8
@@ -29,10 +31,15 @@ if ENGINE == "megatron":
         params:
             tp=MEGATRON["tensor_parallel"],
             code=CODE["train"],
+            provenance=provenance_shell(
+                tp=MEGATRON["tensor_parallel"], code=CODE["train"]
+            ),
         shell:
-            "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert import"
-            " --hf {input.model} --out {output.ckpt} --tensor-parallel {params.tp}"
-            " --tokenizer-dir {input.tokenizer} --results {output.results} > {log} 2>&1"
+            with_provenance(
+                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert import"
+                " --hf {input.model} --out {output.ckpt} --tensor-parallel {params.tp}"
+                " --tokenizer-dir {input.tokenizer} --results {output.results} > {log} 2>&1"
+            )
 
     rule verify_import:
         input:
@@ -49,6 +56,8 @@ if ENGINE == "megatron":
             "benchmarks/verify_import/{family}.tsv"
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
+        conda:
+            ENGINE_CONDA_ENV
         container:
             MEGATRON["container"]
         threads: 8
@@ -60,11 +69,18 @@ if ENGINE == "megatron":
             import_tol=MEGATRON["verify_tolerance"],
             export_tol=MEGATRON["export_tolerance"],
             code=CODE["train"],
+            provenance=provenance_shell(
+                import_tol=MEGATRON["verify_tolerance"],
+                export_tol=MEGATRON["export_tolerance"],
+                code=CODE["train"],
+            ),
         shell:
-            "(export PYTHONPATH={workflow.basedir}/src:$PYTHONPATH;"
-            " python -m filmorph.convert verify --hf {input.model} --candidate {input.ckpt}"
-            " --tolerance {params.import_tol} --results {output.imported} &&"
-            " python -m filmorph.convert export --megatron {input.ckpt} --hf-base {input.model}"
-            " --out {output.roundtrip} --tokenizer-dir {input.tokenizer} &&"
-            " python -m filmorph.convert verify --hf {input.model} --candidate {output.roundtrip}"
-            " --tolerance {params.export_tol} --results {output.exported}) > {log} 2>&1"
+            with_provenance(
+                "(export PYTHONPATH={workflow.basedir}/src:$PYTHONPATH;"
+                " python -m filmorph.convert verify --hf {input.model} --candidate {input.ckpt}"
+                " --tolerance {params.import_tol} --results {output.imported} &&"
+                " python -m filmorph.convert export --megatron {input.ckpt} --hf-base {input.model}"
+                " --out {output.roundtrip} --tokenizer-dir {input.tokenizer} &&"
+                " python -m filmorph.convert verify --hf {input.model} --candidate {output.roundtrip}"
+                " --tolerance {params.export_tol} --results {output.exported}) > {log} 2>&1"
+            )

@@ -17,6 +17,8 @@ if ENGINE == "megatron":
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
             iter=r"\d{7}",
+        conda:
+            ENGINE_CONDA_ENV
         container:
             MEGATRON["container"]
         threads: 8
@@ -26,7 +28,10 @@ if ENGINE == "megatron":
             gpu=1,
         params:
             code=CODE["train"],
+            provenance=provenance_shell(code=CODE["train"]),
         shell:
-            "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert export"
-            " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
-            " --tokenizer-dir {input.tokenizer} > {log} 2>&1"
+            with_provenance(
+                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert export"
+                " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
+                " --tokenizer-dir {input.tokenizer} > {log} 2>&1"
+            )

@@ -46,8 +46,16 @@ rule summarize_tokenization:
             arm=ENABLED_ARMS,
         ),
     output:
-        tsv="results/tokenization/summary.tsv",
-        png="results/tokenization/summary.png",
+        tsv=report(
+            "results/tokenization/summary.tsv",
+            category="Tokenization",
+            caption="../report/tokenization.rst",
+        ),
+        png=report(
+            "results/tokenization/summary.png",
+            category="Tokenization",
+            caption="../report/tokenization.rst",
+        ),
     log:
         "logs/summarize_tokenization/summary.log",
     benchmark:

@@ -24,7 +24,7 @@ if ENGINE in ("hf", "automodel"):
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
         conda:
-            "../envs/data.yaml"
+            ENGINE_CONDA_ENV
         threads: 2
         resources:
             mem_mb=lambda wc, attempt: 16000 * attempt,
@@ -61,6 +61,8 @@ if ENGINE == "megatron":
             "benchmarks/train_cpt/{family}/{arm}.tsv"
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
+        conda:
+            ENGINE_CONDA_ENV
         container:
             MEGATRON["container"]
         threads: 8

@@ -1,10 +1,60 @@
-"""Shared fixtures: the two real tokenizer families, prepared once per test session."""
+"""Shared fixtures: the two real tokenizer families, prepared once per test session, and one
+finished run of the whole workflow (trimmed config) that several test files read."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snakemake_env() -> dict[str, str]:
+    """This interpreter's bin dir first on PATH (jobs run with the same Python)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def snakemake(workdir, *args, config="config/config.yaml", check=True, timeout=1500):
+    """Run Snakemake on this repo's workflow in `workdir`; fail with its output's tail."""
+    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(REPO / config), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n"
+                             f"{res.stderr[-6000:]}")
+    return res
+
+
+def trimmed_config(path: Path) -> Path:
+    """config/config.yaml with fewer benchmark files and no reference models, so the whole DAG
+    (tokenize -> train -> evaluate -> report) fits in CI; the real models' scoring is tested in
+    tests/test_evaluate.py."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["benchmarks"]["items_per_task"] = {"hierarchical": 1, "addition": 4}
+    cfg["evaluate"]["reference_models"] = {}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory):
+    """A workdir where `snakemake --profile profiles/local all` finished on the trimmed config
+    (`ci_config.yaml` inside it), built once per session (about 5 minutes on 2 cores). Tests
+    may rerun jobs in it but must leave every output as the config defines it."""
+    work = tmp_path_factory.mktemp("run")
+    config = trimmed_config(work / "ci_config.yaml")
+    snakemake(work, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", "all",
+              config=str(config))
+    return work
 
 FAMILY_SPECS = {
     "gemma": {"source": "gemma3_gguf_package"},

@@ -1,4 +1,6 @@
-"""Conda env files: parse, pin every package, and match what this test run has installed."""
+"""Conda env files: parse, pin every package, and match what this test run has installed. The
+GPU envs (envs/gpu/) are made on the cluster: here they are only parsed and checked for pins,
+and the workflow's rules must name them."""
 
 import re
 from importlib.metadata import PackageNotFoundError, version
@@ -7,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ENVS = sorted((Path(__file__).resolve().parents[1] / "envs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[1]
+ENVS = sorted((REPO / "envs").glob("*.yaml"))  # installed here (Makefile setup, CI)
+GPU_ENVS = sorted((REPO / "envs" / "gpu").glob("*.yaml"))  # made on a GPU cluster
 
 
 def _deps(path):
@@ -23,16 +27,30 @@ def _deps(path):
 
 def test_env_files_exist():
     assert {p.name for p in ENVS} >= {"data.yaml", "workflow.yaml"}
+    assert {p.name for p in GPU_ENVS} == {"automodel.yaml", "megatron.yaml"}
 
 
-@pytest.mark.parametrize("path", ENVS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ENVS + GPU_ENVS, ids=lambda p: str(p.relative_to(REPO / "envs")))
 def test_every_package_pinned(path):
     env, conda, pip = _deps(path)
     assert env["channels"][0] == "conda-forge"
     for d in conda:
         assert re.fullmatch(r"[\w.-]+ =\d[\w.]*", d), f"{path.name}: unpinned conda dep {d!r}"
+    names = []
     for d in pip:
         assert re.fullmatch(r"[\w.-]+==\d[\w.+]*", d), f"{path.name}: unpinned pip dep {d!r}"
+        names.append(re.sub(r"[-_.]+", "-", d.split("==")[0]).lower())
+    assert len(names) == len(set(names)), f"{path.name}: a package listed twice"
+
+
+@pytest.mark.parametrize("path", GPU_ENVS, ids=lambda p: p.name)
+def test_gpu_envs_are_python_312_with_cuda_torch(path):
+    """The versions seen working on the H100: Python 3.12 (Megatron-Bridge needs it), torch
+    2.11.0 (its PyPI wheel is the CUDA 13 build), the engine's own library."""
+    _, conda, pip = _deps(path)
+    assert "python =3.12" in conda and "torch==2.11.0" in pip
+    own = {"automodel.yaml": "nemo_automodel==0.7.0", "megatron.yaml": "megatron-bridge==0.6.2"}
+    assert own[path.name] in pip
 
 
 @pytest.mark.parametrize("path", ENVS, ids=lambda p: p.name)
@@ -49,7 +67,7 @@ def test_installed_versions_are_the_pins(path):
 
 
 def test_nodeps_list_is_pinned_and_installed():
-    path = Path(__file__).resolve().parents[1] / "envs" / "nodeps.txt"
+    path = REPO / "envs" / "nodeps.txt"
     reqs = [line.strip() for line in path.read_text().splitlines()
             if line.strip() and not line.startswith("#")]
     assert reqs
@@ -57,3 +75,43 @@ def test_nodeps_list_is_pinned_and_installed():
         assert re.fullmatch(r"[\w.-]+==\d[\w.+]*", d), d
         name, pinned = d.split("==")
         assert version(name) == pinned
+
+
+def _rules(tmp_path, train):
+    """{rule name: rule} of the workflow parsed with the default config and ``train``."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(configfiles=[REPO / "config" / "config.yaml"],
+                                           config={"train": train}),
+            snakefile=REPO / "Snakefile",
+            workdir=tmp_path,
+        )
+        return {r.name: r for r in workflow._workflow.rules}
+
+
+ENGINE_RULES = {
+    "hf": {"train_cpt": "data.yaml"},
+    "automodel": {"train_cpt": "gpu/automodel.yaml"},
+    "megatron": {r: "gpu/megatron.yaml"
+                 for r in ("import_checkpoint", "verify_import", "train_cpt", "export_checkpoint")},
+}
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINE_RULES))
+def test_each_engine_rule_names_its_env(engine, tmp_path):
+    """Every rule of an engine names that engine's env file (relative to rules/), and it exists;
+    with a container the megatron rules run in it, with no conda env."""
+    rules = _rules(tmp_path, {"engine": engine})
+    for name, env in ENGINE_RULES[engine].items():
+        assert rules[name].conda_env == f"../envs/{env}", name
+        assert (REPO / "rules" / rules[name].conda_env).resolve().is_file(), name
+        assert rules[name].container_img is None, name
+    if engine == "megatron":
+        image = "docker://nvcr.io/nvidia/nemo:25.09"
+        rules = _rules(tmp_path, {"engine": engine, "megatron": {"container": image}})
+        for name in ENGINE_RULES[engine]:
+            assert rules[name].conda_env is None and rules[name].container_img == image, name

@@ -591,6 +591,9 @@ def test_cli_writes_scores_and_predictions(real_model_dirs, tmp_path, capsys):
     import hashlib
 
     assert s["benchmark_sha256"] == hashlib.sha256(bench.read_bytes()).hexdigest()
+    from filmorph.provenance import sha256_tree
+
+    assert s["model_sha256"] == sha256_tree(model_dir) and len(s["model_sha256"]) == 64
     assert s["n_items"] == 10 == s["overall"]["n"] and s["max_items"] == 10
     assert (s["dtype"], s["device"], s["batch_size"]) == ("float32", "cpu", "auto")
     assert s["batch_size_used"] == {"mcq": E.CPU_BATCH_SIZE, "gen": E.CPU_BATCH_SIZE}

@@ -1,5 +1,7 @@
 """Shards: megatron-core's own reader and GPTDataset accept what ShardWriter writes."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -80,16 +82,23 @@ def test_gpt_dataset_builds_over_shards(tmp_path):
             for _ in range(20):
                 w.add(list(rng.integers(2, 1000, size=int(rng.integers(5, 40)))) + [1])
         prefixes.append(str(tmp_path / f"chunk_{k + 1:04d}"))
-    cfg = GPTDatasetConfig(random_seed=7, sequence_length=16, blend=(prefixes, None),
-                           split="100,0,0", tokenizer=Tok(), reset_position_ids=True,
-                           reset_attention_mask=True, eod_mask_loss=True,
-                           path_to_cache=str(tmp_path / "cache"), mid_level_dataset_surplus=0.005)
+    cfg = GPTDatasetConfig(
+        random_seed=7,
+        sequence_length=16,
+        blend=(prefixes, None),
+        split="100,0,0",
+        tokenizer=Tok(),
+        reset_position_ids=True,
+        reset_attention_mask=True,
+        eod_mask_loss=True,
+        path_to_cache=str(tmp_path / "cache"),
+        mid_level_dataset_surplus=0.005,
+    )
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
-        train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [10, None, None], lambda: True,
-                                                    cfg).build()
+        train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [10, None, None], lambda: True, cfg).build()
     finally:
         dist.destroy_process_group()
     item = train[0]
@@ -134,3 +143,23 @@ def test_replace_path_restores_the_old_directory_on_failure(tmp_path, monkeypatc
     with pytest.raises(OSError):
         io.replace_path(new, final)
     assert (final / "weights").read_text() == "old"
+
+
+def test_writer_removes_temp_files_of_killed_writers(tmp_path):
+    """A SIGKILLed writer leaves hidden temp files; the next writer of the prefix removes those
+    of dead processes and keeps those of live ones."""
+    import subprocess
+
+    prefix = tmp_path / "chunk_0001"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [tmp_path / f".chunk_0001.tmp-{dead.pid}{ext}" for ext in (".bin", ".idx")]
+    live = tmp_path / f".chunk_0001.tmp-{os.getppid()}.bin"
+    other = tmp_path / f".chunk_0002.tmp-{dead.pid}.bin"
+    for f in (*stale, live, other):
+        f.write_bytes(b"partial")
+    with ShardWriter(prefix, vocab_size=100) as w:
+        w.add([1, 2, 0])
+    assert not any(f.exists() for f in stale)
+    assert live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.glob("chunk_0001.*")) == ["chunk_0001.bin", "chunk_0001.idx"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _models import embedded_shards, tiny_model, tiny_model_dir
 
 from filmorph.io import read_json
 from filmorph.shards import ShardWriter
@@ -25,71 +26,18 @@ pytestmark = [
 ]
 
 # ============================================================================ fixtures
-TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
-
-
-def _tiny_model(family: str, vocab: int, eos: int, bos: int, seed: int = 0, sliding_window: int = 6):
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    if family == "llama":
-        cfg = LlamaConfig(
-            vocab_size=vocab,
-            num_key_value_heads=2,
-            head_dim=8,
-            tie_word_embeddings=True,
-            bos_token_id=bos,
-            eos_token_id=eos,
-            **TINY,
-        )
-        return LlamaForCausalLM(cfg)
-    cfg = Gemma3TextConfig(
-        vocab_size=vocab,
-        num_key_value_heads=1,
-        head_dim=8,
-        sliding_window=sliding_window,
-        layer_types=["sliding_attention", "full_attention"],
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=0,
-        **TINY,
-    )
-    return Gemma3ForCausalLM(cfg)
-
-
 @pytest.fixture(scope="module")
 def shards(family_dirs, tmp_path_factory):
     """{family: [chunk prefixes]}: the embedded corpus in 2 chunks, vanilla arm."""
-    from filmorph.corpus import embedded_corpus_path, split_corpus
-    from filmorph.tokenize import tokenize_chunk
-
     root = tmp_path_factory.mktemp("train-shards")
-    split_corpus(embedded_corpus_path(), root / "corpus", 2, id_prefix="emb")
-    out = {}
-    for fam, tdir in family_dirs.items():
-        out[fam] = []
-        for k in (1, 2):
-            prefix = root / fam / "vanilla" / f"chunk_{k:04d}"
-            tokenize_chunk(root / "corpus" / f"chunk_{k:04d}.jsonl", tdir, "vanilla", {}, 7, prefix)
-            out[fam].append(str(prefix))
-    return out
+    return {fam: embedded_shards(tdir, root / fam) for fam, tdir in family_dirs.items()}
 
 
 @pytest.fixture(scope="module")
 def models(family_dirs, tmp_path_factory):
     """{family: model dir}: tiny random model + the family's tokenizer files (byte copies)."""
     root = tmp_path_factory.mktemp("train-models")
-    out = {}
-    for fam, tdir in family_dirs.items():
-        meta = read_json(tdir / "tokenizer_meta.json")
-        model = _tiny_model(fam, meta["vocab_size"], meta["eos_id"], meta["bos_id"])
-        d = root / fam
-        model.save_pretrained(d)
-        for f in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copyfile(tdir / f, d / f)
-        out[fam] = d
-    return out
+    return {fam: tiny_model_dir(fam, tdir, root / fam) for fam, tdir in family_dirs.items()}
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -465,7 +413,7 @@ def test_packed_documents_match_separate_runs(family, attn):
     from filmorph.train.hf import _forward_kwargs, check_document_masking
 
     vocab, eos = (128256, 128001) if family == "llama" else (262144, 1)
-    model = _tiny_model(family, vocab, eos, 2)
+    model = tiny_model(family, vocab, eos, 2)
     model.set_attn_implementation(attn)
     model.eval()
     g = torch.Generator().manual_seed(1)
@@ -492,6 +440,30 @@ def _weights(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def _cli_args(cfg: TrainConfig, config_json: Path, model: Path, prefixes: list, run_dir: Path) -> list:
+    """``python -m filmorph.train`` arguments training ``cfg`` (written to ``config_json``)."""
+    config_json.write_text(json.dumps(cfg.to_dict()))
+    return ["--config", str(config_json), "--model", str(model), "--shards", *prefixes,
+            "--run-dir", str(run_dir), "--no-progress"]
+
+
+def _assert_same_run(a: Path, b: Path, steps) -> None:
+    """The HF checkpoints of ``steps`` hold bitwise the same weights in both run dirs, and the
+    runs logged the same steps with the same losses."""
+    import torch
+
+    la, lb = C.RunLayout(a), C.RunLayout(b)
+    for step in steps:
+        wa = _weights(la.hf_dir(step) / "model.safetensors")
+        wb = _weights(lb.hf_dir(step) / "model.safetensors")
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), step
+
+    def logged(lay):
+        return [(r["step"], r["loss"], r["val_loss"]) for r in C.read_metrics(lay.metrics)]
+
+    assert logged(la) == logged(lb)
 
 
 def test_training_run_loss_metrics_and_checkpoints(shards, models, tmp_path):
@@ -570,33 +542,14 @@ def test_resume_gives_the_same_weights(shards, models, tmp_path, capsys):
     lay = C.RunLayout(resumed)
     assert C.complete_states(resumed) == [2] and [r["step"] for r in C.read_metrics(lay.metrics)] == [1, 2, 3]
     shutil.rmtree(lay.hf_dir(2))  # Snakemake removes the outputs of a failed job
-    config_json = tmp_path / "train.json"
-    config_json.write_text(json.dumps(cfg.to_dict()))
-    argv = [
-        "--config",
-        str(config_json),
-        "--model",
-        str(models["llama"]),
-        "--shards",
-        *shards["llama"],
-        "--run-dir",
-        str(resumed),
-        "--no-progress",
-    ]
+    argv = _cli_args(cfg, tmp_path / "train.json", models["llama"], shards["llama"], resumed)
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 6 and out["engine"] == "hf"
 
     a, b = C.RunLayout(straight), lay
-    for step in (2, 4, 6):
-        wa, wb = (
-            _weights(a.hf_dir(step) / "model.safetensors"),
-            _weights(b.hf_dir(step) / "model.safetensors"),
-        )
-        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), step
-    ma, mb = C.read_metrics(a.metrics), C.read_metrics(b.metrics)
-    assert [r["step"] for r in mb] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
+    _assert_same_run(straight, resumed, (2, 4, 6))
+    assert [r["step"] for r in C.read_metrics(b.metrics)] == [1, 2, 3, 4, 5, 6]
     assert read_json(b.summary)["resumed_from_step"] == 2
 
     # a finished run: rerunning only re-creates a missing checkpoint
@@ -613,6 +566,103 @@ def test_resume_gives_the_same_weights(shards, models, tmp_path, capsys):
     train(other, models["llama"], shards["llama"], resumed, progress=False, on_config_change="restart")
     assert sorted(p.name for p in b.hf_root.iterdir()) == ["step_0000002"]
     assert read_json(b.summary)["resumed_from_step"] is None and len(C.read_metrics(b.metrics)) == 2
+
+
+def test_stop_signal_saves_a_state_and_the_rerun_matches_bitwise(shards, models, tmp_path):
+    """What Slurm does before a time limit: SIGTERM to every process of the job (here the
+    engine's process group, its data-loader workers included) while training runs. The engine
+    finishes the step, saves a resumable state, writes that step's metrics and exits with 3;
+    the rerun resumes there and ends with bitwise the weights and losses of a run never
+    stopped."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from filmorph.train.__main__ import main
+    from filmorph.train.hf import train
+
+    cfg = _cfg(max_steps=24, checkpoint_interval=8, eval_interval=10, log_interval=1, num_workers=2)
+    run = tmp_path / "run"
+    lay = C.RunLayout(run)
+    argv = _cli_args(cfg, tmp_path / "train.json", models["llama"], shards["llama"], run)
+    with open(tmp_path / "stopped.log", "w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "filmorph.train", *argv], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 300
+        while not C.read_metrics(lay.metrics):  # the first step is done
+            assert proc.poll() is None and time.time() < deadline, log.read()
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=300) == 3
+        log.seek(0)
+        assert "SIGTERM received: stopped after step" in log.read()
+    rows = C.read_metrics(lay.metrics)
+    reached = rows[-1]["step"]
+    assert 1 <= reached < cfg.max_steps and [r["step"] for r in rows] == list(range(1, reached + 1))
+    assert reached in C.complete_states(run, required=("model.safetensors", "optimizer.pt", "rng.pt"))
+    assert C.find_resume_step(run) == reached
+    assert sorted(p.name for p in lay.hf_root.glob("*")) == [C.step_name(s) for s in (8, 16) if s <= reached]
+    assert not lay.summary.exists()
+
+    assert main(argv) == 0
+    assert read_json(lay.summary)["resumed_from_step"] == reached
+    assert C.complete_states(run) == [8, 16, 24]  # the state of the stop went with the next save
+    train(cfg, models["llama"], shards["llama"], tmp_path / "straight", progress=False)
+    _assert_same_run(tmp_path / "straight", run, (8, 16, 24))
+
+
+def test_job_script_outlives_the_stop_signal(tmp_path):
+    """Slurm signals every process of the job step: the job script's wait for the engine
+    survives it (the engine saves and exits), returns the engine's status, and torchrun gets a
+    longer shutdown timeout."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "engine.py").write_text(
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"
+        "print(os.environ['TORCH_ELASTIC_SHUTDOWN_TIMEOUT'], flush=True)\n"
+        "open(sys.argv[1], 'w').close()\n"
+        "time.sleep(120)\n"
+    )
+    (tmp_path / "job.py").write_text(
+        "import os, sys\n"
+        "from filmorph.train.common import run_training_command\n"
+        "engine, log, ready = sys.argv[1:]\n"
+        "with open(log, 'w') as fh:\n"
+        "    sys.exit(run_training_command([sys.executable, engine, ready], fh, dict(os.environ)))\n"
+    )
+    ready = tmp_path / "ready"
+    argv = [sys.executable, *(str(tmp_path / f) for f in ("job.py", "engine.py", "log", "ready"))]
+    job = subprocess.Popen(argv, start_new_session=True)
+    for _ in range(3000):
+        if ready.exists() or job.poll() is not None:
+            break
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGTERM)
+    assert job.wait(timeout=60) == 3
+    assert (tmp_path / "log").read_text().strip() == str(C.TORCHRUN_SHUTDOWN_S)
+
+
+def test_stop_request_records_the_first_signal():
+    import os
+    import signal
+
+    from filmorph.train.hf import _StopRequest
+
+    before = signal.getsignal(signal.SIGUSR1)
+    stop = _StopRequest().install()
+    try:
+        assert stop.signum is None and stop.name == "a stop signal on another rank"
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGUSR1 and stop.name == "SIGUSR1"
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGUSR1) is before
 
 
 def test_export_bf16(models, family_dirs, tmp_path):
@@ -654,20 +704,10 @@ def test_ddp_two_ranks_match_one_process(shards, models, tmp_path):
     import subprocess
 
     cfg = _cfg(max_steps=3, global_batch_size=4, checkpoint_interval=3, eval_iters=0, split="90,10,0")
-    config_json = tmp_path / "train.json"
-    config_json.write_text(json.dumps(cfg.to_dict()))
-    args = [
-        "--config",
-        str(config_json),
-        "--model",
-        str(models["llama"]),
-        "--shards",
-        *shards["llama"],
-        "--no-progress",
-    ]
+    args = _cli_args(cfg, tmp_path / "train.json", models["llama"], shards["llama"], tmp_path / "ddp")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    launch = C.launch_argv(cfg.with_overrides(gpus_per_node=2), [*args, "--run-dir", str(tmp_path / "ddp")])
+    launch = C.launch_argv(cfg.with_overrides(gpus_per_node=2), args)
     res = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     from filmorph.train.hf import train

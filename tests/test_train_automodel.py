@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _models import embedded_shards, tiny_model_dir
 
 from filmorph.io import read_json
 from filmorph.train import automodel as A
@@ -581,41 +582,10 @@ FAKE_TORCHRUN = textwrap.dedent(
 def llama_inputs(family_dirs, tmp_path_factory):
     """Shards of the embedded corpus (2 chunks) and a tiny Llama model dir with the real
     Llama 3 tokenizer files: what preflight accepts."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from filmorph.corpus import embedded_corpus_path, split_corpus
-    from filmorph.tokenize import tokenize_chunk
-
     tdir = family_dirs["llama"]
-    meta = read_json(tdir / "tokenizer_meta.json")
     root = tmp_path_factory.mktemp("automodel-inputs")
-    split_corpus(embedded_corpus_path(), root / "corpus", 2, id_prefix="emb")
-    prefixes = []
-    for k in (1, 2):
-        prefix = root / "shards" / f"chunk_{k:04d}"
-        tokenize_chunk(root / "corpus" / f"chunk_{k:04d}.jsonl", tdir, "vanilla", {}, 7, prefix)
-        prefixes.append(str(prefix))
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=meta["vocab_size"],
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=8,
-            tie_word_embeddings=True,
-            bos_token_id=meta["bos_id"],
-            eos_token_id=meta["eos_id"],
-        )
-    )
-    mdir = root / "model"
-    model.save_pretrained(mdir)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(tdir / f, mdir / f)
-    return {"prefixes": prefixes, "model": mdir, "tok": tdir}
+    prefixes = embedded_shards(tdir, root / "shards")
+    return {"prefixes": prefixes, "model": tiny_model_dir("llama", tdir, root / "model"), "tok": tdir}
 
 
 def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, monkeypatch):

@@ -1,37 +1,20 @@
 """The workflow itself: study dry-run job counts, a local end-to-end run, arm isolation,
 chunk/worker-count determinism, and the same data stages under a real Slurm."""
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, SNAKEMAKE, snakemake, snakemake_env, trimmed_config
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 ARMS = ("vanilla", "stochastok", "patok")
 FAMILIES = ("gemma", "llama")
-
-
-def _env():
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
-def snakemake(workdir, *args, config="config/config.yaml", check=True, timeout=1500):
-    cmd = [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(REPO / config), *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n"
-                             f"{res.stderr[-6000:]}")
-    return res
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -87,28 +70,6 @@ def test_arm_target_dry_run_touches_only_that_arm(tmp_path):
     out = res.stdout + res.stderr
     assert job_counts(out)["tokenize_chunk"] == 2 * 20
     assert "/patok/" in out and "/vanilla/" not in out and "/stochastok/" not in out
-
-
-def trimmed_config(path: Path) -> Path:
-    """config/config.yaml with fewer benchmark files and no reference models, so the whole DAG
-    (tokenize -> train -> evaluate -> report) fits in CI; the real models' scoring is tested in
-    tests/test_evaluate.py."""
-    import yaml
-
-    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg["benchmarks"]["items_per_task"] = {"hierarchical": 1, "addition": 4}
-    cfg["evaluate"]["reference_models"] = {}
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("run")
-    config = trimmed_config(work / "ci_config.yaml")
-    snakemake(work, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", "all",
-              config=str(config))
-    return work
 
 
 def test_local_run_outputs(local_run):
@@ -185,20 +146,103 @@ def test_local_run_trains_evaluates_and_reports(local_run):
     assert len(training) == 1 + 6
 
 
+def _dry_run_jobs(output: str) -> list[tuple[str, dict[str, str], str]]:
+    """(rule, wildcards, reason) of every job a `snakemake -n` printed."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", output):
+        m = re.match(r"(?:local)?rule (\w+):\n", block)
+        if not m:
+            continue
+        wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        reason = re.search(r"^\s+reason: (.*)$", block, re.M)
+        wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), wildcards, reason.group(1) if reason else ""))
+    return jobs
+
+
+def test_changing_one_arms_params_reruns_only_that_arm(local_run, tmp_path):
+    """Snakemake's params trigger: with Patok's contract_prop changed in the config, a dry run
+    plans exactly Patok's tokenization (params changed) and what depends on it (its summaries,
+    training and evaluation, and the cross-arm tables); no job of another arm."""
+    import yaml
+
+    config = str(local_run / "ci_config.yaml")
+    # the run up to date (a no-op unless a test before reran one arm without the tables)
+    snakemake(local_run, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", "all",
+              config=config)
+    unchanged = snakemake(local_run, "-n", "all", config=config)
+    assert _dry_run_jobs(unchanged.stdout + unchanged.stderr) == []  # nothing to do
+    cfg = yaml.safe_load((local_run / "ci_config.yaml").read_text())
+    cfg["arms"]["patok"]["contract_prop"] = 0.4
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = snakemake(local_run, "-n", "all", config=str(changed))
+    jobs = _dry_run_jobs(res.stdout + res.stderr)
+    assert jobs
+    arms = {wc.get("arm") for _rule, wc, _reason in jobs if "arm" in wc}
+    assert arms == {"patok"}, arms
+    planned = {}
+    for rule, wc, _reason in jobs:
+        key = "per_arm" if "arm" in wc else "cross_arm"
+        planned.setdefault(key, {}).setdefault(rule, 0)
+        planned[key][rule] += 1
+    evals = len(FAMILIES) * 4  # the trimmed config: 4 benchmark files, the last checkpoint
+    assert planned["per_arm"] == {"tokenize_chunk": len(FAMILIES) * 2, "train_cpt": len(FAMILIES),
+                                  "summarize_arm": len(FAMILIES), "evaluate": evals}, planned
+    # once each: the tables across arms (and the manifest + audit of the whole run)
+    cross = planned["cross_arm"]
+    assert set(cross.values()) == {1}, cross
+    assert {"summarize_tokenization", "summarize_training", "report_results", "all"} <= set(cross)
+    assert set(cross) <= {"summarize_tokenization", "summarize_training", "report_results",
+                          "manifest", "audit", "all"}, cross
+    for rule, _wc, reason in jobs:
+        if rule == "tokenize_chunk":
+            assert "Params have changed" in reason, reason
+    # the same plan with the params trigger alone
+    res = snakemake(local_run, "-n", "all", "--rerun-triggers", "params", config=str(changed))
+    assert {(r, tuple(sorted(w.items()))) for r, w, _ in _dry_run_jobs(res.stdout + res.stderr)} \
+        == {(r, tuple(sorted(w.items()))) for r, w, _ in jobs}
+
+
+def _files(run: Path) -> dict[str, tuple[int, str]]:
+    """{path under resources/ or results/: (mtime in ns, sha256)} of every file of a run."""
+    out = {}
+    for part in ("resources", "results"):
+        for p in sorted((run / part).rglob("*")):
+            if p.is_file():
+                h = hashlib.sha256()
+                with open(p, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+                out[p.relative_to(run).as_posix()] = (p.stat().st_mtime_ns, h.hexdigest())
+    return out
+
+
 def test_rerunning_one_arm_leaves_the_others_alone(local_run):
-    watched = [*(local_run / "results/shards").rglob("*.bin"),
-               *(local_run / "results/checkpoints").rglob("train_summary.json"),
-               *(local_run / "results/eval").rglob("*.jsonl")]
-    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
+    """`arm_patok --forcerun tokenize_chunk` reruns Patok's shards, summaries, training and
+    evaluation, and nothing else: every other file under resources/ and results/ keeps its
+    mtime and its sha256; Patok's rebuilt shards are byte-identical (deterministic)."""
+    before = _files(local_run)
     snakemake(local_run, "--profile", str(REPO / "profiles" / "local"), "--cores", "2",
               "arm_patok", "--forcerun", "tokenize_chunk", config=str(local_run / "ci_config.yaml"))
-    for p, (mtime, data) in before.items():
-        if p.suffix == ".bin":
-            assert p.read_bytes() == data  # deterministic: even the rebuilt arm is identical
-        if "/patok/" in str(p):
-            assert p.stat().st_mtime_ns != mtime  # the arm's shards, training and evaluation rerun
-        else:
-            assert p.stat().st_mtime_ns == mtime, p
+    after = _files(local_run)
+    # "patok" names the arm in every path of its files (.../patok/..., arm=patok); no other
+    # arm's name contains it
+    assert all("patok" in p for p in set(after) - set(before)), sorted(set(after) - set(before))
+    assert all("patok" in p for p in set(before) - set(after)), sorted(set(before) - set(after))
+    rerun = {p for p in before if p in after and after[p][0] != before[p][0]}
+    assert all("patok" in p for p in rerun), sorted(p for p in rerun if "patok" not in p)
+    for p, (mtime, digest) in before.items():
+        if "patok" not in p:
+            assert after[p] == (mtime, digest), p  # same mtime and same bytes
+        elif p.startswith("results/shards/") and not p.endswith(".stats.json"):
+            assert after[p][1] == digest, p  # the rebuilt arm's shards: the same bytes
+    for fam in FAMILIES:  # the arm's shards, training and evaluation did rerun
+        for p in (f"results/shards/{fam}/patok/chunk_0001.bin",
+                  f"results/tokenization/{fam}/patok.json",
+                  f"results/checkpoints/{fam}/patok/train_summary.json",
+                  f"results/eval/{fam}/patok/step_0000004/addition_gen.jsonl"):
+            assert p in rerun, p
 
 
 def _doc_tokens(shard_dir: Path) -> dict[str, list[int]]:
@@ -238,7 +282,7 @@ def test_config_schema_rejects_unknown_keys(tmp_path):
     text = (REPO / "config/config.yaml").read_text().replace("seed: 1234", "seed: 1234\nsede: 1")
     bad.write_text(text)
     res = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path), "--configfile", str(bad), "-n"],
-                         capture_output=True, text=True, env=_env())
+                         capture_output=True, text=True, env=snakemake_env())
     assert res.returncode != 0 and "sede" in (res.stdout + res.stderr)
 
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +10,9 @@ SRC = Path(snakemake.scriptdir).parent / "src"
 sys.path.insert(0, str(SRC))  # this checkout's filmorph
 
 from filmorph.io import atomic_path  # noqa: E402
-from filmorph.train.common import launch_argv  # noqa: E402
+from filmorph.train.common import launch_argv, run_training_command  # noqa: E402
 from filmorph.train.config import TrainConfig  # noqa: E402
+from filmorph.workflow import job_provenance  # noqa: E402
 
 p, inp = snakemake.params, snakemake.input
 run_dir = Path(snakemake.output.summary).parent
@@ -39,7 +39,10 @@ env = dict(os.environ)
 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
 if cfg.world_size == 1:  # CPU threads: the cores this job was given, no more
     env.setdefault("OMP_NUM_THREADS", str(snakemake.threads))
-with open(snakemake.log[0], "w") as log:
+with open(snakemake.log[0], "w") as log, job_provenance(snakemake, log=log):
     print("command:", " ".join(cmd), file=log, flush=True)
-    rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-sys.exit(rc)
+    # outlives a Slurm stop signal (profiles/slurm: --signal=TERM@300) until the engine has
+    # saved its state and exited (3: rerun to resume)
+    rc = run_training_command(cmd, log, env)
+    if rc:
+        sys.exit(rc)  # no provenance record for a failed run

@@ -823,9 +823,11 @@ def evaluate_file(
 ) -> dict[str, Any]:
     """Load the model, score the benchmark file and write the predictions (JSONL, one record of
     :func:`score` per line, item order) and the scores (JSON: :func:`summarize` plus labels,
-    model, benchmark sha256, items, dtype, device, batch sizes, seconds, items/s, versions), both
-    atomically.  Returns the scores."""
+    model, model dir sha256 (:func:`filmorph.provenance.sha256_tree`), benchmark sha256, items,
+    dtype, device, batch sizes, seconds, items/s, versions), both atomically.  Returns the
+    scores."""
     from filmorph.models import load_causal_lm
+    from filmorph.provenance import sha256_tree
 
     benchmark = Path(benchmark)
     items = read_items(benchmark)
@@ -854,6 +856,8 @@ def evaluate_file(
     scores: dict[str, Any] = {
         "labels": dict(labels or {}),
         "model": str(model_path),
+        # what the audit checks the model dir against (filmorph.provenance.sha256_tree)
+        "model_sha256": sha256_tree(model_path) if Path(model_path).is_dir() else None,
         "model_meta": json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None,
         "model_params": sum(p.numel() for p in model.parameters()),
         "benchmark_file": str(benchmark),

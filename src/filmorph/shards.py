@@ -23,6 +23,29 @@ def shard_dtype(vocab_size: int) -> type[np.number]:
     return DType.optimal_dtype(vocab_size)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**31  # exists, owned by another user
+    return True
+
+
+def remove_stale_temp_files(prefix: str | Path) -> list[Path]:
+    """Delete the hidden ``.NAME.tmp-PID.{bin,idx}`` files a killed writer of ``prefix`` left
+    behind (PID no longer running on this host); returns what was removed."""
+    prefix = Path(prefix)
+    removed = []
+    for f in prefix.parent.glob(f".{prefix.name}.tmp-*"):
+        pid = f.name[len(f".{prefix.name}.tmp-") :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    return removed
+
+
 class ShardWriter:
     """Write documents to `<prefix>.bin`/`<prefix>.idx`, visible only after commit()."""
 
@@ -34,6 +57,7 @@ class ShardWriter:
         self.vocab_size = vocab_size
         self.dtype = shard_dtype(vocab_size)
         self._tmp = self.prefix.with_name(f".{self.prefix.name}.tmp-{os.getpid()}")
+        remove_stale_temp_files(self.prefix)
         self._builder = IndexedDatasetBuilder(f"{self._tmp}.bin", dtype=self.dtype)
         self.documents = 0
         self.tokens = 0

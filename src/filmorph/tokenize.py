@@ -184,6 +184,19 @@ def _process_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes]
     return out, dict(counters)
 
 
+def tokenize_documents(docs: Sequence[tuple[str, str]], tokenizer_dir: str | Path, arm: str,
+                       arm_params: Mapping[str, Any], seed: int, *,
+                       affix_path: str | None = None) -> list[np.ndarray]:
+    """The token ids (EOD appended) :func:`tokenize_chunk` writes for these (doc id, text)
+    documents, whatever chunk they sit in: the same worker code, one process (an audit
+    re-tokenizes a sample with it)."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {ARMS}")
+    _init_worker(str(tokenizer_dir), arm, dict(arm_params), affix_path)
+    out, _ = _process_batch(list(docs), seed)
+    return [np.frombuffer(raw, dtype=np.int64) for raw in out]
+
+
 def _batches(docs: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
     batch: list[tuple[str, str]] = []
     for doc in docs:

@@ -33,6 +33,7 @@ from filmorph.train.config import TrainConfig
 
 __all__ = [
     "PEAK_FLOPS_BF16",
+    "TORCHRUN_SHUTDOWN_S",
     "DistEnv",
     "MetricsWriter",
     "PreflightError",
@@ -50,6 +51,7 @@ __all__ = [
     "model_flops_per_token",
     "peak_flops",
     "preflight",
+    "run_training_command",
     "shard_identity",
     "step_name",
     "write_or_check_train_config",
@@ -707,3 +709,30 @@ def launch_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None
             *cmd[1:],
         ]
     return ["srun", f"--nodes={cfg.nodes}", f"--ntasks-per-node={cfg.gpus_per_node}", *cmd]
+
+
+# seconds torchrun waits, after passing a stop signal on to its ranks, before it kills them
+# (torch's default: 30): room for their checkpoint within the slurm profile's --signal=TERM@300
+TORCHRUN_SHUTDOWN_S = 240
+
+
+def run_training_command(cmd: Sequence[str], log: Any, env: Mapping[str, str]) -> int:
+    """Run a training command to its end, its stdout and stderr into the open file ``log``, and
+    return its exit status (for the job script that starts it).
+
+    Under Slurm a stop signal (SIGTERM at the time limit, or from ``--signal=TERM@SECONDS``)
+    reaches every process of the job step: the engine saves a resumable state and exits (3:
+    incomplete). Meanwhile this process ignores SIGTERM and SIGUSR1 and waits: were it to die
+    first, the step would end and kill the engine mid-save. torchrun gets
+    ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` = :data:`TORCHRUN_SHUTDOWN_S` unless ``env`` sets it."""
+    import signal
+    import subprocess
+
+    env = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(TORCHRUN_SHUTDOWN_S), **env}
+    proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -39,6 +39,15 @@ Resume: rerunning the same command continues from the newest state that has an o
 file; ``hf/step_*`` dirs that are missing (Snakemake deletes the outputs of a failed job) are
 re-created from their states first. Every random draw of step ``s`` comes from
 ``(seed, s, rank)``, so a resumed run ends with the same weights as an uninterrupted one.
+
+Stop signals: SIGTERM (what Slurm sends at the time limit, or ``--signal=TERM@SECONDS``
+before it) or SIGUSR1 makes the run finish the step it is in, write that step's metrics line
+and a resumable ``state/step_NNNNNNN/`` (the format above, atomically; an ``hf/`` dir only on
+a checkpoint step) and raise :class:`TrainingIncomplete` (``python -m filmorph.train`` exits
+with 3); rerunning resumes from that state, bit for bit. With several ranks every rank stops
+after the same step once any rank got the signal. Data-loader workers ignore both signals (a
+Slurm signal reaches every process of the job step, and a worker dying of it would end the
+run before it saves). A state saved between checkpoints goes once a newer one is saved.
 """
 
 from __future__ import annotations
@@ -49,7 +58,9 @@ import os
 import platform
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -74,12 +85,20 @@ from filmorph.train.common import (
     preflight,
     read_metrics,
     start_wandb,
+    step_name,
     train_config_record,
     write_or_check_train_config,
 )
 from filmorph.train.config import TrainConfig
 
-__all__ = ["TrainingInterrupted", "check_document_masking", "export_hf", "train"]
+__all__ = [
+    "STOP_SIGNALS",
+    "TrainingIncomplete",
+    "TrainingInterrupted",
+    "check_document_masking",
+    "export_hf",
+    "train",
+]
 
 ENGINE = "hf"
 MODEL_FILE = "model.safetensors"
@@ -88,10 +107,55 @@ RNG_FILE = "rng.pt"
 TRAIN_META = "filmorph_train_meta.json"
 SUPPORTED_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 TOKENIZER_FILES = (*HF_TOKENIZER_FILES, "tokenizer_meta.json")  # + the family meta
+# signals that end a run after the current step with a resumable state (Slurm: SIGTERM at the
+# time limit or from --signal=TERM@SECONDS; SIGUSR1 from --signal=USR1@SECONDS)
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingIncomplete(RuntimeError):
+    """Training stopped before ``max_steps`` with a resumable state (a stop signal); rerunning
+    resumes. ``python -m filmorph.train`` exits with 3."""
+
+
+class TrainingInterrupted(TrainingIncomplete):
     """Raised by ``train(..., interrupt_after=k)`` after step ``k`` (to test resuming)."""
+
+
+class _StopRequest:
+    """Records the first of :data:`STOP_SIGNALS` received between :meth:`install` and
+    :meth:`restore` (handlers only in the main thread; ``restore`` puts the previous ones back)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    @property
+    def name(self) -> str:
+        if self.signum is None:
+            return "a stop signal on another rank"
+        return signal.Signals(self.signum).name
+
+    def install(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a worker outlives a stop signal (its parent ends it)."""
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 # ============================================================================ model helpers
@@ -230,8 +294,11 @@ def _is_tied_key(model: Any, key: str) -> bool:
 
 # ============================================================================ state
 def _save_state(
-    layout: RunLayout, step: int, model: Any, optimizer: Any, info: dict[str, Any], keep_optimizer_of: int
+    layout: RunLayout, step: int, model: Any, optimizer: Any, info: dict[str, Any], checkpoints: Sequence[int]
 ) -> None:
+    """Write ``state/step_NNNNNNN`` atomically. Then older states of ``checkpoints`` lose their
+    optimizer file (their weights can re-create ``hf/``) and older states of other steps (a
+    stop between checkpoints) go."""
     import numpy as np
     import torch
     from safetensors.torch import save_model
@@ -257,8 +324,15 @@ def _save_state(
         _relax_permissions(tmp)
     # only the newest state needs optimizer moments; older ones keep their weights (for hf/)
     for s in complete_states(layout.root):
-        if s < keep_optimizer_of:
+        if s >= step:
+            continue
+        if s in checkpoints:
             (layout.state_dir(s) / OPTIMIZER_FILE).unlink(missing_ok=True)
+        else:  # out of the resume scan first (a name it ignores), then gone
+            gone = layout.states / f".{step_name(s)}.dropped"
+            shutil.rmtree(gone, ignore_errors=True)
+            os.replace(layout.state_dir(s), gone)
+            shutil.rmtree(gone, ignore_errors=True)
 
 
 def _load_weights(model: Any, state_dir: Path) -> None:
@@ -331,6 +405,9 @@ def train(
     of another config/shards/model: ``"error"`` (default) or ``"restart"`` (clear it and start
     over; see :func:`~filmorph.train.common.write_or_check_train_config`). Under torchrun / srun (see
     :func:`~filmorph.train.common.detect_dist_env`) every rank runs this function (DDP).
+    SIGTERM or SIGUSR1 (:data:`STOP_SIGNALS`; caught while the run is set up and trains, when
+    this runs in the main thread) ends the run after the current step with a saved state and
+    :class:`TrainingIncomplete`.
     """
     import torch
 
@@ -363,6 +440,7 @@ def train(
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" per checkpoint
+    stop = _StopRequest().install()
     try:
         return _train(
             cfg,
@@ -376,8 +454,10 @@ def train(
             env=env,
             device=device,
             t_start=t_start,
+            stop=stop,
         )
     finally:
+        stop.restore()
         if bars:
             hf_logging.enable_progress_bar()
         if created_pg:
@@ -399,6 +479,7 @@ def _train(
     env: Any,
     device: Any,
     t_start: float,
+    stop: _StopRequest,
 ) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -525,6 +606,7 @@ def _train(
         batch_size=cfg.micro_batch_size,
         sampler=StepSampler(start, cfg.max_steps, cfg.global_batch_size, rank, world),
         num_workers=cfg.num_workers,
+        worker_init_fn=_ignore_stop_signals if cfg.num_workers > 0 else None,
         pin_memory=device.type == "cuda",
         drop_last=False,
         persistent_workers=False,
@@ -592,7 +674,11 @@ def _train(
                 (part * scale).backward()
             loss_sum += part.detach()
             del logits, part
-        (loss_total,) = _all_reduce_sum([float(loss_sum)], device, distributed)
+        # with the loss, whether any rank got a stop signal: every rank stops after this step
+        loss_total, stops = _all_reduce_sum(
+            [float(loss_sum), float(stop.signum is not None)], device, distributed
+        )
+        stop_now = stops > 0 and step < cfg.max_steps
         loss = loss_total / max(global_tokens, 1.0)
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
@@ -609,7 +695,8 @@ def _train(
         if step in ev_steps:
             val = evaluate()
             last_val = val
-        if main and (step % cfg.log_interval == 0 or step == cfg.max_steps or val is not None):
+        log_now = step % cfg.log_interval == 0 or step == cfg.max_steps or val is not None or stop_now
+        if main and log_now:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             dt = time.time() - t_log
@@ -629,7 +716,7 @@ def _train(
                 }
             )
             t_log, tokens_since_log = time.time(), 0
-        if step in ckpt_steps:
+        if step in ckpt_steps or stop_now:
             info = {
                 "step": step,
                 "consumed_samples": step * cfg.global_batch_size,
@@ -643,19 +730,27 @@ def _train(
                 "train_seconds": train_seconds0 + time.time() - t_run,
             }
             if main:
-                _save_state(layout, step, model, optimizer, info, keep_optimizer_of=step)
-                export_hf(
-                    model,
-                    layout.hf_dir(step),
-                    tokenizer_files_dir=tok_files,
-                    dtype=hf_dtype,
-                    meta=hf_meta(step, info),
-                )
+                _save_state(layout, step, model, optimizer, info, checkpoints=ckpt_steps)
+                if step in ckpt_steps:
+                    export_hf(
+                        model,
+                        layout.hf_dir(step),
+                        tokenizer_files_dir=tok_files,
+                        dtype=hf_dtype,
+                        meta=hf_meta(step, info),
+                    )
             _barrier(distributed)
-        if interrupt_after is not None and step >= interrupt_after and step < cfg.max_steps:
+        interrupted = interrupt_after is not None and step >= interrupt_after and step < cfg.max_steps
+        if stop_now or interrupted:
             bar.close()
             if metrics is not None:
                 metrics.close()
+            del it  # data-loader workers end now
+            if stop_now:
+                raise TrainingIncomplete(
+                    f"{stop.name} received: stopped after step {step} of {cfg.max_steps}, state saved "
+                    f"in {layout.state_dir(step)}"
+                )
             raise TrainingInterrupted(f"interrupted after step {step}")
     bar.close()
     del it, loader
