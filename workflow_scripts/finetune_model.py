@@ -2,8 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +12,7 @@ sys.path.insert(0, str(SRC))  # this checkout's filmorph
 from filmorph.finetune.config import FinetuneConfig  # noqa: E402
 from filmorph.finetune.run import launcher_argv  # noqa: E402
 from filmorph.io import atomic_path  # noqa: E402
+from filmorph.train.common import run_training_command  # noqa: E402
 from filmorph.workflow import job_provenance  # noqa: E402
 
 p, inp = snakemake.params, snakemake.input
@@ -47,16 +46,11 @@ if inp.wheelhouse:
 cmd = launcher_argv(cfg, args)  # once per node: it starts torchrun with the ranks itself
 env = dict(os.environ)
 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-# torchrun, on a stop signal, kills its ranks this many seconds after passing it on (default
-# 30): room for Automodel's preemption checkpoint (finetune.slurm.extra: --signal=TERM@SECONDS)
-env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "240")
 with open(snakemake.log[0], "w") as log, job_provenance(snakemake, log=log):
     print("command:", " ".join(cmd), file=log, flush=True)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    # Slurm's SIGTERM reaches every process of the job step: Automodel checkpoints and stops
-    # (exit 3: rerun to resume). Outlive it, or the step would end and kill it mid-save.
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, lambda *_: None)
-    rc = proc.wait()
+    # outlives a Slurm stop signal (finetune.slurm.extra: --signal=TERM@SECONDS) until
+    # Automodel has checkpointed and stopped (exit 3: rerun to resume); torchrun gets room
+    # for that checkpoint (TORCH_ELASTIC_SHUTDOWN_TIMEOUT)
+    rc = run_training_command(cmd, log, env)
     if rc:
         sys.exit(rc)  # no provenance record for a failed run
