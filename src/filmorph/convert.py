@@ -26,7 +26,11 @@ Every command writes its results as JSON next to its output (``OUT.import.json``
 and prints them as one JSON line. Outputs appear atomically. One conversion per process
 (megatron-core keeps per-model state in environment variables).
 
-Command line: ``python -m filmorph.convert {import,verify,export} --help``. Nothing here
+* :func:`verify_document_masking`: on the GPU, a packed row of documents under the engine's
+  document masking must give the logits and gradients of the documents run one by one, and a
+  row without masking must not (the control).
+
+Command line: ``python -m filmorph.convert {import,verify,verify-doc-mask,export} --help``. Nothing here
 imports megatron.bridge, megatron.core or transformer_engine at module level; :func:`verify`
 of two HF checkpoints and the pure-torch helpers run on a CPU.
 """
@@ -71,6 +75,10 @@ __all__ = [
     "resolve_iter_dir",
     "unfuse_qkv",
     "verify",
+    "block_causal_mask",
+    "judge_document_masking",
+    "packed_documents",
+    "verify_document_masking",
     "verify_export",
     "verify_import",
     "weight_manifest_check",
@@ -592,6 +600,308 @@ def verify_export(
     return verify(hf_dir, exported_hf_dir, tolerance=tolerance, **kwargs)
 
 
+# ============================================================================ document masking
+# Documents of the check's packed row (tokens each, the last one an EOD). The first is longer
+# than Gemma 3's sliding window (512), so the window and the document boundary both bind.
+DEFAULT_DOC_LENGTHS = (600, 300, 124)
+# Pass when the packed row's logits are much closer to the documents run one by one than a
+# row without document masking is (bf16 kernels differ by rounding; cross-document attention
+# changes every later document's logits by O(1)), the argmaxes agree, and the gradients agree.
+DEFAULT_DOC_MASK_LEAK_RATIO = 0.1
+DEFAULT_DOC_MASK_GRAD_TOLERANCE = 0.1
+
+
+def packed_documents(
+    vocab_size: int, eod_id: int, lengths: Sequence[int] = DEFAULT_DOC_LENGTHS, *, seed: int = 0
+) -> tuple[Any, Any, list[tuple[int, int]]]:
+    """One packed row of documents as the shards hold them: ``(tokens [1, T], position_ids
+    [1, T], spans)``. Document ``k`` fills ``spans[k] = (start, end)``, its ids are uniform in
+    ``[0, vocab_size)`` without ``eod_id`` (seeded CPU generator) and its last id is
+    ``eod_id``; position ids restart at 0 in every document (``reset_position_ids``)."""
+    import torch
+
+    if vocab_size < 3 or not 0 <= eod_id < vocab_size:
+        raise ValueError(f"need vocab_size >= 3 and 0 <= eod_id < vocab_size (got {vocab_size}, {eod_id})")
+    if len(lengths) < 2 or min(lengths) < 2:
+        raise ValueError(f"need >= 2 documents of >= 2 tokens each, not {list(lengths)}")
+    g = torch.Generator().manual_seed(int(seed))
+    toks, pos, spans, start = [], [], [], 0
+    for n in lengths:
+        ids = torch.randint(0, vocab_size - 1, (n,), generator=g, dtype=torch.long)
+        ids[ids >= eod_id] += 1  # skip the EOD id
+        ids[-1] = eod_id
+        toks.append(ids)
+        pos.append(torch.arange(n, dtype=torch.long))
+        spans.append((start, start + n))
+        start += n
+    return torch.cat(toks).unsqueeze(0), torch.cat(pos).unsqueeze(0), spans
+
+
+def block_causal_mask(spans: Sequence[tuple[int, int]], length: int) -> Any:
+    """Megatron's attention mask of a packed row: ``[1, 1, T, T]`` bool, ``True`` where a query
+    may NOT see a key (a later position, or another document), as megatron-core's
+    ``reset_attention_mask`` builds it."""
+    import torch
+
+    doc = torch.full((length,), -1, dtype=torch.long)
+    for k, (s, e) in enumerate(spans):
+        doc[s:e] = k
+    if (doc < 0).any():
+        raise ValueError(f"the spans {list(spans)} do not cover 0..{length}")
+    later = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    other = doc[:, None] != doc[None, :]
+    return (later | other)[None, None]
+
+
+def judge_document_masking(
+    separate: Any,
+    packed: Any,
+    leaky: Any,
+    spans: Sequence[tuple[int, int]],
+    *,
+    grad_rel_diff: float | None,
+    leak_ratio: float = DEFAULT_DOC_MASK_LEAK_RATIO,
+    grad_tolerance: float = DEFAULT_DOC_MASK_GRAD_TOLERANCE,
+    min_argmax_agreement: float = DEFAULT_MIN_ARGMAX_AGREEMENT,
+) -> dict[str, Any]:
+    """Decide the document-masking check from ``[T, V]`` logits: ``separate`` (each document
+    run alone), ``packed`` (the packed row with the engine's document masking) and ``leaky``
+    (the packed row with plain causal attention: the control). The leak is measured on the
+    documents after the first (the first sees no other document either way). Passes when all
+    are finite, packed's mean abs difference to separate is at most ``leak_ratio`` × leaky's,
+    packed's argmax agrees with separate's on ``min_argmax_agreement`` of the positions, the
+    control did leak (else the check proves nothing), and ``grad_rel_diff`` (‖g_packed −
+    g_separate‖ / ‖g_separate‖ of a next-token loss within the documents), when given, is at
+    most ``grad_tolerance``."""
+    import torch
+
+    sep, pk, lk = (torch.as_tensor(x).detach().to("cpu", torch.float32) for x in (separate, packed, leaky))
+    later = torch.zeros(sep.shape[0], dtype=torch.bool)
+    for s, e in spans[1:]:
+        later[s:e] = True
+    finite = all(bool(torch.isfinite(x).all()) for x in (sep, pk, lk))
+    packed_diff = (pk - sep).abs()
+    leak_diff = (lk - sep).abs()[later]
+    packed_mean = float(packed_diff.mean()) if finite else float("inf")
+    leak_mean = float(leak_diff.mean()) if finite else float("inf")
+    agree = float((pk.argmax(-1) == sep.argmax(-1)).float().mean())
+    reasons = []
+    if not finite:
+        reasons.append("non-finite logits")
+    elif leak_mean <= 1e-6:
+        reasons.append("the row without document masking gave the same logits: the check proves nothing")
+    elif packed_mean > leak_ratio * leak_mean:
+        reasons.append(
+            f"packed vs separate mean abs diff {packed_mean:.4g} > {leak_ratio} x the unmasked row's "
+            f"{leak_mean:.4g}: documents see each other"
+        )
+    if agree < min_argmax_agreement:
+        reasons.append(f"argmax agreement {agree:.4f} < {min_argmax_agreement:.4f}")
+    if grad_rel_diff is not None and not grad_rel_diff <= grad_tolerance:
+        reasons.append(f"gradient relative difference {grad_rel_diff:.4g} > {grad_tolerance:.4g}")
+    return {
+        "packed_max_abs_diff": float(packed_diff.max()) if finite else float("inf"),
+        "packed_mean_abs_diff": packed_mean,
+        "unmasked_mean_abs_diff": leak_mean,
+        "argmax_agreement": agree,
+        "grad_rel_diff": grad_rel_diff,
+        "positions": int(sep.shape[0]),
+        "leak_ratio": float(leak_ratio),
+        "grad_tolerance": float(grad_tolerance),
+        "min_argmax_agreement": float(min_argmax_agreement),
+        "passed": not reasons,
+        "reason": "; ".join(reasons) or None,
+    }
+
+
+def _next_token_loss(logits: Any, tokens: Any, spans: Sequence[tuple[int, int]]) -> Any:
+    """Summed cross entropy of each position predicting the next id of its own document."""
+    import torch
+
+    total = logits.new_zeros((), dtype=torch.float32)
+    for s, e in spans:
+        total = total + torch.nn.functional.cross_entropy(
+            logits[s : e - 1].float(), tokens[s + 1 : e], reduction="sum"
+        )
+    return total
+
+
+def _megatron_masking_run(
+    iter_dir: Path,
+    tokens: Any,
+    positions: Any,
+    spans: Sequence[tuple[int, int]],
+    mode: str,
+    eod_id: int,
+    device: Any,
+) -> dict[str, Any]:
+    """Logits ``[T, V]`` (fp32, CPU) of the Megatron checkpoint in bf16 for the documents run
+    one by one, the packed row with ``mode``'s masking and the packed row without; gradients of
+    :func:`_next_token_loss` for the first two, compared as ‖Δg‖ / ‖g‖."""
+    require_engine("verify-doc-mask (a Megatron checkpoint)")
+    import torch
+    from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
+    from megatron.core.packed_seq_params import PackedSeqParams
+    from megatron.core.utils import unwrap_model
+
+    from filmorph.train.megatron import document_cu_seqlens
+
+    with temporary_distributed_context(backend="nccl"):
+        from megatron.core.transformer.enums import AttnBackend
+
+        # gradients without a DDP wrapper: no fused accumulation into main_grad buffers
+        overrides: dict[str, Any] = {"gradient_accumulation_fusion": False}
+        backend = usable_attention_backend(AttnBackend.flash)
+        if backend != AttnBackend.flash:
+            overrides["attention_backend"] = backend
+        models = load_megatron_model(str(iter_dir), skip_temp_dist_context=True, mp_overrides=overrides)
+        model = unwrap_model(models[0] if isinstance(models, list) else models)
+        model = model.to(device=device, dtype=torch.bfloat16).eval()
+        params = [p for p in model.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        x, pos = tokens.to(device), positions.to(device)
+        t = x.shape[1]
+
+        def run(net: Any, kind: str, backward: bool) -> tuple[Any, Any]:
+            net.zero_grad(set_to_none=True)
+            if kind == "separate":
+                parts = []
+                for s, e in spans:
+                    parts.append(net(input_ids=x[:, s:e], position_ids=pos[:, s:e], attention_mask=None)[0])
+                logits = torch.cat(parts)
+            elif kind == "packed" and mode == "thd":
+                cu, max_len = document_cu_seqlens(tokens, eod_id)
+                cu = cu.to(device)
+                packed = PackedSeqParams(
+                    qkv_format="thd",
+                    cu_seqlens_q=cu,
+                    cu_seqlens_kv=cu,
+                    max_seqlen_q=max_len,
+                    max_seqlen_kv=max_len,
+                )
+                logits = net(input_ids=x, position_ids=pos, attention_mask=None, packed_seq_params=packed)[0]
+            elif kind == "packed":  # mode "mask": the dataset's block-diagonal mask
+                mask = block_causal_mask(spans, t).to(device)
+                logits = net(input_ids=x, position_ids=pos, attention_mask=mask)[0]
+            else:  # "leaky": plain causal attention over the packed row
+                logits = net(input_ids=x, position_ids=pos, attention_mask=None)[0]
+            grads = None
+            if backward:
+                _next_token_loss(logits, x[0], spans).backward()
+                grads = [None if p.grad is None else p.grad.detach().clone() for p in params]
+            return logits.detach().float().cpu(), grads
+
+        sep, g_sep = run(model, "separate", True)
+        packed, g_packed = run(model, "packed", True)
+        with torch.no_grad():
+            leaky, _ = run(model, "leaky", False)
+        num = den = 0.0
+        for a, b in zip(g_packed, g_sep, strict=True):
+            if a is None or b is None:
+                continue
+            num += float((a.float() - b.float()).pow(2).sum())
+            den += float(b.float().pow(2).sum())
+        grad_rel = (num**0.5) / (den**0.5) if den > 0 else float("inf")
+        grad_norm = den**0.5
+        del model, models, g_sep, g_packed
+    torch.cuda.empty_cache()
+    return {
+        "separate": sep,
+        "packed": packed,
+        "leaky": leaky,
+        "grad_rel_diff": grad_rel,
+        "grad_norm": grad_norm,
+    }
+
+
+def verify_document_masking(
+    hf_dir: str | Path,
+    candidate: str | Path,
+    *,
+    eod_id: int | None = None,
+    mode: str | None = None,
+    lengths: Sequence[int] = DEFAULT_DOC_LENGTHS,
+    seed: int = 0,
+    leak_ratio: float = DEFAULT_DOC_MASK_LEAK_RATIO,
+    grad_tolerance: float = DEFAULT_DOC_MASK_GRAD_TOLERANCE,
+    min_argmax_agreement: float = DEFAULT_MIN_ARGMAX_AGREEMENT,
+    results_json: str | Path | None = None,
+) -> dict[str, Any]:
+    """Check on the GPU that the megatron engine's document masking keeps documents apart for
+    this model, forward and backward: a packed row of documents (:func:`packed_documents`)
+    must give the logits and gradients of the documents run one by one
+    (:func:`judge_document_masking`), in bf16, the training precision.
+
+    ``mode`` is the engine's masking for the model (default:
+    :func:`filmorph.train.megatron.check_document_masking` with document masking on, which
+    raises for the refused model types; pass ``"thd"`` to measure those anyway). ``eod_id``
+    defaults to the HF config's ``eos_token_id``. Results go to ``results_json`` (default
+    ``CANDIDATE.docmask.json``) whether or not the check passes; then
+    :class:`VerificationError` on failure.
+    """
+    import torch
+
+    from filmorph.train.config import TrainConfig
+    from filmorph.train.megatron import check_document_masking
+
+    t0 = time.time()
+    hf_dir, cand = Path(hf_dir), Path(candidate)
+    if not _is_hf_dir(hf_dir):
+        raise FileNotFoundError(f"{hf_dir} is not an HF checkpoint dir (config.json + *.safetensors)")
+    if not _is_megatron_dir(cand):
+        raise FileNotFoundError(f"{cand} is not a Megatron checkpoint")
+    if not torch.cuda.is_available():
+        raise RuntimeError("verify-doc-mask runs the Megatron model's bf16 attention kernels: it needs a GPU")
+    if mode is None:
+        cfg = TrainConfig.from_dict({"engine": "megatron", "max_steps": 2, "warmup_steps": 1})
+        mode = check_document_masking(cfg.with_overrides(reset_attention_mask=True), hf_dir)
+    if mode not in ("thd", "mask"):
+        raise ValueError(f"mode must be 'thd' or 'mask', not {mode!r}")
+    config = _hf_config(hf_dir)
+    if eod_id is None:
+        eos = getattr(config, "eos_token_id", None)
+        eod_id = eos[0] if isinstance(eos, list | tuple) else eos
+    if eod_id is None:
+        raise ValueError(f"{hf_dir}/config.json has no eos_token_id: pass eod_id")
+    tokens, positions, spans = packed_documents(int(config.vocab_size), int(eod_id), lengths, seed=seed)
+    iter_dir = resolve_iter_dir(cand)
+    runs = _megatron_masking_run(iter_dir, tokens, positions, spans, mode, int(eod_id), torch.device("cuda"))
+    verdict = judge_document_masking(
+        runs["separate"],
+        runs["packed"],
+        runs["leaky"],
+        spans,
+        grad_rel_diff=runs["grad_rel_diff"],
+        leak_ratio=leak_ratio,
+        grad_tolerance=grad_tolerance,
+        min_argmax_agreement=min_argmax_agreement,
+    )
+    results = {
+        "check": "document_masking",
+        "mode": mode,
+        "hf_dir": str(hf_dir),
+        "candidate": str(cand),
+        "iter_dir": str(iter_dir),
+        "model_type": getattr(config, "model_type", None),
+        "eod_id": int(eod_id),
+        "lengths": [int(n) for n in lengths],
+        "seed": seed,
+        "dtype": "bfloat16",
+        "device": torch.cuda.get_device_name(),
+        "grad_norm": runs["grad_norm"],
+        **verdict,
+        "seconds": round(time.time() - t0, 3),
+        "versions": _versions(),
+    }
+    write_json_atomic(results_json or _results_path(cand, "docmask"), results)
+    if not verdict["passed"]:
+        raise VerificationError(
+            f"{cand}: document masking ({mode}) does not keep documents apart: {verdict['reason']}"
+        )
+    return results
+
+
 # ============================================================================ import / export
 def import_checkpoint(
     hf_dir: str | Path,
@@ -830,6 +1140,43 @@ def _parser() -> argparse.ArgumentParser:
         "--results", type=Path, default=None, help="results JSON (default CANDIDATE.verify.json)"
     )
 
+    dm = sub.add_parser(
+        "verify-doc-mask",
+        help="GPU: packed documents under the engine's document masking = documents run alone",
+    )
+    dm.add_argument("--hf", required=True, type=Path, help="the HF model (architecture, eos id)")
+    dm.add_argument("--candidate", required=True, type=Path, help="its Megatron import (or an iter_* dir)")
+    dm.add_argument("--eod-id", type=int, default=None, help="document separator id (default: eos_token_id)")
+    dm.add_argument(
+        "--mode",
+        choices=("thd", "mask"),
+        default=None,
+        help="masking to measure (default: the engine's choice for this model; refused types raise)",
+    )
+    dm.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_DOC_LENGTHS),
+        help="document lengths of the packed row (default %(default)s)",
+    )
+    dm.add_argument("--seed", type=int, default=0, help="seed of the document ids (default 0)")
+    dm.add_argument(
+        "--leak-ratio",
+        type=float,
+        default=DEFAULT_DOC_MASK_LEAK_RATIO,
+        help="packed-vs-separate logit diff allowed, as a share of the unmasked row's (default %(default)s)",
+    )
+    dm.add_argument(
+        "--grad-tolerance",
+        type=float,
+        default=DEFAULT_DOC_MASK_GRAD_TOLERANCE,
+        help="relative gradient difference allowed (default %(default)s)",
+    )
+    dm.add_argument(
+        "--results", type=Path, default=None, help="results JSON (default CANDIDATE.docmask.json)"
+    )
+
     exp = sub.add_parser("export", help="Megatron iteration -> HF checkpoint")
     exp.add_argument(
         "--megatron", required=True, type=Path, help="iter_NNNNNNN dir (or a checkpoint dir: its newest)"
@@ -867,6 +1214,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 length=args.length,
                 seed=args.seed,
                 device=args.device,
+                results_json=args.results,
+            )
+        elif args.command == "verify-doc-mask":
+            res = verify_document_masking(
+                args.hf,
+                args.candidate,
+                eod_id=args.eod_id,
+                mode=args.mode,
+                lengths=args.lengths,
+                seed=args.seed,
+                leak_ratio=args.leak_ratio,
+                grad_tolerance=args.grad_tolerance,
                 results_json=args.results,
             )
         else:

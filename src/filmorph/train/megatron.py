@@ -119,6 +119,13 @@ RUNTIME_ENV = {
 # Model types whose packed-thd document masking was seen to train wrongly under Megatron-Bridge
 # + TE on the H100 (see check_document_masking)
 THD_REFUSED_MODEL_TYPES = ("gemma3", "gemma3_text")
+# Model types whose Megatron-Bridge attention refuses packed (thd) sequences: Gemma 2's
+# softcapping attention (Bridge 0.6.2, gemma2_provider: "Packed sequence is not supported by
+# DotProductAttention"). Their documents are kept apart by the dataset's block-diagonal
+# attention mask instead (megatron-core's reset_attention_mask mask, the route of
+# Megatron-LM and of the published run): document_masking "mask".
+MASK_MODEL_TYPES = ("gemma2",)
+DOCUMENT_MASKING_MODES = ("none", "thd", "mask")
 
 # (import name, pip distribution): what the engine needs, in the order they are checked
 ENGINE_PACKAGES = (
@@ -253,6 +260,7 @@ def megatron_settings(
     vocab_size: int | None = None,
     exit_interval: int | None = None,
     environ: Mapping[str, str] | None = None,
+    document_masking: str | None = None,
 ) -> dict[str, Any]:
     """Every value that goes into Megatron-Bridge's ``ConfigContainer``, as a JSON-able dict.
 
@@ -262,7 +270,9 @@ def megatron_settings(
     (megatron-core ``GPTDatasetConfig`` fields), ``dataloader``, ``tokenizer`` (a
     ``NullTokenizer`` with the shards' EOD id and vocab size: the shards are already token
     ids), ``checkpoint``, ``logger``, ``rng``, ``ddp``, ``dist``, ``mixed_precision``, ``env``,
-    ``document_masking`` (``"thd"`` with ``reset_attention_mask``, else ``"none"``).
+    ``document_masking`` (with ``reset_attention_mask``: ``"thd"``, or the ``document_masking``
+    argument, ``"mask"`` for models whose attention refuses packed sequences, see
+    :func:`check_document_masking`; else ``"none"``).
 
     Raises ``ValueError`` when the world size is not a multiple of ``tensor_parallel``, the
     global batch is not a multiple of micro batch × data-parallel ranks, ``seq_length`` is not
@@ -311,6 +321,13 @@ def megatron_settings(
         )
     if exit_interval is not None and exit_interval < 1:
         raise ValueError(f"exit_interval must be >= 1, not {exit_interval}")
+    masking = document_masking or ("thd" if cfg.reset_attention_mask else "none")
+    if masking not in DOCUMENT_MASKING_MODES:
+        raise ValueError(f"document_masking must be one of {DOCUMENT_MASKING_MODES}, not {masking!r}")
+    if (masking != "none") != bool(cfg.reset_attention_mask):
+        raise ValueError(
+            f"document_masking {masking!r} does not match reset_attention_mask {cfg.reset_attention_mask}"
+        )
     if eod_id is None or vocab_size is None:
         eod_s, vocab_s = _shard_facts(prefixes)
         eod_id = eod_s if eod_id is None else eod_id
@@ -351,7 +368,7 @@ def megatron_settings(
     return {
         "engine": ENGINE,
         "precision": cfg.precision,
-        "document_masking": "thd" if cfg.reset_attention_mask else "none",
+        "document_masking": masking,
         "eod_id": eod_id,
         "vocab_size": vocab_size,
         "parallel": {
@@ -409,8 +426,9 @@ def megatron_settings(
             "reset_position_ids": cfg.reset_position_ids,
             "reset_attention_mask": cfg.reset_attention_mask,
             "eod_mask_loss": cfg.eod_mask_loss,
-            # documents are separated by the forward step (thd), not by a T x T mask
-            "create_attention_mask": False,
+            # thd: documents are separated by the forward step; mask: by the dataset's
+            # block-diagonal T x T mask, which the stock forward step hands to the model
+            "create_attention_mask": masking == "mask",
             "path_to_cache": str(run_dir / "data_cache"),
             "mmap_bin_files": True,
             "num_dataset_builder_threads": 1,
@@ -741,7 +759,8 @@ def build_config_container(
     dataset = GPTDatasetConfig(
         seq_length=seq_length,
         blend=(list(paths), list(weights)),
-        skip_getting_attention_mask_from_dataset=True,
+        # Bridge's own switch (an __init__ argument): hand the dataset's mask to the model
+        skip_getting_attention_mask_from_dataset=settings["document_masking"] != "mask",
         **ds,
         **settings["dataloader"],
     )
@@ -832,36 +851,44 @@ def _wait_for_rank0(env: Any, layout: RunLayout, launch: str | None, timeout_s: 
         time.sleep(1.0)
 
 
-def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> None:
-    """Refuse thd document masking for the model types of :data:`THD_REFUSED_MODEL_TYPES`
-    (sliding-window attention under Transformer Engine).
+def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> str:
+    """The document-masking mode of a run: ``"none"`` without ``reset_attention_mask``,
+    ``"mask"`` for the model types of :data:`MASK_MODEL_TYPES` (their Megatron-Bridge attention
+    refuses packed sequences: the dataset's block-diagonal mask keeps documents apart),
+    ``"thd"`` (packed sequences, :class:`DocumentForwardStep`) otherwise.
 
-    Seen on the H100 (Megatron-Bridge 0.6.2, megatron-core 0.19.2, TE 2.20.2, cuDNN fused
-    attention; ``.ci/device/measured/megatron_gemma3_thd_2026-11-24.txt``): the Gemma 3 1B
-    shape (head dim 256, window 512) trained with packed ``thd`` documents had gradient norms
-    of 1e9-1e13 and a flat loss (12.70 -> 12.70 over 50 steps, 3.8 s/step), while the same run
-    without document masking learned normally (12.2 -> 8.7 in 20 steps, gradient norm 3.6 ->
-    1.6) and the Llama 3.2 1B shape trained with thd normally. Until that combination is shown
-    to train, it is an error rather than a silently wasted GPU run.
+    Refuses (``ValueError``) thd for the sliding-window model types of
+    :data:`THD_REFUSED_MODEL_TYPES`. Seen on the H100 (Megatron-Bridge 0.6.2, megatron-core
+    0.19.2, TE 2.20.2, cuDNN fused attention;
+    ``.ci/device/measured/megatron_gemma3_thd_2026-11-24.txt``): the Gemma 3 1B shape (head
+    dim 256, window 512) trained with packed ``thd`` documents had gradient norms of 1e9-1e13
+    and a flat loss (12.70 -> 12.70 over 50 steps, 3.8 s/step), while the same run without
+    document masking learned normally (12.2 -> 8.7 in 20 steps, gradient norm 3.6 -> 1.6) and
+    the Llama 3.2 1B shape trained with thd normally. Until that combination is shown to
+    train, it is an error rather than a silently wasted GPU run. ``python -m filmorph.convert
+    verify-doc-mask`` measures any model's masking on the GPU.
     """
     if not cfg.reset_attention_mask:
-        return
+        return "none"
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
-        return
+        return "thd"
     hf = read_json(config_path)
     hf = hf.get("text_config", hf)
+    model_type = hf.get("model_type")
+    if model_type in MASK_MODEL_TYPES:
+        return "mask"
     window = hf.get("sliding_window")
-    # only where it was seen; Gemma 2 (window 4096, Bridge's own softcap attention) is untested
-    if window and hf.get("model_type") in THD_REFUSED_MODEL_TYPES:
+    if window and model_type in THD_REFUSED_MODEL_TYPES:
         raise ValueError(
             f"the megatron engine's document masking (packed thd sequences) gave wrong gradients for a "
-            f"model with sliding-window attention ({hf.get('model_type')}, sliding_window {window}; "
+            f"model with sliding-window attention ({model_type}, sliding_window {window}; "
             "Gemma 3 1B shape on an H100: gradient norm ~1e11, flat loss). Use train.engine "
             "'automodel' (flex-attention document masking, seen to train this model) or 'hf', or set "
             "train.reset_attention_mask: false (and reset_position_ids: false) to train without "
             "document masking"
         )
+    return "thd"
 
 
 def _check_pretrained(path: str | Path) -> Path:
@@ -924,7 +951,7 @@ def train(
     layout = RunLayout(run_dir)
     save_dir = layout.root / CHECKPOINT_SUBDIR
 
-    check_document_masking(cfg, model_dir)
+    masking = check_document_masking(cfg, model_dir)
     report = preflight(shard_prefixes, model_dir, tokenizer_dir=tokenizer_dir, scan_ids=main)
     settings = megatron_settings(
         cfg,
@@ -937,6 +964,7 @@ def train(
         eod_id=report["eod_id"],
         vocab_size=int(report["tokenizer"]["vocab_size"]),
         exit_interval=exit_interval,
+        document_masking=masking,
     )
     record = train_config_record(cfg, ENGINE, report, env.world_size)
     launch = _launch_id()
