@@ -819,7 +819,7 @@ def _tar_logs(wdir: Path, dest: Path) -> None:
             tar.add(tmp, arcname=log.name)
 
 
-SKIPPABLE = frozenset({"export_untrained", "evaluate", "negative_control"})
+SKIPPABLE = frozenset({"verify_doc_mask", "export_untrained", "train", "evaluate", "negative_control"})
 
 
 def _base_model(family: str, data: Path, work: Path, budget_s: float):
@@ -911,15 +911,19 @@ def run_proof(
                 results=wdir / "import.verify_bf16.json",
             )
         mode = spec["doc_mask_mode"]
-        stage(
-            "verify_doc_mask",
-            [*cvt, "verify-doc-mask", "--hf", model, "--candidate", imp, "--results", wdir / "docmask.json"]
-            + (["--mode", mode] if mode else []),
-            # the Gemma 3 shape's thd masking is refused by the engine: the check must reject it too
-            expect_rc=1 if family == "gemma" else 0,
-            timeout=180,
-            results=wdir / "docmask.json",
-        )
+        if "verify_doc_mask" in skip:
+            stage.skip("verify_doc_mask", "--skip verify_doc_mask")
+        else:
+            stage(
+                "verify_doc_mask",
+                [*cvt, "verify-doc-mask", "--hf", model, "--candidate", imp]
+                + ["--results", wdir / "docmask.json"]
+                + (["--mode", mode] if mode else []),
+                # the Gemma 3 shape's thd masking is refused by the engine: the check must reject it too
+                expect_rc=1 if family == "gemma" else 0,
+                timeout=180,
+                results=wdir / "docmask.json",
+            )
         if "export_untrained" in skip:
             stage.skip("export_untrained", "--skip export_untrained")
         else:
@@ -968,6 +972,9 @@ def run_proof(
         overrides = [a for o in model_overrides for a in ("--model-override", o)]
         run_dir = wdir / "run"
         for attempt in ("doc_mask", "no_doc_mask"):
+            if "train" in skip:
+                stage.skip("train", "--skip train (and what needs the trained run)")
+                break
             if attempt == "no_doc_mask":
                 if not fallback_no_doc_mask or stage.left() < 200:
                     break
@@ -1478,11 +1485,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep=args.keep,
             skip=args.skip,
         )
-        required = ("model", "import", "verify_import", "verify_doc_mask", "export_trained", "reload")
-        if "export_untrained" not in args.skip:
-            required += ("verify_export",)
+        required = ("model", "import", "verify_import")
+        required += tuple(
+            st
+            for st, needs in (
+                ("verify_doc_mask", "verify_doc_mask"),
+                ("verify_export", "export_untrained"),
+                ("export_trained", "train"),
+                ("reload", "train"),
+            )
+            if needs not in args.skip
+        )
         ok = {s["stage"]: s.get("ok") for s in rec["stages"]}
-        trained = any(s["stage"].startswith("train_") and s.get("ok") for s in rec["stages"])
+        trained = "train" in args.skip or any(
+            s["stage"].startswith("train_") and s.get("ok") for s in rec["stages"]
+        )
         return 0 if trained and all(ok.get(k) for k in required) else 1
     return 0
 
