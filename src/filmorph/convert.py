@@ -54,6 +54,7 @@ from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.megatron import (
     ITER_RE,
     TRACKER_FILE,
+    avoid_gemma2_flex_attention,
     latest_iteration,
     require_engine,
     usable_attention_backend,
@@ -455,6 +456,7 @@ def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple
 
         # the logits only need a backend that runs: where flash-attn is missing, a checkpoint
         # saved asking for 'flash' (Bridge's Gemma 3 default) would find none, so load with 'auto'
+        avoid_gemma2_flex_attention()
         backend = usable_attention_backend(AttnBackend.flash)
         overrides = None if backend == AttnBackend.flash else {"attention_backend": backend}
         models = load_megatron_model(
@@ -751,6 +753,7 @@ def _megatron_masking_run(
 
         # gradients without a DDP wrapper: no fused accumulation into main_grad buffers
         overrides: dict[str, Any] = {"gradient_accumulation_fusion": False}
+        avoid_gemma2_flex_attention()
         backend = usable_attention_backend(AttnBackend.flash)
         if backend != AttnBackend.flash:
             overrides["attention_backend"] = backend

@@ -171,6 +171,24 @@ def flash_attn_available() -> bool:
     return any(importlib.util.find_spec(m) is not None for m in ("flash_attn", "flash_attn_interface"))
 
 
+def avoid_gemma2_flex_attention() -> bool:
+    """Make Megatron-Bridge's Gemma 2 attention take its unfused path (the one it takes when
+    given an attention mask) instead of ``torch.compile``'d FlexAttention.
+
+    Seen on the H100 (torch 2.11, Bridge 0.6.2, Gemma 2 2B shape, head dim 256): compiling the
+    FlexAttention forward+backward failed (inductor ``NoValidChoicesError`` for
+    ``flex_attention``), and the fp32 forward of ``verify`` did not finish in 240 s, while the
+    unfused path ran. Sets the module's ``_HAVE_FLEX_ATTN`` flag, read at every forward; returns
+    whether the module was there to patch. Other architectures are not affected.
+    """
+    try:
+        import megatron.bridge.models.gemma.gemma2_provider as gemma2
+    except ImportError:
+        return False
+    gemma2._HAVE_FLEX_ATTN = False
+    return True
+
+
 def usable_attention_backend(requested: Any, *, flash_available: bool | None = None) -> Any:
     """``requested`` (a megatron-core ``AttnBackend``), or ``AttnBackend.auto`` when it is
     ``flash`` and flash-attn is not installed.
@@ -1010,6 +1028,7 @@ def _run_pretrain(cfg, settings, model_dir, layout, env, flops_tok, model_overri
     _export_dist_env(env)
     for key, value in settings["env"].items():
         os.environ.setdefault(key, str(value))
+    avoid_gemma2_flex_attention()
     container = build_config_container(settings, model_dir, model_overrides=model_overrides)
     _patch_compile_helpers()
     from megatron.bridge.training.callbacks import CallbackManager
