@@ -56,6 +56,7 @@ from filmorph.train.megatron import (
     TRACKER_FILE,
     avoid_gemma2_flex_attention,
     latest_iteration,
+    masked_softmax_fusion_available,
     require_engine,
     usable_attention_backend,
 )
@@ -458,7 +459,11 @@ def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple
         # saved asking for 'flash' (Bridge's Gemma 3 default) would find none, so load with 'auto'
         avoid_gemma2_flex_attention()
         backend = usable_attention_backend(AttnBackend.flash)
-        overrides = None if backend == AttnBackend.flash else {"attention_backend": backend}
+        overrides: dict[str, Any] | None = (
+            None if backend == AttnBackend.flash else {"attention_backend": backend}
+        )
+        if not masked_softmax_fusion_available():
+            overrides = {**(overrides or {}), "masked_softmax_fusion": False}
         models = load_megatron_model(
             str(iter_dir), use_cpu_init=not cuda, skip_temp_dist_context=True, mp_overrides=overrides
         )
@@ -753,6 +758,8 @@ def _megatron_masking_run(
 
         # gradients without a DDP wrapper: no fused accumulation into main_grad buffers
         overrides: dict[str, Any] = {"gradient_accumulation_fusion": False}
+        if not masked_softmax_fusion_available():
+            overrides["masked_softmax_fusion"] = False
         avoid_gemma2_flex_attention()
         backend = usable_attention_backend(AttnBackend.flash)
         if backend != AttnBackend.flash:

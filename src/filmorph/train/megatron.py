@@ -189,6 +189,18 @@ def avoid_gemma2_flex_attention() -> bool:
     return True
 
 
+def masked_softmax_fusion_available() -> bool:
+    """Whether megatron-core's fused masked-softmax CUDA extension (``scaled_masked_softmax_cuda``,
+    built in NVIDIA's containers, absent from the pip route) is importable. Without it a model
+    that runs megatron-core's own (non-TE) attention, like Megatron-Bridge's Gemma 2, must run
+    with ``masked_softmax_fusion`` off (seen on the H100: ``ModuleNotFoundError`` otherwise)."""
+    try:
+        import scaled_masked_softmax_cuda  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def usable_attention_backend(requested: Any, *, flash_available: bool | None = None) -> Any:
     """``requested`` (a megatron-core ``AttnBackend``), or ``AttnBackend.auto`` when it is
     ``flash`` and flash-attn is not installed.
@@ -764,6 +776,12 @@ def build_config_container(
         if not hasattr(provider, key):
             raise ValueError(f"model setting {key!r} is not a field of {type(provider).__name__}")
         setattr(provider, key, value)
+    if (
+        "masked_softmax_fusion" not in overrides
+        and getattr(provider, "masked_softmax_fusion", False)
+        and not masked_softmax_fusion_available()
+    ):
+        provider.masked_softmax_fusion = False
     if "attention_backend" not in overrides and hasattr(provider, "attention_backend"):
         provider.attention_backend = usable_attention_backend(provider.attention_backend)
     if settings["precision"] != "bf16":
