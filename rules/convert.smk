@@ -1,7 +1,11 @@
 # megatron engine only: HF -> Megatron import of each family's base model, then a check that
 # the import (and its export back to HF) reproduces the HF model's logits. The published run
 # trained without loading the weights and exported with mis-sliced QKV; these two jobs fail
-# on either.
+# on either. With document masking on (train.reset_attention_mask), verify_import also checks
+# on the GPU that the engine's masking keeps packed documents apart, forward and backward
+# (filmorph.convert verify-doc-mask), before any training job starts.
+
+DOC_MASK_CHECK = bool(TRAIN.get("reset_attention_mask"))
 
 
 if ENGINE == "megatron":
@@ -50,6 +54,7 @@ if ENGINE == "megatron":
             imported="results/checkpoints/{family}/base/megatron.verify.json",
             roundtrip=directory("results/checkpoints/{family}/base/roundtrip_hf"),
             exported="results/checkpoints/{family}/base/roundtrip_hf.verify.json",
+            docmask="results/checkpoints/{family}/base/megatron.docmask.json",
         log:
             "logs/verify_import/{family}.log",
         benchmark:
@@ -68,10 +73,12 @@ if ENGINE == "megatron":
         params:
             import_tol=MEGATRON["verify_tolerance"],
             export_tol=MEGATRON["export_tolerance"],
+            doc_mask_args="" if DOC_MASK_CHECK else "--mode none",
             code=CODE["train"],
             provenance=provenance_shell(
                 import_tol=MEGATRON["verify_tolerance"],
                 export_tol=MEGATRON["export_tolerance"],
+                doc_mask=DOC_MASK_CHECK,
                 code=CODE["train"],
             ),
         shell:
@@ -82,5 +89,7 @@ if ENGINE == "megatron":
                 " python -m filmorph.convert export --megatron {input.ckpt} --hf-base {input.model}"
                 " --out {output.roundtrip} --tokenizer-dir {input.tokenizer} &&"
                 " python -m filmorph.convert verify --hf {input.model} --candidate {output.roundtrip}"
-                " --tolerance {params.export_tol} --results {output.exported}) > {log} 2>&1"
+                " --tolerance {params.export_tol} --results {output.exported} &&"
+                " python -m filmorph.convert verify-doc-mask --hf {input.model} --candidate {input.ckpt}"
+                " {params.doc_mask_args} --results {output.docmask}) > {log} 2>&1"
             )

@@ -346,3 +346,274 @@ def test_cli_help():
             check=True,
         ).stdout
         assert all(f in out for f in flags), (cmd, out)
+
+
+# ============================================================================ document masking
+DOC_LENGTHS = (40, 30, 20)
+
+
+def test_packed_documents_layout():
+    import torch
+
+    tokens, positions, spans = C.packed_documents(1000, 7, DOC_LENGTHS, seed=3)
+    total = sum(DOC_LENGTHS)
+    assert tokens.shape == positions.shape == (1, total)
+    assert tokens.dtype == positions.dtype == torch.long
+    assert spans == [(0, 40), (40, 70), (70, 90)]
+    ends = 0
+    for (s, e), n in zip(spans, DOC_LENGTHS, strict=True):  # contiguous, in order, cover 0..T
+        assert s == ends and e - s == n
+        ends = e
+        doc = tokens[0, s:e]
+        assert int(doc[-1]) == 7 and int((doc == 7).sum()) == 1  # one EOD, the last id
+        assert int(doc.min()) >= 0 and int(doc.max()) < 1000
+        assert torch.equal(positions[0, s:e], torch.arange(n))  # positions restart per document
+    assert ends == total
+    assert int((tokens == 7).sum()) == len(DOC_LENGTHS)
+    # the ids really are spread over the vocabulary (not constant), around the EOD id too
+    assert len(set(tokens[0].tolist())) > 50 and int(tokens.max()) > 7
+
+
+def test_packed_documents_seeded_and_eod_at_the_vocab_edges():
+    import torch
+
+    a = C.packed_documents(1000, 7, DOC_LENGTHS, seed=3)
+    b = C.packed_documents(1000, 7, DOC_LENGTHS, seed=3)
+    c = C.packed_documents(1000, 7, DOC_LENGTHS, seed=4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2]
+    assert not torch.equal(a[0], c[0])
+    assert torch.equal(a[1], c[1]) and a[2] == c[2]  # the layout does not depend on the seed
+    for eod in (0, 999):
+        tokens, _, spans = C.packed_documents(1000, eod, DOC_LENGTHS)
+        assert int(tokens.min()) >= 0 and int(tokens.max()) <= 999
+        assert int((tokens == eod).sum()) == len(spans)
+        assert all(int(tokens[0, e - 1]) == eod for _, e in spans)
+    # the smallest vocabulary: the two non-EOD ids and the EOD
+    tokens, _, _ = C.packed_documents(3, 1, (50, 50))
+    assert set(tokens[0].tolist()) == {0, 1, 2} and int((tokens == 1).sum()) == 2
+    assert C.packed_documents(1000, 2)[0].shape == (1, sum(C.DEFAULT_DOC_LENGTHS))
+
+
+@pytest.mark.parametrize(
+    ("vocab", "eod", "lengths"),
+    [
+        (1000, 7, (40,)),  # one document: nothing to keep apart
+        (1000, 7, ()),
+        (1000, 7, (40, 1)),  # a document of one token
+        (1000, 7, (0, 40)),
+        (1000, 1000, (40, 30)),  # EOD outside the vocabulary
+        (1000, -1, (40, 30)),
+        (2, 0, (40, 30)),  # no ids besides the EOD
+    ],
+)
+def test_packed_documents_rejects(vocab, eod, lengths):
+    with pytest.raises(ValueError):
+        C.packed_documents(vocab, eod, lengths)
+
+
+@pytest.mark.parametrize("lengths", [(2, 2), (5, 3, 8), (40, 30, 20), C.DEFAULT_DOC_LENGTHS])
+def test_block_causal_mask_is_megatron_cores_mask(lengths):
+    """The mask of the "mask" mode is exactly what megatron-core's dataset builds with
+    reset_attention_mask (and the positions what it builds with reset_position_ids)."""
+    import torch
+
+    pytest.importorskip("megatron.core")
+    from megatron.core.datasets.gpt_dataset import _get_ltor_masks_and_position_ids
+
+    eod = 2
+    tokens, positions, spans = C.packed_documents(1000, eod, lengths, seed=1)
+    t = tokens.shape[1]
+    mask = C.block_causal_mask(spans, t)
+    assert mask.shape == (1, 1, t, t) and mask.dtype == torch.bool
+    core_mask, _, core_pos = _get_ltor_masks_and_position_ids(tokens[0], eod, True, True, True, True)
+    assert core_mask.shape == (1, t, t)
+    assert torch.equal(core_mask, mask[0])
+    assert torch.equal(core_pos, positions[0])
+    # and it is not merely causal: a later document may not see an earlier one
+    (s0, _), (s1, _) = spans[0], spans[1]
+    assert bool(mask[0, 0, s1, s0]) and not bool(mask[0, 0, s1, s1])
+    causal = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
+    assert not torch.equal(mask[0, 0], causal)
+
+
+def test_block_causal_mask_by_hand_and_rejects_gaps():
+    import torch
+
+    got = C.block_causal_mask([(0, 2), (2, 3)], 3)[0, 0]
+    want = torch.tensor([[False, True, True], [False, False, True], [True, True, False]])
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="do not cover"):
+        C.block_causal_mask([(0, 2), (3, 5)], 5)  # a gap
+    with pytest.raises(ValueError, match="do not cover"):
+        C.block_causal_mask([(0, 2), (2, 4)], 5)  # short of T
+
+
+def _doc_mask_llama(seed: int = 0):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=1000,
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        num_key_value_heads=GROUPS,
+        head_dim=HEAD_DIM,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def doc_mask_logits():
+    """``(separate, packed, leaky, spans)`` logits ``[T, V]`` of a tiny Llama: each document
+    alone; the packed row with reset position ids and no mask (transformers then keeps the
+    documents apart); the packed row with an all-ones mask (plain causal: documents leak)."""
+    import torch
+
+    model = _doc_mask_llama()
+    tokens, positions, spans = C.packed_documents(1000, 2, DOC_LENGTHS, seed=0)
+    with torch.no_grad():
+        sep = torch.cat([model(input_ids=tokens[:, s:e], use_cache=False).logits[0] for s, e in spans])
+        packed = model(input_ids=tokens, position_ids=positions, use_cache=False).logits[0]
+        leaky = model(
+            input_ids=tokens,
+            position_ids=positions,
+            attention_mask=torch.ones_like(tokens),
+            use_cache=False,
+        ).logits[0]
+    return sep, packed, leaky, spans
+
+
+def test_judge_document_masking_passes_real_document_masking(doc_mask_logits):
+    sep, packed, leaky, spans = doc_mask_logits
+    first = slice(*spans[0])
+    # the fixture is what it claims: the first document is identical either way, later ones leak
+    assert (leaky[first] - sep[first]).abs().max() < 1e-4
+    assert (leaky[spans[1][0] :] - sep[spans[1][0] :]).abs().mean() > 1e-3
+    res = C.judge_document_masking(sep, packed, leaky, spans, grad_rel_diff=0.01)
+    assert res["passed"] is True and res["reason"] is None
+    assert res["positions"] == sum(DOC_LENGTHS)
+    assert res["packed_mean_abs_diff"] < 1e-4 < res["unmasked_mean_abs_diff"]
+    assert res["argmax_agreement"] == 1.0 and res["grad_rel_diff"] == 0.01
+    assert res["leak_ratio"] == C.DEFAULT_DOC_MASK_LEAK_RATIO
+    assert res["grad_tolerance"] == C.DEFAULT_DOC_MASK_GRAD_TOLERANCE
+    json.dumps(res)  # written as the results JSON
+    # no gradient measured: judged on the logits alone
+    assert C.judge_document_masking(sep, packed, leaky, spans, grad_rel_diff=None)["passed"]
+
+
+def test_judge_document_masking_catches_leaks_and_useless_controls(doc_mask_logits):
+    import torch
+
+    sep, packed, leaky, spans = doc_mask_logits
+    leak = C.judge_document_masking(sep, leaky, leaky, spans, grad_rel_diff=0.01)
+    assert leak["passed"] is False and "documents see each other" in leak["reason"]
+    # a control that did not leak proves nothing, even though packed == separate
+    blind = C.judge_document_masking(sep, packed, sep, spans, grad_rel_diff=0.01)
+    assert blind["passed"] is False and "proves nothing" in blind["reason"]
+    assert blind["unmasked_mean_abs_diff"] == 0.0
+    # gradients: too different, or not measured properly
+    for bad in (0.5, float("nan"), float("inf")):
+        res = C.judge_document_masking(sep, packed, leaky, spans, grad_rel_diff=bad)
+        assert res["passed"] is False and "gradient relative difference" in res["reason"]
+    assert C.judge_document_masking(sep, packed, leaky, spans, grad_rel_diff=0.5, grad_tolerance=1.0)[
+        "passed"
+    ]
+    nan = packed.clone()
+    nan[50, 3] = float("nan")
+    res = C.judge_document_masking(sep, nan, leaky, spans, grad_rel_diff=0.01)
+    assert res["passed"] is False and "non-finite" in res["reason"]
+    assert res["packed_mean_abs_diff"] == float("inf")
+    inf = leaky.clone()
+    inf[0, 0] = float("inf")
+    assert "non-finite" in C.judge_document_masking(sep, packed, inf, spans, grad_rel_diff=0.01)["reason"]
+    # argmax disagreement alone fails, even with small logit differences
+    flipped = packed.clone()
+    top = sep.argmax(-1)
+    other = (top + 1) % sep.shape[1]
+    rows = torch.arange(sep.shape[0])
+    flipped[rows, other] = sep[rows, top] + 1e-4
+    res = C.judge_document_masking(sep, flipped, leaky * 100, spans, grad_rel_diff=0.01)
+    assert res["passed"] is False and "argmax agreement" in res["reason"]
+    assert "documents see each other" not in res["reason"]
+
+
+def test_verify_document_masking_checks_dirs_then_needs_a_gpu(tmp_path):
+    import torch
+
+    hf = tmp_path / "hf"
+    _doc_mask_llama().save_pretrained(hf)
+    ck = _fake_megatron(tmp_path / "ck")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not an HF checkpoint"):
+        C.verify_document_masking(tmp_path / "empty", ck)
+    with pytest.raises(FileNotFoundError, match="not a Megatron checkpoint"):
+        C.verify_document_masking(hf, tmp_path / "empty")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the check would run")
+    with pytest.raises(RuntimeError, match="needs a GPU"):
+        C.verify_document_masking(hf, ck, results_json=tmp_path / "r.json")
+    with pytest.raises(RuntimeError, match="needs a GPU"):
+        C.verify_document_masking(hf, ck, mode="mask", lengths=DOC_LENGTHS)
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "ck.docmask.json").exists()
+
+
+def test_cli_verify_doc_mask_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "filmorph.convert", "verify-doc-mask", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in ("--hf", "--candidate", "--mode", "--lengths", "--eod-id", "--leak-ratio", "--results"):
+        assert flag in out, (flag, out)
+    assert "thd" in out and "mask" in out
+    top = subprocess.run(
+        [sys.executable, "-m", "filmorph.convert", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "verify-doc-mask" in top
+
+
+def test_cli_verify_doc_mask_parses():
+    args = C._parser().parse_args(
+        ["verify-doc-mask", "--hf", "h", "--candidate", "c", "--mode", "mask", "--lengths", "5", "6"]
+    )
+    assert (args.command, args.mode, args.lengths, args.eod_id) == ("verify-doc-mask", "mask", [5, 6], None)
+    default = C._parser().parse_args(["verify-doc-mask", "--hf", "h", "--candidate", "c"])
+    assert default.mode is None and default.lengths == list(C.DEFAULT_DOC_LENGTHS)
+    assert default.leak_ratio == C.DEFAULT_DOC_MASK_LEAK_RATIO
+    assert default.grad_tolerance == C.DEFAULT_DOC_MASK_GRAD_TOLERANCE
+    none = C._parser().parse_args(["verify-doc-mask", "--hf", "h", "--candidate", "c", "--mode", "none"])
+    assert none.mode == "none"
+    with pytest.raises(SystemExit):
+        C._parser().parse_args(["verify-doc-mask", "--hf", "h", "--candidate", "c", "--mode", "none2"])
+
+
+def test_verify_document_masking_mode_none_records_a_skip_without_a_gpu(tmp_path, capsys):
+    """A run without document masking has nothing to check: ``--mode none`` writes a record
+    saying so (no GPU, no model loaded), after the same directory checks."""
+    hf = tmp_path / "hf"
+    _doc_mask_llama().save_pretrained(hf)
+    ck = _fake_megatron(tmp_path / "ck")
+    with pytest.raises(FileNotFoundError, match="not a Megatron checkpoint"):
+        C.verify_document_masking(hf, tmp_path / "nothing", mode="none")
+    res = C.verify_document_masking(hf, ck, mode="none", results_json=tmp_path / "r.json")
+    assert res["mode"] == "none" and res["passed"] is None and "reset_attention_mask" in res["skipped"]
+    assert read_json(tmp_path / "r.json") == res
+    # the CLI: exit 0, the record as one JSON line, at the default results path
+    assert C.main(["verify-doc-mask", "--hf", str(hf), "--candidate", str(ck), "--mode", "none"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "none" and out["passed"] is None and out["candidate"] == str(ck)
+    assert read_json(tmp_path / "ck.docmask.json")["skipped"] == res["skipped"]
+
+
+def test_judge_document_masking_needs_a_later_document():
+    import torch
+
+    sep = torch.randn(10, 7)
+    with pytest.raises(ValueError, match=">= 2 documents"):
+        C.judge_document_masking(sep, sep + 5, sep + 5, [(0, 10)], grad_rel_diff=None)

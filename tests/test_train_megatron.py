@@ -876,9 +876,260 @@ def test_document_masking_refused_for_gemma3(tmp_path):
     (gemma / "config.json").write_text(json.dumps({"model_type": "gemma3_text", "sliding_window": 512}))
     with pytest.raises(ValueError, match="sliding_window 512.*automodel"):
         M.check_document_masking(cfg, gemma)
-    M.check_document_masking(cfg.with_overrides(reset_attention_mask=False), gemma)
+    assert M.check_document_masking(cfg.with_overrides(reset_attention_mask=False), gemma) == "none"
     llama = tmp_path / "llama"
     llama.mkdir()
     (llama / "config.json").write_text(json.dumps({"model_type": "llama", "sliding_window": None}))
-    M.check_document_masking(cfg, llama)
-    M.check_document_masking(cfg, tmp_path / "missing")
+    assert M.check_document_masking(cfg, llama) == "thd"
+    assert M.check_document_masking(cfg, tmp_path / "missing") == "thd"
+
+
+def _model_dir(root: Path, name: str, config: dict | None) -> Path:
+    d = root / name
+    d.mkdir()
+    if config is not None:
+        (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+def test_document_masking_mode_per_model_type(tmp_path):
+    """thd for most models, the dataset's block-diagonal mask for Gemma 2 (whose Bridge
+    attention refuses packed sequences), none when the run does not mask documents."""
+    cfg = TrainConfig.from_dict({"engine": "megatron"})
+    off = cfg.with_overrides(reset_attention_mask=False)
+    dirs = {
+        "llama": _model_dir(tmp_path, "llama", {"model_type": "llama"}),
+        "gemma2": _model_dir(tmp_path, "gemma2", {"model_type": "gemma2", "sliding_window": 4096}),
+        "gemma3": _model_dir(tmp_path, "gemma3", {"model_type": "gemma3_text", "sliding_window": 512}),
+        # a multimodal config: the text model's type decides
+        "nested": _model_dir(
+            tmp_path, "nested", {"model_type": "x", "text_config": {"model_type": "gemma2"}}
+        ),
+        "gemma3_no_window": _model_dir(
+            tmp_path, "g3nw", {"model_type": "gemma3_text", "sliding_window": None}
+        ),
+        "no_config": _model_dir(tmp_path, "empty", None),
+    }
+    assert M.MASK_MODEL_TYPES == ("gemma2",)
+    assert M.DOCUMENT_MASKING_MODES == ("none", "thd", "mask")
+    assert M.check_document_masking(cfg, dirs["llama"]) == "thd"
+    assert M.check_document_masking(cfg, dirs["gemma2"]) == "mask"
+    assert M.check_document_masking(cfg, dirs["nested"]) == "mask"
+    assert M.check_document_masking(cfg, dirs["gemma3_no_window"]) == "thd"
+    assert M.check_document_masking(cfg, dirs["no_config"]) == "thd"
+    for d in dirs.values():  # without document masking every model is "none", gemma3 included
+        assert M.check_document_masking(off, d) == "none"
+    with pytest.raises(ValueError, match="sliding_window 512"):
+        M.check_document_masking(cfg, dirs["gemma3"])
+    for mode in (M.check_document_masking(cfg, dirs[k]) for k in ("llama", "gemma2")):
+        assert mode in M.DOCUMENT_MASKING_MODES
+
+
+def test_settings_document_masking_modes(tmp_path):
+    thd, _ = _settings(tmp_path)
+    assert thd["document_masking"] == "thd" and thd["dataset"]["create_attention_mask"] is False
+    explicit, _ = _settings(tmp_path, document_masking="thd")
+    assert explicit == thd
+    mask, _ = _settings(tmp_path, document_masking="mask")
+    assert mask["document_masking"] == "mask" and mask["dataset"]["create_attention_mask"] is True
+    assert mask["dataset"]["reset_attention_mask"] is True and mask["dataset"]["reset_position_ids"] is True
+    # nothing else changes with the mode
+    assert {k: v for k, v in mask.items() if k not in ("document_masking", "dataset")} == {
+        k: v for k, v in thd.items() if k not in ("document_masking", "dataset")
+    }
+    assert {k: v for k, v in mask["dataset"].items() if k != "create_attention_mask"} == {
+        k: v for k, v in thd["dataset"].items() if k != "create_attention_mask"
+    }
+    off = _cfg(reset_attention_mask=False)
+    none, _ = _settings(tmp_path, off)
+    assert none["document_masking"] == "none" and none["dataset"]["create_attention_mask"] is False
+    assert _settings(tmp_path, off, document_masking="none")[0] == none
+    json.dumps(mask)
+
+
+@pytest.mark.parametrize(
+    ("cfg_kw", "mode", "words"),
+    [
+        ({"reset_attention_mask": False}, "mask", "does not match reset_attention_mask"),
+        ({"reset_attention_mask": False}, "thd", "does not match reset_attention_mask"),
+        ({}, "none", "does not match reset_attention_mask"),
+        ({}, "bogus", "document_masking must be one of"),
+        ({}, "THD", "document_masking must be one of"),
+    ],
+)
+def test_settings_reject_document_masking(tmp_path, cfg_kw, mode, words):
+    with pytest.raises(ValueError, match=words):
+        _settings(tmp_path, _cfg(**cfg_kw), document_masking=mode)
+
+
+def test_gemma2_workarounds_without_bridge_or_cuda_extension(monkeypatch):
+    """On a machine without Megatron-Bridge and megatron's fused-softmax CUDA extension both
+    helpers say no; with them (faked) they patch / report them."""
+    import importlib.util
+
+    if importlib.util.find_spec("megatron.bridge") is None:
+        assert M.avoid_gemma2_flex_attention() is False
+    if importlib.util.find_spec("scaled_masked_softmax_cuda") is None:
+        assert M.masked_softmax_fusion_available() is False
+    # blocked imports: False whatever is installed
+    monkeypatch.setitem(sys.modules, "megatron.bridge", None)
+    monkeypatch.setitem(sys.modules, "scaled_masked_softmax_cuda", None)
+    assert M.avoid_gemma2_flex_attention() is False
+    assert M.masked_softmax_fusion_available() is False
+    # faked modules: the flag is switched off, the extension is reported
+    names = ("megatron.bridge", "megatron.bridge.models", "megatron.bridge.models.gemma")
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    provider = types.ModuleType("megatron.bridge.models.gemma.gemma2_provider")
+    provider._HAVE_FLEX_ATTN = True
+    monkeypatch.setitem(sys.modules, provider.__name__, provider)
+    assert M.avoid_gemma2_flex_attention() is True and provider._HAVE_FLEX_ATTN is False
+    monkeypatch.setitem(
+        sys.modules, "scaled_masked_softmax_cuda", types.ModuleType("scaled_masked_softmax_cuda")
+    )
+    assert M.masked_softmax_fusion_available() is True
+
+
+# ============================================================================ proof script: families, sweep
+def test_proof_parse_variant():
+    from filmorph.train import gpu_proof_megatron as G
+
+    assert G.parse_variant(
+        'mb16={"train": {"micro_batch_size": 16}, "overrides": {"cross_entropy_fusion_impl": "te"}}'
+    ) == (
+        "mb16",
+        {"micro_batch_size": 16},
+        {"cross_entropy_fusion_impl": "te"},
+    )
+    assert G.parse_variant("x=") == ("x", {}, {})
+    assert G.parse_variant("x=  ") == ("x", {}, {})
+    assert G.parse_variant('y={"train": {"reset_attention_mask": false}}') == (
+        "y",
+        {"reset_attention_mask": False},
+        {},
+    )
+    assert G.parse_variant('z={"overrides": {"a": 1}, "train": null}') == ("z", {}, {"a": 1})
+    for bad in ("mb16", '={"train": {}}', 'x={"trian": {}}', 'x={"train": {}, "extra": 1}', "x=[1]"):
+        with pytest.raises(ValueError):
+            G.parse_variant(bad)
+    with pytest.raises(ValueError):  # not JSON (json.JSONDecodeError is a ValueError)
+        G.parse_variant("x={train}")
+
+
+def test_proof_refuses_unknown_skips_before_any_work(tmp_path):
+    from filmorph.train import gpu_proof_megatron as G
+
+    assert {"verify_doc_mask", "export_untrained", "train", "evaluate", "negative_control"} == G.SKIPPABLE
+    with pytest.raises(ValueError, match=r"cannot skip \['bogus'\]"):
+        G.run_proof("llama", tmp_path, tmp_path / "out", work=tmp_path / "w", skip=["bogus", "train"])
+    assert not (tmp_path / "w").exists() and not (tmp_path / "out").exists()
+
+
+def test_proof_families_and_default_sweeps():
+    from filmorph.train import gpu_proof_megatron as G
+
+    assert {"llama", "gemma", "gemma2"} <= set(G.FAMILIES)
+    assert G.FAMILIES["gemma2"]["data"] == "gemma" and G.FAMILIES["gemma2"]["architecture"] == "gemma2"
+    for name, spec in G.FAMILIES.items():
+        assert {"architecture", "shape", "tokenizer", "data", "doc_mask_mode", "train"} <= set(spec), name
+        assert spec["data"] in G.FAMILIES, name
+        assert spec["tokenizer"]["source"], name
+        # a family's shards come from its own tokenizer
+        assert G.FAMILIES[spec["data"]]["tokenizer"] == spec["tokenizer"], name
+        assert spec["doc_mask_mode"] in (None, "thd", "mask"), name
+        cfg = TrainConfig.from_dict({**G.PROOF_TRAIN, **spec["train"]})  # a valid training config
+        assert cfg.global_batch_size % cfg.micro_batch_size == 0, name
+    assert set(G.DEFAULT_SWEEPS) <= set(G.FAMILIES)
+    for family, variants in G.DEFAULT_SWEEPS.items():
+        names = [v[0] for v in variants]
+        assert names and len(set(names)) == len(names), family
+        for _, train_over, overrides in variants:
+            assert isinstance(overrides, dict)
+            cfg = TrainConfig.from_dict(
+                {
+                    **G.PROOF_TRAIN,
+                    **G.FAMILIES[family]["train"],
+                    "max_steps": G.SWEEP_STEPS,
+                    "checkpoint_interval": G.SWEEP_STEPS,
+                    "eval_iters": 0,
+                    "warmup_steps": min(G.PROOF_TRAIN["warmup_steps"], G.SWEEP_STEPS - 1),
+                    **train_over,
+                }
+            )
+            assert cfg.global_batch_size % cfg.micro_batch_size == 0, (family, train_over)
+
+
+def test_sweep_table():
+    from filmorph.train import gpu_proof_megatron as G
+
+    def variant(name, mbs, overrides, masking, tps, mfu, ok=True):
+        return {
+            "variant": name,
+            "ok": ok,
+            "micro_batch_size": mbs,
+            "global_batch_size": 16,
+            "seq_length": 1024,
+            "overrides": overrides,
+            "document_masking": masking,
+            "steady_tokens_per_s": tps,
+            "steady_mfu": mfu,
+            "peak_memory_gib": 59.04,
+            "first_loss": 10.37,
+            "last_loss": 6.307,
+            "max_grad_norm": 4.938,
+            "seconds": 101.2,
+            "metrics": [],
+        }
+
+    record = {
+        "family": "llama",
+        "architecture": "llama",
+        "steps": 30,
+        "stages": [
+            {"stage": "model", "rc": 0, "ok": True, "seconds": 20.0, "result": None},
+            {
+                "stage": "verify_doc_mask",
+                "rc": 0,
+                "ok": True,
+                "seconds": 40.0,
+                "result": {
+                    "mode": "thd",
+                    "passed": True,
+                    "packed_mean_abs_diff": 0.0123,
+                    "unmasked_mean_abs_diff": 1.5,
+                    "argmax_agreement": 0.995,
+                    "grad_rel_diff": 0.0042,
+                },
+            },
+            {
+                "stage": "train_mb8",
+                "rc": 1,
+                "ok": False,
+                "seconds": 5.0,
+                "result": None,
+                "tail": "x\nOOM here\n",
+            },
+        ],
+        "variants": [
+            variant("mb16_te_ce", 16, {"cross_entropy_fusion_impl": "te"}, "thd", 52608.0, 0.416),
+            variant("mb8", 8, {}, None, None, None, ok=False),
+        ],
+    }
+    table = G.sweep_table(record)
+    assert table.startswith("### megatron engine speed sweep: llama (llama, 30 steps per variant)")
+    assert (
+        "verify_doc_mask (thd): passed True, packed vs separate mean abs diff 0.0123 (unmasked row 1.5), "
+        "argmax agreement 99.50%, gradient rel. diff 0.0042; rc 0 (as expected)" in table
+    )
+    assert (
+        "| mb16_te_ce | yes | 16/16 | 1024 | cross_entropy_fusion_impl=te | thd | 52608 | 41.6% | 59.0 | "
+        "10.37 -> 6.307 | 4.938 | 101.2 |" in table
+    )
+    assert "| mb8 | **NO** | 16/8 | 1024 | - | - | - | - | 59.0 |" in table
+    assert "train_mb8 failed (rc 1): OOM here" in table
+    # a doc-mask check that did not behave as expected says so; no stages: no doc-mask line
+    record["stages"][1].update(ok=False, rc=1, result=None)
+    assert "verify_doc_mask (None): passed None" in G.sweep_table(record)
+    assert "NOT as expected" in G.sweep_table(record)
+    bare = G.sweep_table({**record, "stages": [], "variants": []})
+    assert "verify_doc_mask" not in bare and bare.splitlines()[-1].startswith("|---|")

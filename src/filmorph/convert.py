@@ -674,7 +674,8 @@ def judge_document_masking(
     """Decide the document-masking check from ``[T, V]`` logits: ``separate`` (each document
     run alone), ``packed`` (the packed row with the engine's document masking) and ``leaky``
     (the packed row with plain causal attention: the control). The leak is measured on the
-    documents after the first (the first sees no other document either way). Passes when all
+    documents after the first (the first sees no other document either way), and so is
+    packed's difference. Passes when all
     are finite, packed's mean abs difference to separate is at most ``leak_ratio`` × leaky's,
     packed's argmax agrees with separate's on ``min_argmax_agreement`` of the positions, the
     control did leak (else the check proves nothing), and ``grad_rel_diff`` (‖g_packed −
@@ -682,6 +683,8 @@ def judge_document_masking(
     most ``grad_tolerance``."""
     import torch
 
+    if len(spans) < 2:
+        raise ValueError(f"the check needs >= 2 documents (a leak needs a later one), not {list(spans)}")
     sep, pk, lk = (torch.as_tensor(x).detach().to("cpu", torch.float32) for x in (separate, packed, leaky))
     later = torch.zeros(sep.shape[0], dtype=torch.bool)
     for s, e in spans[1:]:
@@ -689,7 +692,8 @@ def judge_document_masking(
     finite = all(bool(torch.isfinite(x).all()) for x in (sep, pk, lk))
     packed_diff = (pk - sep).abs()
     leak_diff = (lk - sep).abs()[later]
-    packed_mean = float(packed_diff.mean()) if finite else float("inf")
+    # both means over the later documents: where a leak would show
+    packed_mean = float(packed_diff[later].mean()) if finite else float("inf")
     leak_mean = float(leak_diff.mean()) if finite else float("inf")
     agree = float((pk.argmax(-1) == sep.argmax(-1)).float().mean())
     reasons = []
@@ -845,7 +849,8 @@ def verify_document_masking(
 
     ``mode`` is the engine's masking for the model (default:
     :func:`filmorph.train.megatron.check_document_masking` with document masking on, which
-    raises for the refused model types; pass ``"thd"`` to measure those anyway). ``eod_id``
+    raises for the refused model types; pass ``"thd"`` to measure those anyway; ``"none"``
+    writes a record saying the check was skipped, for runs without document masking). ``eod_id``
     defaults to the HF config's ``eos_token_id``. Results go to ``results_json`` (default
     ``CANDIDATE.docmask.json``) whether or not the check passes; then
     :class:`VerificationError` on failure.
@@ -861,13 +866,25 @@ def verify_document_masking(
         raise FileNotFoundError(f"{hf_dir} is not an HF checkpoint dir (config.json + *.safetensors)")
     if not _is_megatron_dir(cand):
         raise FileNotFoundError(f"{cand} is not a Megatron checkpoint")
+    if mode == "none":  # document masking is off: nothing to check, but say so in the record
+        results = {
+            "check": "document_masking",
+            "mode": "none",
+            "hf_dir": str(hf_dir),
+            "candidate": str(cand),
+            "passed": None,
+            "skipped": "document masking is off (train.reset_attention_mask: false)",
+        }
+        write_json_atomic(results_json or _results_path(cand, "docmask"), results)
+        return results
+    if mode not in (None, "thd", "mask"):
+        raise ValueError(f"mode must be 'none', 'thd' or 'mask', not {mode!r}")
     if not torch.cuda.is_available():
         raise RuntimeError("verify-doc-mask runs the Megatron model's bf16 attention kernels: it needs a GPU")
     if mode is None:
         cfg = TrainConfig.from_dict({"engine": "megatron", "max_steps": 2, "warmup_steps": 1})
         mode = check_document_masking(cfg.with_overrides(reset_attention_mask=True), hf_dir)
-    if mode not in ("thd", "mask"):
-        raise ValueError(f"mode must be 'thd' or 'mask', not {mode!r}")
+
     config = _hf_config(hf_dir)
     if eod_id is None:
         eos = getattr(config, "eos_token_id", None)
@@ -1159,9 +1176,10 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--eod-id", type=int, default=None, help="document separator id (default: eos_token_id)")
     dm.add_argument(
         "--mode",
-        choices=("thd", "mask"),
+        choices=("thd", "mask", "none"),
         default=None,
-        help="masking to measure (default: the engine's choice for this model; refused types raise)",
+        help="masking to measure (default: the engine's choice for this model; refused types raise; "
+        "none: record that the run has no document masking, no GPU needed)",
     )
     dm.add_argument(
         "--lengths",

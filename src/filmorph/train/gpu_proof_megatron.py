@@ -11,11 +11,25 @@ files (:data:`PROOF_BENCHMARKS`) → negative control (``verify`` of the trained
 iteration against the base HF model must fail). Every step runs in its own process (one model
 family per process), its log is kept, and a table is printed last.
 
-Seen on 2026-11-24 (``.ci/device/measured/megatron_proof_*_2026-11-24.*``): every stage passed
-for the Llama shape (46.5k tokens/s, 36.8 % MFU at micro batch 8; 26 % at micro batch 4). For the
-Gemma 3 shape import, verify and export passed, but thd training gave gradient norms of ~1e11
-(``megatron_gemma3_thd_2026-11-24.txt``; the engine now refuses that combination, so the run
-falls back to training without document masking).
+Before training, ``verify-doc-mask`` (:func:`filmorph.convert.verify_document_masking`)
+checks the engine's document masking for the model on the GPU.
+
+``sweep`` trains a list of settings for a few steps each from one import and prints
+steady-state tokens/s, MFU and peak memory per setting (:data:`DEFAULT_SWEEPS`, or
+``--variant NAME=JSON``).
+
+Seen on 2026-11-24 (``.ci/device/measured/``; summary in
+``megatron_tuning_and_docmask_2026-11-24.md``):
+
+- **Llama 3.2 1B shape:** every stage passed. Micro batch 16 gave 52.6k tokens/s, 41.6 % MFU
+  (38.8 % in a second run), against 32-36.8 % at micro batch 8.
+- **Gemma 3 1B shape:** import, verify and export passed. Training passed without document
+  masking: 100 steps, export, reload and evaluate.
+  - Under thd, ``verify-doc-mask`` found exact logits but NaN gradients, so the engine
+    refuses that combination.
+- **Gemma 2 2B shape:** it imports. Its compiled FlexAttention failed on the H100 and the
+  unfused path needed megatron's fused-softmax extension. Both are now avoided, but no
+  Gemma 2 run has finished yet.
 
 ## How to run it
 
@@ -55,7 +69,14 @@ Device calls (kind ``nvidia-h100-x1``, ``timeout_s`` 600; each command runs in t
 7. carry ``.megatron-carry/data``;
    ``PYTHONPATH=/root/site:src P run --family llama --data .megatron-carry/data --out $OUT``:
    the proof for the Llama 3.2 1B shape. ≤ 560 s.
-8. the same with ``--family gemma``: the Gemma 3 1B shape. ≤ 560 s.
+8. the same with ``--family gemma``: the Gemma 3 1B shape. The stages run serially, so not
+   all of them fit in one 10-minute call. Use ``--skip export_untrained --skip
+   verify_doc_mask --skip negative_control`` to give the training its time; those three
+   passed in an earlier call.
+9. ``--family gemma2 --steps 30 --skip export_untrained --skip evaluate --skip
+   negative_control``: the Gemma 2 2B shape.
+10. ``P sweep --family llama --data .megatron-carry/data --out $OUT``: the speed sweep.
+    About 100-140 s per variant, 105 s for the model and import.
 
 Calls 1-6 cost about 6 device-minutes, 7-8 about 18; each run call stops its optional
 steps near ``--budget-s`` (default 580) so that the table always comes back. ``$OUT`` gets
@@ -235,7 +256,7 @@ FAMILIES = {
         "tokenizer": {"source": "llama3_tiktoken_package"},
         "data": "llama",
         "doc_mask_mode": None,
-        "train": {},
+        "train": {"micro_batch_size": 16},  # the sweep's fastest (41.6 % MFU, 59 GiB)
     },
     "gemma": {
         "architecture": "gemma3_text",
@@ -243,7 +264,7 @@ FAMILIES = {
         "tokenizer": {"source": "gemma3_gguf_package"},
         "data": "gemma",
         "doc_mask_mode": "thd",
-        "train": {},
+        "train": {"micro_batch_size": 8},
     },
     "gemma2": {
         "architecture": "gemma2",

@@ -117,7 +117,7 @@ RUNTIME_ENV = {
 }
 
 # Model types whose packed-thd document masking was seen to train wrongly under Megatron-Bridge
-# + TE on the H100 (see check_document_masking)
+# + TE on the H100: NaN gradients (see check_document_masking)
 THD_REFUSED_MODEL_TYPES = ("gemma3", "gemma3_text")
 # Model types whose Megatron-Bridge attention refuses packed (thd) sequences: Gemma 2's
 # softcapping attention (Bridge 0.6.2, gemma2_provider: "Packed sequence is not supported by
@@ -900,9 +900,11 @@ def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> str:
     dim 256, window 512) trained with packed ``thd`` documents had gradient norms of 1e9-1e13
     and a flat loss (12.70 -> 12.70 over 50 steps, 3.8 s/step), while the same run without
     document masking learned normally (12.2 -> 8.7 in 20 steps, gradient norm 3.6 -> 1.6) and
-    the Llama 3.2 1B shape trained with thd normally. Until that combination is shown to
-    train, it is an error rather than a silently wasted GPU run. ``python -m filmorph.convert
-    verify-doc-mask`` measures any model's masking on the GPU.
+    the Llama 3.2 1B shape trained with thd normally. ``python -m filmorph.convert
+    verify-doc-mask --mode thd`` on the Gemma 3 import then found the cause: the packed
+    forward pass equals the documents run alone, but the backward pass gives NaN gradients
+    (``.ci/device/measured/megatron_tuning_and_docmask_2026-11-24.md``). Until that
+    combination is shown to train, it is an error rather than a silently wasted GPU run.
     """
     if not cfg.reset_attention_mask:
         return "none"
@@ -919,7 +921,8 @@ def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> str:
         raise ValueError(
             f"the megatron engine's document masking (packed thd sequences) gave wrong gradients for a "
             f"model with sliding-window attention ({model_type}, sliding_window {window}; "
-            "Gemma 3 1B shape on an H100: gradient norm ~1e11, flat loss). Use train.engine "
+            "Gemma 3 1B shape on an H100: NaN gradients in the attention backward, gradient norm "
+            "~1e11, flat loss). Use train.engine "
             "'automodel' (flex-attention document masking, seen to train this model) or 'hf', or set "
             "train.reset_attention_mask: false (and reset_position_ids: false) to train without "
             "document masking"
