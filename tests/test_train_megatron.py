@@ -1116,16 +1116,16 @@ def test_sweep_table():
         ],
     }
     table = G.sweep_table(record)
-    assert table.startswith("### megatron engine speed sweep: llama (llama, 30 steps per variant)")
+    assert table.startswith("### megatron engine speed sweep: llama (llama, 30 steps per variant, 1 GPU(s))")
     assert (
         "verify_doc_mask (thd): passed True, packed vs separate mean abs diff 0.0123 (unmasked row 1.5), "
         "argmax agreement 99.50%, gradient rel. diff 0.0042; rc 0 (as expected)" in table
     )
     assert (
-        "| mb16_te_ce | yes | 16/16 | 1024 | cross_entropy_fusion_impl=te | thd | 52608 | 41.6% | 59.0 | "
-        "10.37 -> 6.307 | 4.938 | 101.2 |" in table
+        "| mb16_te_ce | yes | 16/16 | 1024 | cross_entropy_fusion_impl=te | thd | 52608 | 52608 | 41.6% | "
+        "59.0 | 10.37 -> 6.307 | 4.938 | 101.2 |" in table
     )
-    assert "| mb8 | **NO** | 16/8 | 1024 | - | - | - | - | 59.0 |" in table
+    assert "| mb8 | **NO** | 16/8 | 1024 | - | - | - | - | - | 59.0 |" in table
     assert "train_mb8 failed (rc 1): OOM here" in table
     # a doc-mask check that did not behave as expected says so; no stages: no doc-mask line
     record["stages"][1].update(ok=False, rc=1, result=None)
@@ -1133,3 +1133,56 @@ def test_sweep_table():
     assert "NOT as expected" in G.sweep_table(record)
     bare = G.sweep_table({**record, "stages": [], "variants": []})
     assert "verify_doc_mask" not in bare and bare.splitlines()[-1].startswith("|---|")
+
+
+def test_sweep_table_per_gpu_throughput():
+    from filmorph.train import gpu_proof_megatron as G
+
+    row = {
+        "variant": "study",
+        "ok": True,
+        "micro_batch_size": 1,
+        "global_batch_size": 64,
+        "gpus": 8,
+        "seq_length": 512,
+        "overrides": {},
+        "document_masking": "thd",
+        "steady_tokens_per_s": 80000.0,
+        "steady_mfu": 0.4,
+        "seconds": 1.0,
+    }
+    table = G.sweep_table(
+        {"family": "llama31_8b", "architecture": "llama", "steps": 30, "gpus": 8, "variants": [row]}
+    )
+    assert "30 steps per variant, 8 GPU(s))" in table
+    assert "| thd | 80000 | 10000 | 40.0% |" in table
+
+
+def test_train_launcher():
+    from filmorph.train import gpu_proof_megatron as G
+
+    assert G.train_launcher(1, "py") == ["py", "-m", "filmorph.train.megatron"]
+    eight = G.train_launcher(8, "py")
+    assert eight[:3] == ["py", "-m", "torch.distributed.run"]
+    assert "--standalone" in eight and "--nproc-per-node=8" in eight
+    assert eight[-2:] == ["-m", "filmorph.train.megatron"]
+    with pytest.raises(ValueError):
+        G.train_launcher(0, "py")
+
+
+def test_study_batch_under_each_variant():
+    from filmorph.train import gpu_proof_megatron as G
+    from filmorph.train.config import TrainConfig
+
+    variants = [("a", {}, {}), ("b", {"micro_batch_size": 2}, {"x": 1})]
+    assert G._with_study_batch(variants, False) == variants
+    got = G._with_study_batch(variants, True)
+    assert got[0] == ("a", G.STUDY_BATCH, {})
+    assert got[1] == ("b", {**G.STUDY_BATCH, "micro_batch_size": 2}, {"x": 1})
+    # the study's settings from config/study.yaml, so the 8-GPU sweep times what the study runs
+    study = TrainConfig.from_dict({**G.PROOF_TRAIN, **G.STUDY_BATCH})
+    assert (study.global_batch_size, study.micro_batch_size, study.seq_length) == (64, 1, 512)
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "study.yaml").read_text())
+    assert {k: cfg["train"][k] for k in G.STUDY_BATCH} == G.STUDY_BATCH

@@ -77,6 +77,13 @@ Device calls (kind ``nvidia-h100-x1``, ``timeout_s`` 600; each command runs in t
    negative_control``: the Gemma 2 2B shape.
 10. ``P sweep --family llama --data .megatron-carry/data --out $OUT``: the speed sweep.
     About 100-140 s per variant, 105 s for the model and import.
+11. On a host with several GPUs (kinds ``nvidia-h200-x2`` / ``-x8``; the same install calls):
+    ``P sweep --family llama31_8b --nproc 8 --study-batch --no-doc-mask-check --variant
+    study= --data .megatron-carry/data --out $OUT``. This is the Llama 3.1 8B shape at the
+    study's global batch 64, micro batch 1 and seq 512, data parallel through torchrun with
+    NCCL multicast off. The table gives tokens/s per GPU, for scaling efficiency against
+    ``--nproc 1`` and ``2`` (``gemma2`` for a model that one GPU holds). Not run yet: no
+    multi-GPU kind has been lent.
 
 Calls 1-6 cost about 6 device-minutes, 7-8 about 18; each run call stops its optional
 steps near ``--budget-s`` (default 580) so that the table always comes back. ``$OUT`` gets
@@ -118,6 +125,7 @@ __all__ = [
     "run_proof",
     "sweep",
     "sweep_table",
+    "train_launcher",
 ]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -228,6 +236,27 @@ GEMMA3_1B = {
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": True,
 }
+# The study's Llama model (meta-llama/Llama-3.1-8B) at full width: for the multi-GPU sweep
+# (``sweep --nproc 8``; one H100 cannot hold its training state)
+LLAMA31_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
+}
 # The study's Gemma model (google/gemma-2-2b) at full width; its vocabulary here is the Gemma 3
 # tokenizer's (262k; Gemma 2's is 256k), whose shards the proof carries.
 GEMMA2_2B = {
@@ -265,6 +294,14 @@ FAMILIES = {
         "data": "gemma",
         "doc_mask_mode": "thd",
         "train": {"micro_batch_size": 8},
+    },
+    "llama31_8b": {
+        "architecture": "llama",
+        "shape": LLAMA31_8B,
+        "tokenizer": {"source": "llama3_tiktoken_package"},
+        "data": "llama",
+        "doc_mask_mode": None,
+        "train": {"micro_batch_size": 1},
     },
     "gemma2": {
         "architecture": "gemma2",
@@ -1178,6 +1215,24 @@ DEFAULT_SWEEPS: dict[str, tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]
 }
 
 
+# The study's per-run settings (config/study.yaml): global batch 64, micro batch 1, seq 512
+STUDY_BATCH = {"global_batch_size": 64, "micro_batch_size": 1, "seq_length": 512}
+
+
+def train_launcher(nproc: int, python: str | None = None) -> list[str]:
+    """The command prefix that starts ``filmorph.train.megatron`` on ``nproc`` GPUs of this
+    host: the interpreter for one, ``torch.distributed.run --standalone`` (torchrun) for more."""
+    py = python or sys.executable
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, not {nproc}")
+    if nproc == 1:
+        return [py, "-m", "filmorph.train.megatron"]
+    return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] + [
+        "-m",
+        "filmorph.train.megatron",
+    ]
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``NAME=JSON`` with JSON ``{"train": {...}, "overrides": {...}}`` (both optional) ->
     ``(name, train, overrides)``."""
@@ -1200,13 +1255,18 @@ def sweep(
     work: Path = WORK,
     budget_s: float = 580.0,
     doc_mask_check: bool = True,
+    nproc: int = 1,
 ) -> dict[str, Any]:
     """Speed of training settings on one family's imported model: each variant trains ``steps``
     steps (log every 5, one checkpoint at the end, no evaluation) from the same import on the
     same shards; steady-state tokens/s and MFU (:func:`steady_state`), peak memory, first and
     last loss, largest gradient norm. Variants run until the budget ends. With
-    ``doc_mask_check``, ``verify-doc-mask`` of the import runs first. Writes
-    ``out/sweep_FAMILY.{json,md}`` and ``out/logs_sweep_FAMILY.tar.gz``."""
+    ``doc_mask_check``, ``verify-doc-mask`` of the import runs first. ``nproc`` > 1 trains
+    data-parallel on that many GPUs of the host (:func:`train_launcher`; NCCL multicast off, see
+    :data:`filmorph.train.megatron.RUNTIME_ENV`); tokens/s per GPU goes in the table for
+    scaling efficiency. Writes ``out/sweep_FAMILY[_gpuN].{json,md}`` and the logs next to them.
+    """
+    launch = train_launcher(nproc)
     py = sys.executable
     variants = list(DEFAULT_SWEEPS[family] if variants is None else variants)
     wdir, stage, tok, shards, model, imp = _base_model(family, data, work, budget_s)
@@ -1214,6 +1274,7 @@ def sweep(
         "family": family,
         "architecture": FAMILIES[family]["architecture"],
         "steps": steps,
+        "gpus": nproc,
     }
     rows = []
     if (imp / "latest_checkpointed_iteration.txt").is_file():
@@ -1245,7 +1306,7 @@ def sweep(
             cfg_path = wdir / f"train_{name}.json"
             cfg_path.write_text(json.dumps(cfg, indent=1), encoding="utf-8")
             run_dir = wdir / f"run_{name}"
-            argv = [py, "-m", "filmorph.train.megatron", "--config", cfg_path, "--model", model]
+            argv = [*launch, "--config", cfg_path, "--model", model]
             argv += ["--pretrained-checkpoint", imp, "--shards", *shards, "--run-dir", run_dir]
             argv += ["--tokenizer-dir", tok]
             for key, value in dict(overrides).items():
@@ -1268,6 +1329,7 @@ def sweep(
                     "ok": rec["ok"],
                     "micro_batch_size": cfg["micro_batch_size"],
                     "global_batch_size": cfg["global_batch_size"],
+                    "gpus": nproc,
                     "seq_length": cfg["seq_length"],
                     "overrides": dict(overrides),
                     "document_masking": summary.get("document_masking"),
@@ -1286,22 +1348,28 @@ def sweep(
     record["seconds"] = round(time.time() - stage.t0, 1)
     record["table"] = sweep_table(record)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"sweep_{family}.json").write_text(
+    name = family if nproc == 1 else f"{family}_gpu{nproc}"
+    (out / f"sweep_{name}.json").write_text(
         json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8"
     )
-    (out / f"sweep_{family}.md").write_text(record["table"] + "\n", encoding="utf-8")
-    _tar_logs(wdir, out / f"logs_sweep_{family}.tar.gz")
+    (out / f"sweep_{name}.md").write_text(record["table"] + "\n", encoding="utf-8")
+    _tar_logs(wdir, out / f"logs_sweep_{name}.tar.gz")
     for d in ("import", "hf"):
         shutil.rmtree(wdir / d, ignore_errors=True)
     print(record["table"], flush=True)
     return record
 
 
+def _per_gpu(row: Mapping[str, Any]) -> str:
+    tps = row.get("steady_tokens_per_s")
+    return _fmt(None if tps is None else tps / max(1, int(row.get("gpus") or 1)), ".0f")
+
+
 def sweep_table(record: Mapping[str, Any]) -> str:
     """The markdown table of a sweep record."""
     rows = [
         f"### megatron engine speed sweep: {record['family']} ({record['architecture']}, "
-        f"{record['steps']} steps per variant)",
+        f"{record['steps']} steps per variant, {record.get('gpus', 1)} GPU(s))",
         "",
     ]
     for s in record.get("stages", []):
@@ -1318,15 +1386,16 @@ def sweep_table(record: Mapping[str, Any]) -> str:
             rows.append("")
     rows += [
         "| variant | ok | global/micro batch | seq | overrides | doc masking | steady tokens/s | "
-        "steady MFU | peak GiB | loss first -> last | max grad norm | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "per GPU | steady MFU | peak GiB | loss first -> last | max grad norm | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record.get("variants", []):
         over = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
         rows.append(
             f"| {r['variant']} | {'yes' if r['ok'] else '**NO**'} | {r['global_batch_size']}/"
             f"{r['micro_batch_size']} | {r['seq_length']} | {over} | {r.get('document_masking') or '-'} | "
-            f"{_fmt(r.get('steady_tokens_per_s'), '.0f')} | {_fmt(r.get('steady_mfu'), '.1%')} | "
+            f"{_fmt(r.get('steady_tokens_per_s'), '.0f')} | {_per_gpu(r)} | "
+            f"{_fmt(r.get('steady_mfu'), '.1%')} | "
             f"{_fmt(r.get('peak_memory_gib'), '.1f')} | "
             f"{_fmt(r.get('first_loss'))} -> {_fmt(r.get('last_loss'))} | "
             f"{_fmt(r.get('max_grad_norm'))} | {r['seconds']} |"
@@ -1425,6 +1494,13 @@ def proof_table(record: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _with_study_batch(variants: list[Any], on: bool) -> list[Any]:
+    """``variants`` with :data:`STUDY_BATCH` under each one's own train settings (when ``on``)."""
+    if not on:
+        return variants
+    return [(name, {**STUDY_BATCH, **dict(train)}, over) for name, train, over in variants]
+
+
 # ============================================================================ command line
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
@@ -1473,13 +1549,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: DEFAULT_SWEEPS)",
     )
     sw.add_argument("--no-doc-mask-check", action="store_true")
+    sw.add_argument(
+        "--nproc", type=int, default=1, help="GPUs of this host to train on, data parallel (torchrun)"
+    )
+    sw.add_argument(
+        "--study-batch",
+        action="store_true",
+        help="each variant at the study's global batch 64, micro batch 1, seq 512 (unless it sets them)",
+    )
     args = p.parse_args(argv)
     if args.command == "sweep":
         rec = sweep(
             args.family,
             args.data,
             args.out,
-            variants=None if args.variant is None else [parse_variant(v) for v in args.variant],
+            variants=_with_study_batch(
+                list(DEFAULT_SWEEPS[args.family])
+                if args.variant is None
+                else [parse_variant(v) for v in args.variant],
+                args.study_batch,
+            ),
+            nproc=args.nproc,
             steps=args.steps,
             work=args.work,
             budget_s=args.budget_s,
