@@ -25,13 +25,13 @@ pytestmark = [
 HEADS, GROUPS, HEAD_DIM, HIDDEN = 4, 2, 8, 32
 
 
-def _tiny_llama(seed: int, groups: int = GROUPS):
+def _tiny_llama(seed: int, groups: int = GROUPS, vocab_size: int = 300):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=300,
+        vocab_size=vocab_size,
         hidden_size=HIDDEN,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -448,25 +448,6 @@ def test_block_causal_mask_by_hand_and_rejects_gaps():
         C.block_causal_mask([(0, 2), (2, 4)], 5)  # short of T
 
 
-def _doc_mask_llama(seed: int = 0):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=1000,
-        hidden_size=HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=HEADS,
-        num_key_value_heads=GROUPS,
-        head_dim=HEAD_DIM,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    return LlamaForCausalLM(cfg).eval()
-
-
 @pytest.fixture(scope="module")
 def doc_mask_logits():
     """``(separate, packed, leaky, spans)`` logits ``[T, V]`` of a tiny Llama: each document
@@ -474,7 +455,7 @@ def doc_mask_logits():
     documents apart); the packed row with an all-ones mask (plain causal: documents leak)."""
     import torch
 
-    model = _doc_mask_llama()
+    model = _tiny_llama(0, vocab_size=1000)
     tokens, positions, spans = C.packed_documents(1000, 2, DOC_LENGTHS, seed=0)
     with torch.no_grad():
         sep = torch.cat([model(input_ids=tokens[:, s:e], use_cache=False).logits[0] for s, e in spans])
@@ -546,7 +527,7 @@ def test_verify_document_masking_checks_dirs_then_needs_a_gpu(tmp_path):
     import torch
 
     hf = tmp_path / "hf"
-    _doc_mask_llama().save_pretrained(hf)
+    _tiny_llama(0, vocab_size=1000).save_pretrained(hf)
     ck = _fake_megatron(tmp_path / "ck")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not an HF checkpoint"):
@@ -597,7 +578,7 @@ def test_verify_document_masking_mode_none_records_a_skip_without_a_gpu(tmp_path
     """A run without document masking has nothing to check: ``--mode none`` writes a record
     saying so (no GPU, no model loaded), after the same directory checks."""
     hf = tmp_path / "hf"
-    _doc_mask_llama().save_pretrained(hf)
+    _tiny_llama(0, vocab_size=1000).save_pretrained(hf)
     ck = _fake_megatron(tmp_path / "ck")
     with pytest.raises(FileNotFoundError, match="not a Megatron checkpoint"):
         C.verify_document_masking(hf, tmp_path / "nothing", mode="none")

@@ -1158,16 +1158,16 @@ def test_sweep_table_per_gpu_throughput():
     assert "| thd | 80000 | 10000 | 40.0% |" in table
 
 
-def test_train_launcher():
-    from filmorph.train import gpu_proof_megatron as G
+def test_sweep_launches_through_module_argv():
+    from filmorph.train.common import module_argv
 
-    assert G.train_launcher(1, "py") == ["py", "-m", "filmorph.train.megatron"]
-    eight = G.train_launcher(8, "py")
+    assert module_argv("filmorph.train.megatron", python="py") == ["py", "-m", "filmorph.train.megatron"]
+    eight = module_argv("filmorph.train.megatron", nproc=8, python="py")
     assert eight[:3] == ["py", "-m", "torch.distributed.run"]
     assert "--standalone" in eight and "--nproc-per-node=8" in eight
     assert eight[-2:] == ["-m", "filmorph.train.megatron"]
     with pytest.raises(ValueError):
-        G.train_launcher(0, "py")
+        module_argv("filmorph.train.megatron", nproc=0, python="py")
 
 
 def test_study_batch_under_each_variant():

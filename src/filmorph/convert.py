@@ -443,10 +443,19 @@ def _hf_logits(hf_dir: Path, ids: Any, dtype: Any, device: Any) -> Any:
 
 
 # ============================================================================ Megatron side
-def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
-    """Logits of the Megatron checkpoint at ``iter_dir`` (loaded in its own dtype, then cast to
-    ``dtype``) and its layer-0 fused QKV weight (for diagnostics)."""
-    require_engine("verify (a Megatron checkpoint)")
+@contextlib.contextmanager
+def _megatron_model(
+    iter_dir: Path, dtype: Any, device: Any, *, what: str, overrides: dict[str, Any] | None = None
+) -> Any:
+    """The Megatron checkpoint at ``iter_dir`` (loaded in its own dtype, then cast to ``dtype``)
+    as one unwrapped model on ``device`` in eval mode, inside a one-process distributed context
+    (nccl on a GPU, else gloo); the CUDA cache is emptied afterwards.
+
+    Loaded so that it runs on the pip route: where flash-attn is missing, a checkpoint saved
+    asking for 'flash' (Bridge's Gemma 3 default) would find no backend, so it loads with
+    'auto'; Gemma 2 off FlexAttention and, without megatron's fused-softmax extension, with
+    ``masked_softmax_fusion`` off; then ``overrides`` on top."""
+    require_engine(what)
     import torch
     from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
     from megatron.core.utils import unwrap_model
@@ -455,20 +464,32 @@ def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple
     with temporary_distributed_context(backend="nccl" if cuda else "gloo"):
         from megatron.core.transformer.enums import AttnBackend
 
-        # the logits only need a backend that runs: where flash-attn is missing, a checkpoint
-        # saved asking for 'flash' (Bridge's Gemma 3 default) would find none, so load with 'auto'
         avoid_gemma2_flex_attention()
+        settings: dict[str, Any] = {}
         backend = usable_attention_backend(AttnBackend.flash)
-        overrides: dict[str, Any] | None = (
-            None if backend == AttnBackend.flash else {"attention_backend": backend}
-        )
+        if backend != AttnBackend.flash:
+            settings["attention_backend"] = backend
         if not masked_softmax_fusion_available():
-            overrides = {**(overrides or {}), "masked_softmax_fusion": False}
+            settings["masked_softmax_fusion"] = False
+        settings.update(overrides or {})
         models = load_megatron_model(
-            str(iter_dir), use_cpu_init=not cuda, skip_temp_dist_context=True, mp_overrides=overrides
+            str(iter_dir), use_cpu_init=not cuda, skip_temp_dist_context=True, mp_overrides=settings or None
         )
         model = unwrap_model(models[0] if isinstance(models, list) else models)
-        model = model.to(device=device, dtype=dtype).eval()
+        try:
+            yield model.to(device=device, dtype=dtype).eval()
+        finally:
+            del model, models
+    if cuda:
+        torch.cuda.empty_cache()
+
+
+def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """Logits of the Megatron checkpoint at ``iter_dir`` (loaded in its own dtype, then cast to
+    ``dtype``) and its layer-0 fused QKV weight (for diagnostics)."""
+    import torch
+
+    with _megatron_model(iter_dir, dtype, device, what="verify (a Megatron checkpoint)") as model:
         b, t = ids.shape
         pos = torch.arange(t, device=device).unsqueeze(0).expand(b, t)
         with torch.no_grad():
@@ -476,9 +497,6 @@ def _megatron_logits(iter_dir: Path, ids: Any, dtype: Any, device: Any) -> tuple
         qkv = model.state_dict().get(MEGATRON_QKV_KEY)
         qkv = None if qkv is None else qkv.detach().float().cpu()
         logits = logits.float().cpu()
-        del model, models
-    if cuda:
-        torch.cuda.empty_cache()
     return logits, qkv
 
 
@@ -751,26 +769,18 @@ def _megatron_masking_run(
     :func:`_next_token_loss` for the first two, compared as ‖Δg‖ / ‖g‖."""
     require_engine("verify-doc-mask (a Megatron checkpoint)")
     import torch
-    from megatron.bridge.training.model_load_save import load_megatron_model, temporary_distributed_context
     from megatron.core.packed_seq_params import PackedSeqParams
-    from megatron.core.utils import unwrap_model
 
     from filmorph.train.megatron import document_cu_seqlens
 
-    with temporary_distributed_context(backend="nccl"):
-        from megatron.core.transformer.enums import AttnBackend
-
+    with _megatron_model(
+        iter_dir,
+        torch.bfloat16,
+        device,
+        what="verify-doc-mask (a Megatron checkpoint)",
         # gradients without a DDP wrapper: no fused accumulation into main_grad buffers
-        overrides: dict[str, Any] = {"gradient_accumulation_fusion": False}
-        if not masked_softmax_fusion_available():
-            overrides["masked_softmax_fusion"] = False
-        avoid_gemma2_flex_attention()
-        backend = usable_attention_backend(AttnBackend.flash)
-        if backend != AttnBackend.flash:
-            overrides["attention_backend"] = backend
-        models = load_megatron_model(str(iter_dir), skip_temp_dist_context=True, mp_overrides=overrides)
-        model = unwrap_model(models[0] if isinstance(models, list) else models)
-        model = model.to(device=device, dtype=torch.bfloat16).eval()
+        overrides={"gradient_accumulation_fusion": False},
+    ) as model:
         params = [p for p in model.parameters()]
         for p in params:
             p.requires_grad_(True)
@@ -818,8 +828,7 @@ def _megatron_masking_run(
             den += float(b.float().pow(2).sum())
         grad_rel = (num**0.5) / (den**0.5) if den > 0 else float("inf")
         grad_norm = den**0.5
-        del model, models, g_sep, g_packed
-    torch.cuda.empty_cache()
+        del g_sep, g_packed
     return {
         "separate": sep,
         "packed": packed,
@@ -848,7 +857,7 @@ def verify_document_masking(
     (:func:`judge_document_masking`), in bf16, the training precision.
 
     ``mode`` is the engine's masking for the model (default:
-    :func:`filmorph.train.megatron.check_document_masking` with document masking on, which
+    :func:`filmorph.train.megatron.document_masking_mode` with document masking on, which
     raises for the refused model types; pass ``"thd"`` to measure those anyway; ``"none"``
     writes a record saying the check was skipped, for runs without document masking). ``eod_id``
     defaults to the HF config's ``eos_token_id``. Results go to ``results_json`` (default
@@ -857,8 +866,7 @@ def verify_document_masking(
     """
     import torch
 
-    from filmorph.train.config import TrainConfig
-    from filmorph.train.megatron import check_document_masking
+    from filmorph.train.megatron import document_masking_mode
 
     t0 = time.time()
     hf_dir, cand = Path(hf_dir), Path(candidate)
@@ -882,8 +890,7 @@ def verify_document_masking(
     if not torch.cuda.is_available():
         raise RuntimeError("verify-doc-mask runs the Megatron model's bf16 attention kernels: it needs a GPU")
     if mode is None:
-        cfg = TrainConfig.from_dict({"engine": "megatron", "max_steps": 2, "warmup_steps": 1})
-        mode = check_document_masking(cfg.with_overrides(reset_attention_mask=True), hf_dir)
+        mode = document_masking_mode(hf_dir)
 
     config = _hf_config(hf_dir)
     if eod_id is None:

@@ -695,20 +695,24 @@ def launch_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None
     One process when ``gpus_per_node`` × ``nodes`` is 1; ``torchrun --standalone
     --nproc-per-node G`` on one node; on several nodes one task per GPU through ``srun``
     (each reads its rank from ``SLURM_PROCID``, see :func:`detect_dist_env`)."""
-    py = python or sys.executable
-    cmd = [py, "-m", "filmorph.train", *module_args]
-    if cfg.world_size == 1:
-        return cmd
     if cfg.nodes == 1:
-        return [
-            py,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={cfg.gpus_per_node}",
-            *cmd[1:],
-        ]
+        return module_argv("filmorph.train", module_args, nproc=cfg.world_size, python=python)
+    cmd = module_argv("filmorph.train", module_args, python=python)
     return ["srun", f"--nodes={cfg.nodes}", f"--ntasks-per-node={cfg.gpus_per_node}", *cmd]
+
+
+def module_argv(
+    module: str, args: Sequence[str] = (), *, nproc: int = 1, python: str | None = None
+) -> list[str]:
+    """``python -m MODULE ARGS`` as one process, or under ``torchrun --standalone
+    --nproc-per-node NPROC`` (as ``python -m torch.distributed.run``) on this host's GPUs."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, not {nproc}")
+    py = python or sys.executable
+    cmd = ["-m", module, *args]
+    if nproc == 1:
+        return [py, *cmd]
+    return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *cmd]
 
 
 # seconds torchrun waits, after passing a stop signal on to its ranks, before it kills them

@@ -113,6 +113,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from filmorph.train.common import module_argv, read_metrics
+
 __all__ = [
     "DEFAULT_SWEEPS",
     "FAMILIES",
@@ -125,7 +127,6 @@ __all__ = [
     "run_proof",
     "sweep",
     "sweep_table",
-    "train_launcher",
 ]
 
 REPO = Path(__file__).resolve().parents[3]
@@ -877,6 +878,22 @@ def _tar_logs(wdir: Path, dest: Path) -> None:
             tar.add(tmp, arcname=log.name)
 
 
+def _doc_mask_stage(stage: _Runner, family: str, wdir: Path, model: Path, imp: Path) -> dict[str, Any]:
+    """Stage ``verify_doc_mask``: ``filmorph.convert verify-doc-mask`` of the import, in the
+    family's ``doc_mask_mode``. The Gemma 3 shape's thd masking is refused by the engine: the
+    check must reject it too (exit 1 is the expected outcome there)."""
+    mode = FAMILIES[family]["doc_mask_mode"]
+    return stage(
+        "verify_doc_mask",
+        [sys.executable, "-m", "filmorph.convert", "verify-doc-mask", "--hf", model, "--candidate", imp]
+        + ["--results", wdir / "docmask.json"]
+        + (["--mode", mode] if mode else []),
+        expect_rc=1 if family == "gemma" else 0,
+        timeout=180,
+        results=wdir / "docmask.json",
+    )
+
+
 SKIPPABLE = frozenset({"verify_doc_mask", "export_untrained", "train", "evaluate", "negative_control"})
 
 
@@ -968,20 +985,10 @@ def run_proof(
                 timeout=180,
                 results=wdir / "import.verify_bf16.json",
             )
-        mode = spec["doc_mask_mode"]
         if "verify_doc_mask" in skip:
             stage.skip("verify_doc_mask", "--skip verify_doc_mask")
         else:
-            stage(
-                "verify_doc_mask",
-                [*cvt, "verify-doc-mask", "--hf", model, "--candidate", imp]
-                + ["--results", wdir / "docmask.json"]
-                + (["--mode", mode] if mode else []),
-                # the Gemma 3 shape's thd masking is refused by the engine: the check must reject it too
-                expect_rc=1 if family == "gemma" else 0,
-                timeout=180,
-                results=wdir / "docmask.json",
-            )
+            _doc_mask_stage(stage, family, wdir, model, imp)
         if "export_untrained" in skip:
             stage.skip("export_untrained", "--skip export_untrained")
         else:
@@ -1071,9 +1078,7 @@ def run_proof(
             record["train_summary"] = {
                 k: v for k, v in summary.items() if k not in ("shards", "model", "config")
             }
-            record["metrics"] = [
-                json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x
-            ]
+            record["metrics"] = read_metrics(run_dir / "metrics.jsonl")
             last = run_dir / "megatron"
             stage(
                 "export_trained",
@@ -1219,20 +1224,6 @@ DEFAULT_SWEEPS: dict[str, tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]
 STUDY_BATCH = {"global_batch_size": 64, "micro_batch_size": 1, "seq_length": 512}
 
 
-def train_launcher(nproc: int, python: str | None = None) -> list[str]:
-    """The command prefix that starts ``filmorph.train.megatron`` on ``nproc`` GPUs of this
-    host: the interpreter for one, ``torch.distributed.run --standalone`` (torchrun) for more."""
-    py = python or sys.executable
-    if nproc < 1:
-        raise ValueError(f"nproc must be >= 1, not {nproc}")
-    if nproc == 1:
-        return [py, "-m", "filmorph.train.megatron"]
-    return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] + [
-        "-m",
-        "filmorph.train.megatron",
-    ]
-
-
 def parse_variant(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``NAME=JSON`` with JSON ``{"train": {...}, "overrides": {...}}`` (both optional) ->
     ``(name, train, overrides)``."""
@@ -1262,12 +1253,12 @@ def sweep(
     same shards; steady-state tokens/s and MFU (:func:`steady_state`), peak memory, first and
     last loss, largest gradient norm. Variants run until the budget ends. With
     ``doc_mask_check``, ``verify-doc-mask`` of the import runs first. ``nproc`` > 1 trains
-    data-parallel on that many GPUs of the host (:func:`train_launcher`; NCCL multicast off, see
+    data-parallel on that many GPUs of the host (torchrun through
+    :func:`filmorph.train.common.module_argv`; NCCL multicast off, see
     :data:`filmorph.train.megatron.RUNTIME_ENV`); tokens/s per GPU goes in the table for
     scaling efficiency. Writes ``out/sweep_FAMILY[_gpuN].{json,md}`` and the logs next to them.
     """
-    launch = train_launcher(nproc)
-    py = sys.executable
+    launch = module_argv("filmorph.train.megatron", nproc=nproc)
     variants = list(DEFAULT_SWEEPS[family] if variants is None else variants)
     wdir, stage, tok, shards, model, imp = _base_model(family, data, work, budget_s)
     record: dict[str, Any] = {
@@ -1279,16 +1270,7 @@ def sweep(
     rows = []
     if (imp / "latest_checkpointed_iteration.txt").is_file():
         if doc_mask_check:
-            mode = FAMILIES[family]["doc_mask_mode"]
-            stage(
-                "verify_doc_mask",
-                [py, "-m", "filmorph.convert", "verify-doc-mask", "--hf", model, "--candidate", imp]
-                + ["--results", wdir / "docmask.json"]
-                + (["--mode", mode] if mode else []),
-                expect_rc=1 if family == "gemma" else 0,
-                timeout=180,
-                results=wdir / "docmask.json",
-            )
+            _doc_mask_stage(stage, family, wdir, model, imp)
         for name, train_over, overrides in variants:
             if stage.left() < 100:
                 stage.skip(f"train_{name}", f"{stage.left():.0f} s left")
@@ -1312,12 +1294,7 @@ def sweep(
             for key, value in dict(overrides).items():
                 argv += ["--model-override", f"{key}={json.dumps(value)}"]
             rec = stage(f"train_{name}", argv, timeout=stage.left() - 10)
-            metrics_path = run_dir / "metrics.jsonl"
-            metrics = (
-                [json.loads(x) for x in metrics_path.read_text().splitlines() if x]
-                if metrics_path.is_file()
-                else []
-            )
+            metrics = read_metrics(run_dir / "metrics.jsonl")
             losses = [m["loss"] for m in metrics if m.get("loss") is not None]
             norms = [m["grad_norm"] for m in metrics if m.get("grad_norm") is not None]
             peaks = [m["peak_memory_gib"] for m in metrics if m.get("peak_memory_gib") is not None]

@@ -888,6 +888,11 @@ def _wait_for_rank0(env: Any, layout: RunLayout, launch: str | None, timeout_s: 
 
 
 def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> str:
+    """:func:`document_masking_mode` of ``cfg``'s ``reset_attention_mask`` for the model."""
+    return document_masking_mode(model_dir, cfg.reset_attention_mask)
+
+
+def document_masking_mode(model_dir: str | Path, reset_attention_mask: bool = True) -> str:
     """The document-masking mode of a run: ``"none"`` without ``reset_attention_mask``,
     ``"mask"`` for the model types of :data:`MASK_MODEL_TYPES` (their Megatron-Bridge attention
     refuses packed sequences: the dataset's block-diagonal mask keeps documents apart),
@@ -906,7 +911,7 @@ def check_document_masking(cfg: TrainConfig, model_dir: str | Path) -> str:
     (``.ci/device/measured/megatron_tuning_and_docmask_2026-11-24.md``). Until that
     combination is shown to train, it is an error rather than a silently wasted GPU run.
     """
-    if not cfg.reset_attention_mask:
+    if not reset_attention_mask:
         return "none"
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
