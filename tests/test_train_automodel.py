@@ -678,3 +678,48 @@ def test_run_reports_a_failed_training(llama_inputs, tmp_path):
             progress=False,
         )
     assert "CUDA is not available" in (tmp_path / "run" / "automodel_node0.log").read_text()
+
+
+def test_proof_unpack_takes_both_payload_layouts(tmp_path):
+    """``prove --payload`` reads its own payload (gzipped .bin) and the Megatron proof's carry
+    (plain .bin), so both engines can be timed on the same shards."""
+    import gzip
+
+    from filmorph.train import gpu_proof_automodel as P
+
+    for layout in ("gz", "plain"):
+        payload = tmp_path / layout
+        for fam in P.FAMILIES:
+            tok = payload / f"tok_{fam}"
+            tok.mkdir(parents=True)
+            with gzip.open(tok / "tokenizer.json.gz", "wb") as g:
+                g.write(b'{"fam": "%s"}' % fam.encode())
+            (tok / "tokenizer_meta.json").write_text("{}")
+            sh = payload / "shards" / fam
+            sh.mkdir(parents=True)
+            for k in (2, 1):
+                body = bytes([k]) * 8
+                if layout == "gz":
+                    with gzip.open(sh / f"chunk_{k:04d}.bin.gz", "wb") as g:
+                        g.write(body)
+                else:
+                    (sh / f"chunk_{k:04d}.bin").write_bytes(body)
+                (sh / f"chunk_{k:04d}.idx").write_bytes(b"idx")
+        work = tmp_path / f"work_{layout}"
+        got = P.unpack(payload, work)
+        for fam in P.FAMILIES:
+            prefixes = got[fam]["prefixes"]
+            assert prefixes == [str(work / "shards" / fam / f"chunk_{k:04d}") for k in (1, 2)], layout
+            for k, prefix in zip((1, 2), prefixes, strict=True):
+                assert Path(prefix + ".bin").read_bytes() == bytes([k]) * 8
+                assert Path(prefix + ".idx").is_file()
+            assert json.loads((got[fam]["tok"] / "tokenizer.json").read_text()) == {"fam": fam}
+
+
+def test_proof_rejects_an_unknown_phase(capsys):
+    from filmorph.train import gpu_proof_automodel as P
+
+    with pytest.raises(SystemExit) as e:
+        P.main(["prove", "--payload", "x", "--phases", "matched,bogus"])
+    assert e.value.code == 2
+    assert "bogus" in capsys.readouterr().err

@@ -822,6 +822,20 @@ def test_proof_packing_and_table():
                 "result": {"max_abs_diff": 0.002, "argmax_agreement": 1.0, "passed": True},
             },
             {
+                "stage": "verify_doc_mask",
+                "ok": True,
+                "seconds": 60.0,
+                "result": {
+                    "check": "document_masking",
+                    "mode": "mask",
+                    "packed_mean_abs_diff": 0.017,
+                    "unmasked_mean_abs_diff": 1.06,
+                    "grad_rel_diff": 0.023,
+                    "argmax_agreement": 0.999,
+                    "passed": True,
+                },
+            },
+            {
                 "stage": "train_doc_mask",
                 "ok": False,
                 "seconds": 9.0,
@@ -849,6 +863,10 @@ def test_proof_packing_and_table():
     assert "| evaluate_hierarchical_mcq | yes | 12.0 | 190 items, acc 0.25, acc_norm 0.3 |" in table
     assert (
         "| verify_import | yes | 30.0 | max abs diff 0.002, argmax agreement 100.00%, passed True |" in table
+    )
+    assert (
+        "| verify_doc_mask | yes | 60.0 | mode mask: later docs vs one by one 0.017 (control 1.06), "
+        "gradient rel. diff 2.3%, argmax agreement 99.90%, passed True |" in table
     )
     assert "ValueError: a/b" in table and "skipped: 20 s left" in table
     assert "| 100 | 16/4 | 1024 | 11.9 -> 7.1 | 7.3 | 40000 | 35.0% | 42000 | 37.0% | 30.2 | thd |" in table
@@ -1186,3 +1204,38 @@ def test_study_batch_under_each_variant():
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "study.yaml").read_text())
     assert {k: cfg["train"][k] for k in G.STUDY_BATCH} == G.STUDY_BATCH
+
+
+def test_matched_settings_are_the_same_for_both_engines(monkeypatch):
+    """The engine comparison trains the same (seq, global, micro) settings on Megatron-Bridge
+    (sweep --matched) and on Automodel (prove --phases matched), and the CLI picks them."""
+    from filmorph.train import gpu_proof_automodel as A
+    from filmorph.train import gpu_proof_megatron as G
+
+    mega = G.matched_variants()
+    auto = A.matched_variants()
+    triples = [(t["seq_length"], t["global_batch_size"], t["micro_batch_size"]) for _, t, _ in mega]
+    assert triples == [(seq, G.MATCHED_GLOBAL_BATCH, mb) for seq, mb in G.MATCHED]
+    assert [(c.seq_length, c.global_batch_size, c.micro_batch_size) for _, c, _ in auto] == triples
+    assert all(c.max_steps == G.SWEEP_STEPS and c.engine == "automodel" for _, c, _ in auto)
+    assert all(c.reset_attention_mask for _, c, _ in auto)  # document masking on, as in the sweep
+    for _, train_over, _ in mega:  # valid training configs on the Megatron side too
+        cfg = TrainConfig.from_dict({**G.PROOF_TRAIN, **G.FAMILIES["llama"]["train"], **train_over})
+        assert cfg.global_batch_size % cfg.micro_batch_size == 0
+    # the Automodel proof's table row names carry the same setting names as the sweep's rows
+    assert [n.removeprefix("matched: ") for n, _, _ in auto] == [n for n, _, _ in mega]
+
+    seen = {}
+
+    def fake_sweep(family, data, out, **kw):
+        seen.update(family=family, **kw)
+        return {"variants": [{"ok": True}]}
+
+    monkeypatch.setattr(G, "sweep", fake_sweep)
+    argv = ["sweep", "--family", "llama", "--data", "d", "--out", "o"]
+    assert G.main([*argv, "--matched"]) == 0
+    assert seen["variants"] == mega
+    assert G.main(argv) == 0
+    assert seen["variants"] == list(G.DEFAULT_SWEEPS["llama"])
+    assert G.main([*argv, "--matched", "--variant", "x={}"]) == 0  # an explicit --variant wins
+    assert seen["variants"] == [("x", {}, {})]

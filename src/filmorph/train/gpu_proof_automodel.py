@@ -20,7 +20,16 @@ the family's tokenizer files, then per phase:
   ``hf/step_0000100`` reloaded in transformers and run forward;
 * ``gemma``: the same (no kill) for the Gemma 3 shape;
 * ``tune``: short runs of the Llama shape with other local batches / sequence lengths / loss,
-  without checkpoints, for tokens/s and MFU.
+  without checkpoints, for tokens/s and MFU;
+* ``matched``: the engine comparison: 30-step runs of the Llama shape at the settings of
+  :data:`filmorph.train.gpu_proof_megatron.MATCHED` (global batch 16; seq 2048 micro 4 and 8,
+  seq 1024 micro 16 and 8), for the same table as the Megatron ``sweep --matched``. Run both in
+  one device session, on the same shards: ``--payload`` also takes the Megatron proof's carry
+  (``.megatron-carry/data``, whose ``.bin`` files are not gzipped)::
+
+      python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl-automodel/*.whl
+      PYTHONPATH=/tmp/site:src python3 -m filmorph.train.gpu_proof_automodel prove \\
+          --payload .megatron-carry/data --out "$OUT" --phases matched
 
 It prints one table last (model, seq, global/micro batch, steps, loss first -> last, tokens/s,
 MFU = tokens/s × (6 N + 12 L H Q T) / 989e12, peak GPU memory). Phases stop early when the
@@ -136,8 +145,10 @@ def unpack(payload: Path, work: Path) -> dict[str, dict[str, Any]]:
                 with gzip.open(f, "rb") as g, open(sdir / f.name[:-3], "wb") as h:
                     shutil.copyfileobj(g, h)
                 prefixes.append(str(sdir / f.name[: -len(".bin.gz")]))
-            else:
+            else:  # the Megatron proof's carry (.megatron-carry/data) keeps .bin uncompressed
                 shutil.copyfile(f, sdir / f.name)
+                if f.name.endswith(".bin"):
+                    prefixes.append(str(sdir / f.name[: -len(".bin")]))
         out[fam] = {"tok": tdir, "prefixes": prefixes}
     return out
 
@@ -506,6 +517,46 @@ def print_table() -> None:
 
 
 OUT = Path(os.environ.get("OUT", "/tmp/out"))
+PHASES = ("mask", "llama", "gemma", "tune", "matched")
+MATCHED_STEPS = 30  # as the Megatron sweep (gpu_proof_megatron.SWEEP_STEPS)
+
+
+def matched_variants() -> list[tuple[str, Any, dict[str, Any]]]:
+    """The engine comparison's settings (:data:`filmorph.train.gpu_proof_megatron.MATCHED`,
+    global batch 16) as Automodel bench runs of :data:`MATCHED_STEPS` steps, with the engine's
+    own defaults (document masking, flex attention for the Llama shape)."""
+    from filmorph.train.gpu_proof_megatron import MATCHED, MATCHED_GLOBAL_BATCH
+
+    return [
+        (
+            f"matched: seq{seq}_mb{mb}",
+            proof_cfg(
+                max_steps=MATCHED_STEPS,
+                eval_iters=0,
+                seq_length=seq,
+                global_batch_size=MATCHED_GLOBAL_BATCH,
+                micro_batch_size=mb,
+            ),
+            {},
+        )
+        for seq, mb in MATCHED
+    ]
+
+
+def run_variants(
+    variants: Sequence[tuple[str, Any, dict[str, Any]]],
+    data: dict[str, Any],
+    models: dict[str, Path],
+    work: Path,
+    clock: Clock,
+) -> None:
+    """Bench runs of the Llama shape while at least 100 s of the budget are left."""
+    for name, cfg, ov in variants:
+        if clock.left() < 100:
+            clock.stamp(f"skipping {name}: {clock.left():.0f} s left")
+            continue
+        clock.stamp(name)
+        bench(name, "llama", data["llama"], models, work, cfg, ov)
 
 
 def prove(payload: Path, work: Path, phases: Sequence[str], budget_s: float) -> int:
@@ -522,14 +573,14 @@ def prove(payload: Path, work: Path, phases: Sequence[str], budget_s: float) -> 
     clock.stamp("payload unpacked")
     models: dict[str, Path] = {}
     for fam in ("llama", "gemma"):
-        if fam in phases or (fam == "llama" and "tune" in phases):
+        if fam in phases or (fam == "llama" and {"tune", "matched"} & set(phases)):
             info = write_model(fam, data[fam]["tok"], work / "models" / fam)
             models[fam] = work / "models" / fam
             RESULTS[f"{fam}_params"] = info["params"]
             clock.stamp(f"{fam} model written: {info['params'] / 1e9:.3f} B parameters")
     status = 0
-    plan = [p for p in ("mask", "llama", "gemma", "tune") if p in phases]
-    need = {"mask": 30, "llama": 300, "gemma": 240, "tune": 120}
+    plan = [p for p in PHASES if p in phases]
+    need = {"mask": 30, "llama": 300, "gemma": 240, "tune": 120, "matched": 120}
     plan_failed = False
     for phase in plan:
         if plan_failed:
@@ -565,12 +616,9 @@ def prove(payload: Path, work: Path, phases: Sequence[str], budget_s: float) -> 
                         {},
                     ),
                 ]
-                for name, cfg, ov in variants:
-                    if clock.left() < 100:
-                        clock.stamp(f"skipping {name}: {clock.left():.0f} s left")
-                        continue
-                    clock.stamp(name)
-                    bench(name, "llama", data["llama"], models, work, cfg, ov)
+                run_variants(variants, data, models, work, clock)
+            elif phase == "matched":
+                run_variants(matched_variants(), data, models, work, clock)
         except Exception:
             status = 1
             plan_failed = phase != "mask"
@@ -597,7 +645,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--payload", type=Path, required=True)
     b.add_argument("--work", type=Path, default=Path("/tmp/fm-automodel"))
     b.add_argument("--out", type=Path, default=None)
-    b.add_argument("--phases", default="mask,llama,gemma,tune")
+    b.add_argument(
+        "--phases",
+        default="mask,llama,gemma,tune",
+        help=f"comma-separated, of {','.join(PHASES)} ('matched': the engine comparison's "
+        "settings, for the table with the Megatron sweep --matched)",
+    )
     b.add_argument("--budget-s", type=float, default=540)
     args = p.parse_args(argv)
     if args.cmd == "prepare":
@@ -606,7 +659,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     global OUT
     if args.out is not None:
         OUT = args.out
-    return prove(args.payload, args.work, args.phases.split(","), args.budget_s)
+    phases = args.phases.split(",")
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        p.error(f"unknown phase(s) {unknown}; known: {', '.join(PHASES)}")
+    return prove(args.payload, args.work, phases, args.budget_s)
 
 
 if __name__ == "__main__":

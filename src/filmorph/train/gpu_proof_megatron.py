@@ -27,9 +27,13 @@ Seen on 2026-11-24 (``.ci/device/measured/``; summary in
   masking: 100 steps, export, reload and evaluate.
   - Under thd, ``verify-doc-mask`` found exact logits but NaN gradients, so the engine
     refuses that combination.
-- **Gemma 2 2B shape:** it imports. Its compiled FlexAttention failed on the H100 and the
-  unfused path needed megatron's fused-softmax extension. Both are now avoided, but no
-  Gemma 2 run has finished yet.
+- **Gemma 2 2B shape:** its compiled FlexAttention failed on the H100 and the unfused path
+  needed megatron's fused-softmax extension; with both avoided, import, verify (0.0066),
+  ``verify-doc-mask`` in ``mask`` mode, 30 steps, export and reload passed (14 % MFU).
+- **Both engines matched** (``sweep --matched`` and ``gpu_proof_automodel prove --phases
+  matched`` on one H100 in one session): at seq 2048, global batch 16, micro batch 4 this
+  engine gave 42.5 % MFU and Automodel 39.4 %; at micro batch 8, 47.8 % and 41.6 %.
+- **Two H200s** (``--nproc 2``): 59.8k tokens/s per GPU, 47.3 % MFU.
 
 ## How to run it
 
@@ -76,14 +80,17 @@ Device calls (kind ``nvidia-h100-x1``, ``timeout_s`` 600; each command runs in t
 9. ``--family gemma2 --steps 30 --skip export_untrained --skip evaluate --skip
    negative_control``: the Gemma 2 2B shape.
 10. ``P sweep --family llama --data .megatron-carry/data --out $OUT``: the speed sweep.
-    About 100-140 s per variant, 105 s for the model and import.
+    About 100-140 s per variant, 105 s for the model and import. ``--matched`` trains the
+    engine comparison's settings (:data:`MATCHED`) instead; on the same machine, run
+    ``gpu_proof_automodel prove --phases matched`` (its docstring) for Automodel's rows.
 11. On a host with several GPUs (kinds ``nvidia-h200-x2`` / ``-x8``; the same install calls):
     ``P sweep --family llama31_8b --nproc 8 --study-batch --no-doc-mask-check --variant
     study= --data .megatron-carry/data --out $OUT``. This is the Llama 3.1 8B shape at the
     study's global batch 64, micro batch 1 and seq 512, data parallel through torchrun with
     NCCL multicast off. The table gives tokens/s per GPU, for scaling efficiency against
-    ``--nproc 1`` and ``2`` (``gemma2`` for a model that one GPU holds). Not run yet: no
-    multi-GPU kind has been lent.
+    ``--nproc 1`` and ``2`` (``gemma2`` for a model that one GPU holds). Run on
+    ``nvidia-h200-x2`` with ``--nproc 2`` and the Llama 3.2 1B shape only (the 8B shape and
+    eight GPUs have not been lent).
 
 Calls 1-6 cost about 6 device-minutes, 7-8 about 18; each run call stops its optional
 steps near ``--budget-s`` (default 580) so that the table always comes back. ``$OUT`` gets
@@ -118,9 +125,11 @@ from filmorph.train.common import module_argv, read_metrics
 __all__ = [
     "DEFAULT_SWEEPS",
     "FAMILIES",
+    "MATCHED",
     "PROOF_TRAIN",
     "WHEELS",
     "main",
+    "matched_variants",
     "parse_variant",
     "plan_bins",
     "prepare",
@@ -1199,6 +1208,8 @@ SWEEP_STEPS = 30
 DEFAULT_SWEEPS: dict[str, tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]] = {
     "llama": (
         ("seq2048_mb8", {"seq_length": 2048, "micro_batch_size": 8}, {}),
+        # Automodel's headline run used global 16 / micro 4 at seq 2048: the fully matched pair
+        ("seq2048_mb4", {"seq_length": 2048, "micro_batch_size": 4}, {}),
         ("mb16_te_ce", {"micro_batch_size": 16}, {"cross_entropy_fusion_impl": "te"}),
         ("mb8_te_ce", {"micro_batch_size": 8}, {"cross_entropy_fusion_impl": "te"}),
         ("mb16", {"micro_batch_size": 16}, {}),
@@ -1218,6 +1229,26 @@ DEFAULT_SWEEPS: dict[str, tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]
     ),
     "gemma2": (("mb2_mask", {"micro_batch_size": 2}, {}),),
 }
+
+
+# The engine comparison (issue: same model, same shards, same global batch and sequence
+# length for both GPU engines): (seq_length, micro_batch_size) at global batch 16, Llama 3.2 1B
+# shape. ``sweep --matched`` trains these on Megatron-Bridge, ``gpu_proof_automodel prove
+# --phases matched`` on Automodel, in the same device session, from the same carried shards.
+MATCHED_GLOBAL_BATCH = 16
+MATCHED = ((2048, 4), (2048, 8), (1024, 16), (1024, 8))
+
+
+def matched_variants() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """:data:`MATCHED` as sweep variants (``seq2048_mb4``, ...)."""
+    return [
+        (
+            f"seq{seq}_mb{mb}",
+            {"seq_length": seq, "micro_batch_size": mb, "global_batch_size": MATCHED_GLOBAL_BATCH},
+            {},
+        )
+        for seq, mb in MATCHED
+    ]
 
 
 # The study's per-run settings (config/study.yaml): global batch 64, micro batch 1, seq 512
@@ -1418,7 +1449,14 @@ def proof_table(record: Mapping[str, Any]) -> str:
     for s in record.get("stages", []):
         r = s.get("result") or {}
         figs = ""
-        if s["stage"].startswith(("verify_", "negative_control")) and r:
+        if s["stage"] == "verify_doc_mask" and r.get("check") == "document_masking":
+            figs = (
+                f"mode {r.get('mode')}: later docs vs one by one {_fmt(r.get('packed_mean_abs_diff'))} "
+                f"(control {_fmt(r.get('unmasked_mean_abs_diff'))}), gradient rel. diff "
+                f"{_fmt(r.get('grad_rel_diff'), '.1%')}, argmax agreement "
+                f"{_fmt(r.get('argmax_agreement'), '.2%')}, passed {r.get('passed')}"
+            )
+        elif s["stage"].startswith(("verify_", "negative_control")) and r:
             figs = (
                 f"max abs diff {_fmt(r.get('max_abs_diff'))}, argmax agreement "
                 f"{_fmt(r.get('argmax_agreement'), '.2%')}, passed {r.get('passed')}"
@@ -1525,6 +1563,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help='e.g. mb16=\'{"train": {"micro_batch_size": 16}, "overrides": {...}}\' '
         "(default: DEFAULT_SWEEPS)",
     )
+    sw.add_argument(
+        "--matched",
+        action="store_true",
+        help="the engine-comparison settings (MATCHED: seq/micro batch at global batch 16) "
+        "instead of DEFAULT_SWEEPS",
+    )
     sw.add_argument("--no-doc-mask-check", action="store_true")
     sw.add_argument(
         "--nproc", type=int, default=1, help="GPUs of this host to train on, data parallel (torchrun)"
@@ -1541,9 +1585,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.data,
             args.out,
             variants=_with_study_batch(
-                list(DEFAULT_SWEEPS[args.family])
-                if args.variant is None
-                else [parse_variant(v) for v in args.variant],
+                [parse_variant(v) for v in args.variant]
+                if args.variant is not None
+                else matched_variants()
+                if args.matched
+                else list(DEFAULT_SWEEPS[args.family]),
                 args.study_batch,
             ),
             nproc=args.nproc,
