@@ -518,20 +518,20 @@ def print_table() -> None:
 
 OUT = Path(os.environ.get("OUT", "/tmp/out"))
 PHASES = ("mask", "llama", "gemma", "tune", "matched")
-MATCHED_STEPS = 30  # as the Megatron sweep (gpu_proof_megatron.SWEEP_STEPS)
 
 
 def matched_variants() -> list[tuple[str, Any, dict[str, Any]]]:
     """The engine comparison's settings (:data:`filmorph.train.gpu_proof_megatron.MATCHED`,
-    global batch 16) as Automodel bench runs of :data:`MATCHED_STEPS` steps, with the engine's
-    own defaults (document masking, flex attention for the Llama shape)."""
-    from filmorph.train.gpu_proof_megatron import MATCHED, MATCHED_GLOBAL_BATCH
+    global batch 16) as Automodel bench runs of as many steps as the Megatron sweep's
+    (``SWEEP_STEPS``), with the engine's own defaults (document masking, flex attention for the
+    Llama shape)."""
+    from filmorph.train.gpu_proof_megatron import MATCHED, MATCHED_GLOBAL_BATCH, SWEEP_STEPS
 
     return [
         (
             f"matched: seq{seq}_mb{mb}",
             proof_cfg(
-                max_steps=MATCHED_STEPS,
+                max_steps=SWEEP_STEPS,
                 eval_iters=0,
                 seq_length=seq,
                 global_batch_size=MATCHED_GLOBAL_BATCH,
