@@ -525,21 +525,14 @@ def matched_variants() -> list[tuple[str, Any, dict[str, Any]]]:
     global batch 16) as Automodel bench runs of as many steps as the Megatron sweep's
     (``SWEEP_STEPS``), with the engine's own defaults (document masking, flex attention for the
     Llama shape)."""
-    from filmorph.train.gpu_proof_megatron import MATCHED, MATCHED_GLOBAL_BATCH, SWEEP_STEPS
+    from filmorph.train.gpu_proof_megatron import SWEEP_STEPS
+    from filmorph.train.gpu_proof_megatron import matched_variants as megatron_variants
 
+    # the Megatron variants' names and batch settings; their overrides are Megatron provider
+    # fields, so none of them applies here
     return [
-        (
-            f"matched: seq{seq}_mb{mb}",
-            proof_cfg(
-                max_steps=SWEEP_STEPS,
-                eval_iters=0,
-                seq_length=seq,
-                global_batch_size=MATCHED_GLOBAL_BATCH,
-                micro_batch_size=mb,
-            ),
-            {},
-        )
-        for seq, mb in MATCHED
+        (f"matched: {name}", proof_cfg(max_steps=SWEEP_STEPS, eval_iters=0, **train), {})
+        for name, train, _ in megatron_variants()
     ]
 
 
