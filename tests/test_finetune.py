@@ -5,6 +5,7 @@ kernel wheelhouse, and the rules by dry run."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -671,6 +672,78 @@ def test_wheelhouse_download_build_install_and_skip_when_current(tmp_path):
     sdist.write_bytes(sdist.read_bytes() + b"x")
     with pytest.raises(ValueError, match="sha256"):
         K.build_wheels(src, tmp_path / "again", arch_list="9.0")
+
+
+# a setup.py in the shape of the kernel sdists': gencode pairs under CUDA-version conditions
+_SETUP_WITH_GENCODES = """import os
+cc_flag = []
+if os.environ.get("HIP") == "1":
+    cc_flag.append("--offload-arch=native")
+else:
+    cc_flag.append("-gencode")
+    cc_flag.append("arch=compute_80,code=sm_80")
+    if True:
+        cc_flag.append("-gencode")
+        cc_flag.append("arch=compute_90,code=sm_90")
+    # a comment naming -gencode is no flag
+flags = ["-O3"] + cc_flag
+"""
+
+
+def test_restrict_gencode_leaves_the_arch_list_to_torch():
+    patched, n = K.restrict_gencode(_SETUP_WITH_GENCODES)
+    assert n == 2
+    scope: dict = {}
+    exec(compile(patched, "setup.py", "exec"), scope)  # still valid Python, same control flow
+    assert scope["flags"] == ["-O3"] and scope["cc_flag"] == []
+    assert "arch=compute" not in patched
+    # an arch flag the patch does not recognise is refused, naming file and line
+    odd = _SETUP_WITH_GENCODES.replace(
+        'flags = ["-O3"]', 'flags = ["-O3", "-gencode=arch=compute_90,code=sm_90"]'
+    )
+    with pytest.raises(ValueError, match=r"setup.py:12: .*compute_90"):
+        K.restrict_gencode(odd)
+
+
+def test_wheel_build_killed_part_way_resumes_with_the_rest(tmp_path, monkeypatch):
+    versions = {"mamba-ssm": "2.3.2.post1", "causal-conv1d": "1.7.0"}
+    index = tmp_path / "index"
+    index.mkdir()
+    for name, v in versions.items():
+        _fake_sdist(index, name, v)
+    src = tmp_path / "src"
+    K.download_sources(versions, src, index_args=["--no-index", "--find-links", str(index)])
+    house = tmp_path / "wheelhouse" / K.wheelhouse_key(versions, "9.0")
+    real_run, built = K.subprocess.run, []
+
+    def run(cmd, *a, **kw):
+        if cmd[:4] == [sys.executable, "-m", "pip", "wheel"]:
+            name = Path(cmd[-1]).name
+            if name.startswith("mamba") and not built.count("killed"):
+                built.append("killed")
+                raise subprocess.CalledProcessError(-9, cmd)  # the job's time limit
+            built.append(name)
+        return real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(K.subprocess, "run", run)
+    with pytest.raises(subprocess.CalledProcessError):
+        K.build_wheels(src, house, arch_list="9.0")
+    assert not house.exists()  # nothing under the final name
+    partial = house.with_name(house.name + K.PARTIAL_SUFFIX)
+    kept = json.loads((partial / K.PARTIAL_STAMP).read_text())
+    assert list(kept) == ["causal-conv1d"] and (partial / kept["causal-conv1d"]["file"]).is_file()
+    stamp = K.build_wheels(src, house, arch_list="9.0")
+    assert built == ["causal_conv1d-1.7.0", "killed", "mamba_ssm-2.3.2.post1"]  # conv1d not rebuilt
+    assert set(stamp["packages"]) == set(versions) and not partial.exists()
+    assert all((house / w["file"]).is_file() for w in stamp["packages"].values())
+    assert stamp["packages"]["causal-conv1d"]["sha256"] == kept["causal-conv1d"]["sha256"]
+    # a kept wheel is reused only for the same sdist and arch list
+    rec = kept["causal-conv1d"]
+    partial.mkdir()
+    shutil.copy2(house / rec["file"], partial / rec["file"])
+    assert K._kept_wheel_ok(partial, rec, rec["sdist_sha256"], "9.0")
+    assert not K._kept_wheel_ok(partial, rec, rec["sdist_sha256"], "8.0")
+    assert not K._kept_wheel_ok(partial, rec, "0" * 64, "9.0")
 
 
 # ============================================================================ rules (dry runs)

@@ -25,6 +25,19 @@ causal-conv1d are not installed, as here), all random weights:
 5. the adapter reloaded with peft on the base model: the logits must change, the merged
    weights must give the adapter's logits, the held-out loss must fall.
 
+With ``--wheelhouse DIR`` (a Mamba-kernel wheelhouse written by ``python -m filmorph.finetune
+build-kernels``, the ``build_kernel_wheels`` rule's command) the NemotronH run takes the cluster
+path instead: the ``nemotron3_nano_lora`` preset as configured (Automodel's own NemotronH class,
+which has no PyTorch fallback: its Mamba mixer calls mamba-ssm's Triton kernels and
+causal-conv1d's CUDA kernels), the wheels installed by :func:`filmorph.finetune.run.train`
+exactly as the ``finetune_model`` rule does. To prove which path ran, a ``sitecustomize`` put
+first on the training processes' ``PYTHONPATH`` wraps the fused entry points
+(``causal_conv1d_fn``, ``mamba_split_conv1d_scan_combined``, ``mamba_chunk_scan_combined``, ...)
+with call counters and writes them, with the files the packages were imported from, when each
+process exits. The adapter is then reloaded with peft on transformers' NemotronH class in this
+process, which has no kernels on its path (the PyTorch Mamba path): the chat loss must fall there
+too, so the fused training and the reference path agree.
+
 It prints one table last (model, parameters, steps, train loss first -> last, validation loss
 by step, chat loss before -> after, max |logit change|, merged vs adapter, seconds) and writes
 ``$OUT/table.md`` and ``$OUT/results.json``. Exit status 0 only when every check held.
@@ -59,6 +72,50 @@ RUN = {
 }
 RESULTS: dict[str, Any] = {}
 ROWS: list[dict[str, Any]] = []
+TRACE_ENV = "FILMORPH_KERNEL_TRACE"
+# written as sitecustomize.py into a directory put first on the training processes' PYTHONPATH
+KERNEL_TRACE_SITECUSTOMIZE = """
+import atexit, functools, json, os, sys
+_dir = os.environ.get("FILMORPH_KERNEL_TRACE")
+if _dir:
+    _counts, _files = {}, {}
+
+    def _wrap(mod, name):
+        fn = getattr(mod, name, None)
+        if fn is None:
+            return
+        key = mod.__name__ + "." + name
+
+        @functools.wraps(fn)
+        def counted(*args, **kwargs):
+            _counts[key] = _counts.get(key, 0) + 1
+            return fn(*args, **kwargs)
+
+        setattr(mod, name, counted)
+
+    try:
+        import causal_conv1d
+        import mamba_ssm
+        import mamba_ssm.ops.triton.selective_state_update as _ssu
+        import mamba_ssm.ops.triton.ssd_combined as _ssd
+
+        for _m, _n in [(causal_conv1d, "causal_conv1d_fn"), (causal_conv1d, "causal_conv1d_update"),
+                       (_ssd, "mamba_split_conv1d_scan_combined"), (_ssd, "mamba_chunk_scan_combined"),
+                       (_ssu, "selective_state_update")]:
+            _wrap(_m, _n)
+        _files = {m: sys.modules[m].__file__ for m in ("mamba_ssm", "causal_conv1d", "causal_conv1d_cuda")
+                  if getattr(sys.modules.get(m), "__file__", None)}
+        _files["mamba_ssm_version"] = mamba_ssm.__version__
+    except Exception as exc:  # recorded: the proof fails on it
+        _files["import_error"] = repr(exc)
+
+    def _dump():
+        path = os.path.join(_dir, "trace-%d.json" % os.getpid())
+        with open(path, "w") as fh:
+            json.dump({"argv": sys.argv[:3], "counts": _counts, "files": _files}, fh)
+
+    atexit.register(_dump)
+"""
 
 
 def stamp(t0: float, msg: str) -> None:
@@ -181,7 +238,23 @@ def adapter_checks(base: Path, run_dir: Path, data: Path) -> dict[str, Any]:
     }
 
 
-def prove(kind: str, work: Path, data: dict[str, Path], tok: Any, t0: float) -> bool:
+def kernel_trace(trace_dir: Path) -> dict[str, Any]:
+    """The training processes' fused-kernel call counts (summed) and where they imported from."""
+    counts: dict[str, int] = {}
+    files: dict[str, Any] = {}
+    processes = 0
+    for f in sorted(trace_dir.glob("trace-*.json")):
+        rec = json.loads(f.read_text())
+        processes += 1
+        files.update(rec["files"])
+        for k, v in rec["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+    return {"processes": processes, "counts": counts, "files": files}
+
+
+def prove(
+    kind: str, work: Path, data: dict[str, Path], tok: Any, t0: float, wheelhouse: Path | None = None
+) -> bool:
     from filmorph.finetune.config import FinetuneConfig
     from filmorph.finetune.loss import evaluate_loss
     from filmorph.finetune.run import train
@@ -190,22 +263,43 @@ def prove(kind: str, work: Path, data: dict[str, Path], tok: Any, t0: float) -> 
     params = make_model(kind, tok, base)
     stamp(t0, f"{kind}: model written, {params / 1e6:.2f} M parameters")
     preset = {"llama": "llama3_8b_lora", "nemotron_h": "nemotron3_nano_lora"}[kind]
-    extra = {"force_hf": True, "needs_mamba_kernels": False} if kind == "nemotron_h" else {}
+    fused = kind == "nemotron_h" and wheelhouse is not None
+    extra = {"force_hf": True, "needs_mamba_kernels": False} if kind == "nemotron_h" and not fused else {}
     cfg = FinetuneConfig.from_run({"preset": preset, **RUN, **extra})
     before = evaluate_loss(base, data["validation"], max_length=cfg.seq_length)
     stamp(t0, f"{kind}: chat loss before {before['loss']:.4f} ({before['tokens']} assistant tokens)")
     t = time.time()
     run_dir = work / "runs" / kind
-    summary = train(
-        cfg,
-        train_file=data["train"],
-        validation_file=data["validation"],
-        run_dir=run_dir,
-        model=base,
-        merge=True,
-        progress=True,
-    )
+    trace_dir = work / "trace" / kind
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    site = work / "trace_site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(KERNEL_TRACE_SITECUSTOMIZE)
+    old_env = {k: os.environ.get(k) for k in (TRACE_ENV, "PYTHONPATH")}
+    if fused:
+        os.environ[TRACE_ENV] = str(trace_dir)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), old_env["PYTHONPATH"]]))
+    try:
+        summary = train(
+            cfg,
+            train_file=data["train"],
+            validation_file=data["validation"],
+            run_dir=run_dir,
+            model=base,
+            merge=True,
+            progress=True,
+            wheelhouse=wheelhouse if fused else None,
+        )
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     seconds = time.time() - t
+    trace = kernel_trace(trace_dir)
+    if fused:
+        stamp(t0, f"{kind}: fused kernels in training: {json.dumps(trace)}")
     losses = {k: summary[k] for k in ("first_loss", "final_loss", "val_loss")}
     stamp(t0, f"{kind}: trained in {seconds:.0f} s: {json.dumps(losses)}")
     after = evaluate_loss(base, data["validation"], adapter=run_dir / "final", max_length=cfg.seq_length)
@@ -221,6 +315,16 @@ def prove(kind: str, work: Path, data: dict[str, Path], tok: Any, t0: float) -> 
         <= max(0.1 * checks["max_logit_change"], 1e-2),
         "no out_proj adapter (NemotronH)": kind != "nemotron_h" or "out_proj" not in checks["target_modules"],
     }
+    if fused:
+        ok["fused Mamba kernels ran in training"] = (
+            trace["counts"].get("mamba_ssm.ops.triton.ssd_combined.mamba_split_conv1d_scan_combined", 0)
+            + trace["counts"].get("mamba_ssm.ops.triton.ssd_combined.mamba_chunk_scan_combined", 0)
+            > 0
+            and "import_error" not in trace["files"]
+        )
+        ok["kernels imported from the run's wheelhouse install"] = all(
+            str(run_dir / "kernels") in trace["files"].get(m, "") for m in ("mamba_ssm", "causal_conv1d")
+        )
     RESULTS[kind] = {
         "params": params,
         "summary": summary,
@@ -229,13 +333,16 @@ def prove(kind: str, work: Path, data: dict[str, Path], tok: Any, t0: float) -> 
         "checks": checks,
         "ok": ok,
         "seconds": seconds,
+        "kernel_trace": trace,
         "yaml": (run_dir / "automodel.yaml").read_text(),
     }
     ROWS.append(
         {
             "model": {
                 "llama": "Llama (Automodel class)",
-                "nemotron_h": "NemotronH (HF class, PyTorch Mamba)",
+                "nemotron_h": "NemotronH (Automodel class, fused Mamba kernels)"
+                if fused
+                else "NemotronH (HF class, PyTorch Mamba)",
             }[kind],
             "params": f"{params / 1e6:.2f} M",
             "steps": summary["steps"],
@@ -274,6 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/out")))
     p.add_argument("--work", type=Path, default=Path("/tmp/fm-finetune"))
     p.add_argument("--models", default="llama,nemotron_h")
+    p.add_argument(
+        "--wheelhouse",
+        type=Path,
+        default=None,
+        help="Mamba-kernel wheelhouse (build-kernels): NemotronH on Automodel's fused-kernel class",
+    )
     args = p.parse_args(argv)
     import torch
 
@@ -287,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     for kind in args.models.split(","):
         try:
-            if not prove(kind, args.work, data, tok, t0):
+            if not prove(kind, args.work, data, tok, t0, wheelhouse=args.wheelhouse):
                 status = 1
         except Exception:
             status = 1

@@ -6,12 +6,24 @@ Login nodes have internet but no GPU; compute nodes have GPUs (and nvcc) but no 
    ``pip download --no-deps --no-binary :all:`` (``--no-build-isolation`` and the packages'
    ``*_SKIP_CUDA_BUILD=TRUE``: pip reads their metadata by running ``setup.py``, which otherwise
    wants nvcc and torch in an isolated env) and writes ``sources.json`` (file, version, sha256).
-2. :func:`build_wheels` (compute node) checks those sha256s and builds each sdist with
-   ``pip wheel --no-build-isolation --no-deps --no-index``, ``TORCH_CUDA_ARCH_LIST`` from the
-   config, ``MAMBA_FORCE_BUILD`` / ``CAUSAL_CONV1D_FORCE_BUILD`` (never look for a prebuilt wheel
-   on GitHub) and ``MAX_JOBS``, into a wheelhouse with ``wheels.json`` (the sdists' sha256s, arch
-   list, torch/CUDA/Python it was built for, each wheel's sha256). Its environment must hold
-   torch (CUDA build), setuptools, wheel, packaging and ninja (no build isolation).
+2. :func:`build_wheels` (compute node) checks those sha256s, unpacks each sdist and builds it
+   with ``pip wheel --no-build-isolation --no-deps --no-index``, ``TORCH_CUDA_ARCH_LIST`` from
+   the config, ``MAMBA_FORCE_BUILD`` / ``CAUSAL_CONV1D_FORCE_BUILD`` (never look for a prebuilt
+   wheel on GitHub) and ``MAX_JOBS``, into a wheelhouse with ``wheels.json`` (the sdists' sha256s,
+   arch list, torch/CUDA/Python it was built for, each wheel's sha256, size and build seconds).
+   Its environment must hold torch (CUDA build), setuptools, wheel, packaging and ninja (no
+   build isolation).
+
+   Both sdists' ``setup.py`` hard-code a ``-gencode`` list (with CUDA 13: sm_75, 80, 87, 90,
+   100, 103, 110, 120, 121), and torch's extension builder ignores ``TORCH_CUDA_ARCH_LIST`` as
+   soon as an extension names any ``-gencode``: built as shipped, every kernel is compiled for
+   nine GPUs. :func:`restrict_gencode` takes that list out of the unpacked ``setup.py`` (and
+   refuses a ``setup.py`` whose arch flags it cannot recognise), so the config's arch list is
+   the one compiled; ``wheels.json`` records the patch.
+
+   A build killed part-way (a job's time limit) keeps each finished wheel in
+   ``<wheelhouse>.partial/``; the next attempt reuses those whose sdist sha256 and arch list
+   match and builds only the rest, so a long build can span several jobs.
 3. :func:`install_wheels` (the fine-tune job) installs them with
    ``pip install --no-index --no-deps --find-links WHEELHOUSE --target DIR`` into a directory
    put first on the ranks' ``PYTHONPATH``; nothing is reinstalled when DIR already holds that
@@ -175,6 +187,7 @@ def build_env(
 
 
 def build_command(sdist: str | Path, wheel_dir: str | Path, *, python: str | None = None) -> list[str]:
+    """``pip wheel`` of one sdist (a ``.tar.gz`` or an unpacked source dir), offline."""
     return [
         *_pip(python),
         "wheel",
@@ -187,6 +200,51 @@ def build_command(sdist: str | Path, wheel_dir: str | Path, *, python: str | Non
     ]
 
 
+# one hard-coded arch in a setup.py: `cc_flag.append("-gencode")` then `cc_flag.append("arch=…")`
+_GENCODE_PAIR = re.compile(
+    r'cc_flag\.append\(\s*"-gencode"\s*\)[ \t]*\n([ \t]*)cc_flag\.append\(\s*"arch=compute_\w+,code=\w+"\s*\)'
+)
+_ARCH_FLAG = re.compile(r"arch=compute_|-gencode|--generate-code|-arch=sm_")
+
+
+def restrict_gencode(setup_py: str, *, origin: str = "setup.py") -> tuple[str, int]:
+    """``setup_py`` with its hard-coded ``-gencode`` pairs replaced by ``pass``, and how many.
+
+    Afterwards torch's extension builder adds the flags of ``TORCH_CUDA_ARCH_LIST`` (it adds
+    none while an extension names its own). A ``setup.py`` that still names an arch flag after
+    the patch is refused: building it would silently ignore the configured arch list.
+    """
+    patched, n = _GENCODE_PAIR.subn(
+        lambda m: f"pass  # filmorph: arch list from TORCH_CUDA_ARCH_LIST\n{m.group(1)}pass", setup_py
+    )
+    left = [
+        f"{origin}:{i}: {line.strip()}"
+        for i, line in enumerate(patched.splitlines(), 1)
+        if _ARCH_FLAG.search(line) and not line.lstrip().startswith("#")
+    ]
+    if left:
+        raise ValueError(
+            "cannot restrict the CUDA arch list: arch flags left after removing the hard-coded "
+            "-gencode pairs:\n  " + "\n  ".join(left)
+        )
+    return patched, n
+
+
+def unpack_sdist(sdist: str | Path, dest: str | Path) -> Path:
+    """Unpack a ``.tar.gz`` sdist into ``dest`` and return its one top-level source dir."""
+    import tarfile
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(sdist, "r:gz") as tar:
+        tar.extractall(dest, filter="data")
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) != 1 or not (tops[0] / "setup.py").is_file():
+        found = [p.name for p in tops]
+        raise RuntimeError(f"{sdist}: expected one top-level dir with a setup.py, got {found}")
+    return tops[0]
+
+
 def _torch_facts(python: str | None) -> dict[str, Any]:
     code = (
         "import json, sys, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda,"
@@ -196,38 +254,102 @@ def _torch_facts(python: str | None) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+PARTIAL_SUFFIX = ".partial"
+PARTIAL_STAMP = "built.json"
+
+
+def _kept_wheel_ok(partial: Path, rec: Mapping[str, Any], sdist_sha256: str, arch_list: str) -> bool:
+    """A wheel kept from an earlier attempt is reused only if it is whole and was built from
+    the same sdist for the same arch list."""
+    wheel = partial / str(rec.get("file", ""))
+    return (
+        rec.get("sdist_sha256") == sdist_sha256
+        and rec.get("arch_list") == arch_list
+        and wheel.is_file()
+        and sha256_file(wheel) == rec.get("sha256")
+    )
+
+
 def build_wheels(
-    src_dir: str | Path, out_dir: str | Path, *, arch_list: str, max_jobs: int = 8, python: str | None = None
+    src_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    arch_list: str,
+    max_jobs: int = 8,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Build a wheel of every sdist in ``src_dir`` (checked against ``sources.json``) into
-    ``out_dir`` (atomically) with ``wheels.json``."""
+    ``out_dir`` (atomically) with ``wheels.json``.
+
+    Finished wheels wait in ``<out_dir>.partial/`` (with ``built.json``) until all are built,
+    so an attempt killed part-way resumes with the packages it had not finished.
+    """
+    import shutil
+    import tempfile
+    import time
+
     sources = check_sources(src_dir)
     env = build_env(arch_list, max_jobs=max_jobs)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        wheels = {}
-        for name in PACKAGES:
-            info = sources["packages"][name]
-            before = set(tmp.iterdir())
-            subprocess.run(
-                build_command(Path(src_dir) / info["file"], tmp, python=python), check=True, env=env
+    out_dir = Path(out_dir)
+    partial = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+    partial.mkdir(parents=True, exist_ok=True)
+    built_path = partial / PARTIAL_STAMP
+    built: dict[str, Any] = read_json(built_path) if built_path.is_file() else {}
+    for name in PACKAGES:
+        info = sources["packages"][name]
+        rec = built.get(name, {})
+        if _kept_wheel_ok(partial, rec, info["sha256"], arch_list):
+            print(f"{name}: {rec['file']} kept from an earlier attempt", file=sys.stderr, flush=True)
+            continue
+        t0 = time.time()
+        with tempfile.TemporaryDirectory(prefix=f".build-{name}-", dir=partial) as work:
+            tree = unpack_sdist(Path(src_dir) / info["file"], Path(work) / "src")
+            setup_py = tree / "setup.py"
+            patched, removed = restrict_gencode(setup_py.read_text(encoding="utf-8"), origin=str(setup_py))
+            setup_py.write_text(patched, encoding="utf-8")
+            print(
+                f"{name}: building {info['file']} for TORCH_CUDA_ARCH_LIST={arch_list} "
+                f"({removed} hard-coded -gencode pairs removed), MAX_JOBS={max_jobs}",
+                file=sys.stderr,
+                flush=True,
             )
-            new = sorted(p for p in set(tmp.iterdir()) - before if p.suffix == ".whl")
+            wheel_dir = Path(work) / "wheel"
+            subprocess.run(build_command(tree, wheel_dir, python=python), check=True, env=env)
+            new = sorted(wheel_dir.glob("*.whl"))
             if len(new) != 1:
                 raise RuntimeError(f"building {info['file']} gave {[p.name for p in new]}, not one wheel")
-            wheels[name] = {
-                "file": new[0].name,
-                "version": info["version"],
-                "sha256": sha256_file(new[0]),
-                "sdist_sha256": info["sha256"],
-            }
+            wheel = partial / new[0].name
+            with atomic_path(wheel) as tmp:
+                shutil.move(new[0], tmp)
+        built[name] = {
+            "file": wheel.name,
+            "version": info["version"],
+            "sha256": sha256_file(wheel),
+            "sdist_sha256": info["sha256"],
+            "arch_list": arch_list,
+            "gencode_pairs_removed": removed,
+            "patched_setup_sha256": hashlib.sha256(patched.encode()).hexdigest(),
+            "bytes": wheel.stat().st_size,
+            "seconds": round(time.time() - t0, 1),
+        }
+        write_json_atomic(built_path, built)
+        print(
+            f"{name}: {wheel.name}, {wheel.stat().st_size / 2**20:.1f} MiB in {built[name]['seconds']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for name in PACKAGES:
+            shutil.copy2(partial / built[name]["file"], tmp / built[name]["file"])
         stamp = {
-            "packages": wheels,
+            "packages": {n: {k: v for k, v in built[n].items() if k != "arch_list"} for n in PACKAGES},
             "arch_list": arch_list,
             "built_with": _torch_facts(python),
             "key": f"{sources['key']}_{arch_key(arch_list)}",
         }
         write_json_atomic(tmp / WHEELS_STAMP, stamp)
+    shutil.rmtree(partial, ignore_errors=True)
     return stamp
 
 
