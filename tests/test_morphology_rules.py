@@ -122,7 +122,7 @@ def test_dictionary_backs_real_analyses():
 @pytest.mark.parametrize(
     "kind, affix, root, form, rules",
     [
-        ("suffix", ("in",), "bili", "bilhin", ("syncope", "h")),
+        ("suffix", ("in",), "sunod", "sundin", ("syncope",)),
         ("suffix", ("an",), "bukas", "buksan", ("syncope",)),
         ("suffix", ("in",), "lakad", "lakarin", ("d_to_r",)),
         ("suffix", ("in",), "inom", "inumin", ("raise",)),
@@ -141,6 +141,9 @@ def test_derive_takes_the_dictionary_form(kind, affix, root, form, rules):
 def test_two_backed_answers_give_no_derivation():
     # basa + -in: basahin "read" and basain "wet" are both listed
     assert morph.derive("suffix", ("in",), "basa") is None
+    # bili + -in: bilhin is backed, but bilihin ("goods") is about as common: no clear gold
+    assert dictionary.backing("bilhin", "bili") is not None
+    assert morph.derive("suffix", ("in",), "bili") is None
 
 
 def test_wrong_gold_classes_are_gone():
@@ -156,3 +159,78 @@ def test_wrong_gold_classes_are_gone():
     assert {"ni", "syncope", "raise", "glottal", "d_to_r", "stacked"} <= rules
     assert any(d.affix == ("in", "an") for d in derived.values())
     assert any(r.ki and r.affix == "nakipag" for r in morph.reduplications())
+
+
+# ------------------------------------------------------------------------------------------- check
+
+
+def _item(task, options, gold, meta, group="affixation"):
+    from filmorph.items import Item
+
+    return Item(
+        id=f"t-{task}-{options[0]}",
+        benchmark="pacute",
+        group=group,
+        task=task,
+        format="mcq",
+        prompt="?",
+        answer=options[gold],
+        options=options,
+        gold=gold,
+        meta=meta,
+    )
+
+
+def test_check_lists_undictionaried_and_double_answers(tmp_path):
+    from filmorph.benchmarks.__main__ import main
+    from filmorph.benchmarks.check import check
+    from filmorph.items import write_items
+
+    good = morph.derive("suffix", ("an",), "bukas")
+    kabayo = {"form": "kabayo", "root": "bayo", "affixes": ["ka-"], "rules": [], "dictionary": {"entry": "x"}}
+    items = [
+        # backed, distractors wrong
+        _item(
+            "suffix_apply",
+            ["buksan", "bukasan", "bukashan", "bukasin"],
+            0,
+            {
+                "root": "bukas",
+                "affix": "-an",
+                "affix_type": "suffix",
+                "word": "buksan",
+                "analysis": good.analysis(),
+            },
+        ),
+        # the wrong gold: kabayo read as ka- + bayo
+        _item(
+            "prefix_apply",
+            ["kabayo", "mabayo", "nabayo", "pabayo"],
+            0,
+            {"root": "bayo", "affix": "ka-", "analysis": kabayo},
+        ),
+        # basa + -in: basain is also right
+        _item(
+            "suffix_apply",
+            ["basahin", "basain", "basahan", "basin"],
+            0,
+            {"root": "basa", "affix": "-in", "affix_type": "suffix", "word": "basahin"},
+        ),
+        # two orders of the same syllables are words (the mahaba / mabaha class)
+        _item(
+            "word_formation", ["mahaba", "mabaha", "hamaba", "bahama"], 0, {"word": "mahaba"}, "composition"
+        ),
+    ]
+    report = check(items)
+    assert [x["id"] for x in report["undictionaried"]] == ["t-prefix_apply-kabayo", "t-suffix_apply-basahin"]
+    assert "kabayo" in report["undictionaried"][0]["why"]
+    assert "without an analysis" in report["undictionaried"][1]["why"]
+    assert {x["id"] for x in report["double_answers"]} == {
+        "t-suffix_apply-basahin",
+        "t-word_formation-mahaba",
+    }
+    assert "basain" in next(x["why"] for x in report["double_answers"] if x["task"] == "suffix_apply")
+    path = tmp_path / "b.jsonl"
+    write_items(path, items)
+    assert main(["check", str(path), "--strict", "--json", str(tmp_path / "r.json")]) == 1
+    assert main(["check", str(path)]) == 0

@@ -153,9 +153,14 @@ _LOAN_END = re.compile(
 #: Loans whose spelling looks native (checked by hand against Spanish/English sources).
 KNOWN_LOANS = frozenset(
     """kabayo mesa lamesa kotse relo pera oras gobyerno sapatos kamiseta kamisa bintana kutsara
-    tinidor baso plato kusina kuwarto banyo kabayo pamilya eskuwela eskwela simbahan libro
-    kampana kandila bandila bola sabon suwerte barko kalye kalesa kabesa kuwento puwesto kumpare
-    kumare tiya tiyo lola lolo nanay tatay ate kuya""".split()
+    tinidor baso plato kusina kuwarto banyo pamilya eskuwela eskwela simbahan libro kampana
+    kandila bandila bola sabon suwerte barko kalye kalesa kabesa kuwento puwesto kumpare kumare
+    tiya tiyo lola lolo nanay tatay ate kuya kontrol bisita boto kasal arte pirma gusto aresto
+    benta reklamo gastos gasta umpisa atake basura barkada pasko marka bala uso biyahe obserba
+    kopya parada respeto retiro abuso pintura kontra ospital rebelde kumusta martsa libre pari
+    bomba abiso mundo testigo pusta pares insulto bakuna birhen sine pasa sala asta selos linggo
+    bida tapa laba tubo kanta baril mina pila pasyal atras husga silbi gana alsa pinta dikta
+    tumba andar amo kontrata karibal plano""".split()
 )
 
 

@@ -31,8 +31,11 @@ Irregular rules (:data:`RULES`), each a competing realisation that :func:`candid
 Which realisation a root takes is lexical, so the dictionary decides (:mod:`.dictionary`): a
 derivation is used only when exactly one candidate is dictionary-backed for its root (the rule-built
 form then agrees with the attested form by construction), the form is attested in wordfreq ``fil``
-(:func:`lexicon.attestation`), and no other affix reading of the word exists. The other candidates
-are its near-miss distractors. Every derivation carries its analysis (:meth:`Derivation.analysis`).
+(:func:`lexicon.attestation`) at least ten times more often than any competing candidate
+(*kasuutan* and *kasuotan* are both in use: no item), and no other affix reading of the word exists
+(nasal substitution, *mamula* = mang- + *pula*; a lost root vowel, *nalaman* = na-...-an + *alam*).
+The other candidates are its near-miss distractors. Every derivation carries its analysis
+(:meth:`Derivation.analysis`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ CIRCUMFIXES = (("ka", "an"), ("pag", "an"), ("pa", "an"), ("in", "an"))
 REDUP_PREFIXES = ("mag", "nag", "ma", "na", "maka", "naka", "pag")
 #: Prefixes whose progressive/contemplative copy their own ``ki`` (nakikiinom, nakikipaglaro).
 KI_PREFIXES = ("maki", "naki", "makipag", "nakipag")
+MARGIN = 1.0  # Zipf units: the gold form is at least 10x more frequent than any competing spelling
 #: Prefixes after which a root-initial d may be written r (marami, parangal).
 D_TO_R_PREFIXES = ("ma", "na", "pa", "ka")
 #: Irregular rules whose form must share meaning with the root's family (see derivations()).
@@ -339,6 +343,8 @@ def derive(kind: str, affix: tuple[str, ...], root: str) -> Derivation | None:
     score = lexicon.attestation(form)
     if score <= 0:
         return None
+    if any(lexicon.attestation(f) > score - MARGIN for f, _ in cands if f != form):
+        return None  # a competing spelling is about as common (kasuutan / kasuotan): no clear gold
     if stem and score <= lexicon.attestation(f"{affix[0]}{root}"):
         return None  # the unstacked form (pinakaganda) is as common: no clear gold
     alts = tuple(sorted(f for f, _ in cands if f != form))
@@ -391,6 +397,26 @@ def derivations() -> tuple[Derivation, ...]:
     ]
     out.sort(key=lambda d: (-d.score, d.key))
     return tuple(out)
+
+
+@cache
+def backed_readings() -> dict[str, frozenset[tuple[str, str, str]]]:
+    """{form: {(kind, affix label, root)}} for every candidate realisation of every affix spec on
+    every root that the dictionary backs (before any uniqueness filter; labels both underlying
+    and as written, ``-in`` and ``-hin``). What ``check`` uses to find distractors that are also
+    right answers."""
+    out: dict[str, set[tuple[str, str, str]]] = {}
+    for root in lexicon.roots():
+        if not dictionary.is_root(root):
+            continue
+        for kind, affix in _affix_specs():
+            for form, rules in candidates(kind, affix, root):
+                stem = "ma" + root if "stacked" in rules else ""
+                if dictionary.backing(stem or form, root) is None:
+                    continue
+                for lab in {label(kind, affix), label(kind, _surface(kind, affix, form))}:
+                    out.setdefault(form, set()).add((kind, lab, root))
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def derivations_of(kind: str) -> tuple[Derivation, ...]:
@@ -475,6 +501,15 @@ def parses(word: str) -> set[tuple[str, tuple[str, ...], str]]:
         for s, stem in strip_suffix(rest):
             if is_root(stem):
                 out.add(("circumfix", (p, s), stem))
+    for p in ALL_PREFIXES:  # a vowel-initial root losing its vowel after the prefix (nalaman: alam)
+        if len(p) < 2 or p[-1] not in VOWELS or not word.startswith(p):
+            continue
+        rest = word[len(p) :]
+        if is_root(p[-1] + rest):
+            out.add(("prefix", (p,), p[-1] + rest))
+        for sfx, stem in strip_suffix(rest):
+            if is_root(p[-1] + stem):
+                out.add(("circumfix", (p, sfx), p[-1] + stem))
     for p, restored in nasal_readings(word):
         if is_root(restored):
             out.add(("prefix", (p,), restored))
@@ -511,6 +546,12 @@ def nasal_readings(word: str) -> list[tuple[str, str]]:
             if nasal == "ng":
                 out.append((p + "ng", rest))
     return out
+
+
+def plausible_word(w: str) -> bool:
+    """Whether ``w`` is, or reads as, a Filipino word: known to wordfreq ``fil``, tglstemmer or the
+    dictionary, or one affix on a known word (*mabaha* = ma- + *baha*, in none of the lists)."""
+    return w in lexicon.fil_freq() or w in lexicon.tgl_words() or dictionary.listed(w) or bool(parses(w))
 
 
 def unambiguous(d: Derivation) -> bool:
