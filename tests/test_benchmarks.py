@@ -295,23 +295,30 @@ def test_gold_cute(items):
 
 
 def test_gold_langgame(items):
-    def holds(qtype, w, others, letter):
+    def holds(qtype, w, others, x):
         if qtype == "starts_with":
-            return w[0] == letter and all(o[0] != letter for o in others)
+            return w.startswith(x) and not any(o.startswith(x) for o in others)
         if qtype == "ends_with":
-            return w[-1] == letter and all(o[-1] != letter for o in others)
+            return w.endswith(x) and not any(o.endswith(x) for o in others)
         if qtype == "contains":
-            return letter in w and all(letter not in o for o in others)
-        if qtype == "most_letter":
-            return all(w.count(letter) > o.count(letter) for o in others)
-        if qtype == "longest":
-            return all(len(w) > len(o) for o in others)
-        return all(len(w) < len(o) for o in others)
+            return x in w and all(x not in o for o in others)
+        if qtype == "most_letter":  # the published margins: >= 2 against <= 1
+            return w.count(x) >= 2 and all(o.count(x) <= 1 for o in others)
+        if qtype == "longest":  # length gaps of 3 or more
+            return len(w) >= 7 and all(len(o) <= 4 for o in others)
+        return len(w) <= 3 and all(len(o) >= 6 for o in others)
 
+    lengths = Counter()
     for it in items[("langgame", "mcq")]:
         others = [o for o in it.options if o != it.answer]
-        assert holds(it.task, it.answer, others, it.meta.get("letter"))
-        assert f"[{', '.join(it.options)}]" in it.prompt
+        x = it.meta.get("letter") or it.meta.get("substring")
+        assert holds(it.task, it.answer, others, x)
+        assert f"[ {', '.join(it.options)}]." in it.prompt and it.prompt.endswith("Answer:")
+        if it.task in ("contains", "starts_with", "ends_with"):
+            assert 1 <= len(x) <= 3
+            lengths[len(x)] += 1
+    assert set(lengths) == {1, 2, 3}  # substrings of 1-3 letters
+    assert len({it.prompt.split(" [")[0][:12] for it in items[("langgame", "mcq")]}) > 3  # varied wording
 
 
 def test_cute_few_shot_never_contains_the_item_word(items):
