@@ -55,6 +55,12 @@ def test_task_lists():
         "swap_chars",
         "syllable_split",
         "nth_syllable",
+        "prefix_select",
+        "char_exactly",
+        "length_least",
+        "uppercase_exactly",
+        "duplicate_char",
+        "lowercase",
     } <= set(pacute)
     for b in BENCHMARKS:
         assert tasks(b) == tasks(b) and len(set(tasks(b))) == len(tasks(b))
@@ -252,6 +258,38 @@ def test_gold_affixes(items):
             it.answer == it.meta["word"]
             and reduplicate_first_syllable(it.meta["root"]).replace(it.meta["copy"], "", 1) == it.meta["root"]
         )
+
+
+def test_gold_new_pacute_families(items):
+    """The families added for issue 19, each gold checked from the item's own strings."""
+    t = _by_task(items[("pacute", "mcq")])
+    for it in t["char_exactly"]:
+        c, n = it.meta["letter"], it.meta["count"]
+        assert [o.count(c) == n for o in it.options].count(True) == 1 and it.answer.count(c) == n
+    for task, better in (("char_most", lambda a, b: a > b), ("char_least", lambda a, b: a < b)):
+        for it in t[task]:
+            c = it.meta["letter"]
+            assert all(better(it.answer.count(c), o.count(c)) for o in it.options if o != it.answer)
+    for it in t["length_exactly"]:
+        assert [len(o) == it.meta["length"] for o in it.options].count(True) == 1
+    for task, better in (("length_most", lambda a, b: a > b), ("length_least", lambda a, b: a < b)):
+        for it in t[task]:
+            assert all(better(len(it.answer), len(o)) for o in it.options if o != it.answer)
+    for it in t["uppercase_exactly"]:
+        ups = [sum(ch.isupper() for ch in o) for o in it.options]
+        assert ups.count(it.meta["count"]) == 1 and sum(ch.isupper() for ch in it.answer) == it.meta["count"]
+    for it in t["duplicate_char"]:
+        w, c = it.meta["word"], it.meta["letter"]
+        assert it.answer == "".join(ch * 2 if ch == c else ch for ch in w)
+    for it in t["uppercase"]:
+        assert it.answer == it.meta["word"].upper() and it.answer.isupper()
+    for it in t["lowercase"]:
+        assert it.answer == it.meta["shown"].lower() == it.meta["word"]
+    for kind in ("prefix", "infix", "suffix"):
+        for it in t[f"{kind}_select"]:
+            assert it.answer == it.meta["word"] and it.meta["analysis"]["dictionary"]
+            assert it.meta["surface_affix"] in it.prompt
+            assert all(o in it.prompt for o in it.options)
 
 
 def test_gold_cute(items):

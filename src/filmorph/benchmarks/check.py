@@ -6,7 +6,8 @@ benchmark file.
   (:func:`dictionary.backing`), or affix items (``meta.root`` present) without an analysis;
 - **double answers**: MCQ items where a distractor is also a right answer: an affix application
   whose distractor is another dictionary-backed realisation of the same affix on the same root;
-  an affix identification whose distractor label is another backed reading of the word; a root
+  an affix identification whose distractor label is another backed reading of the word; a
+  reverse identification (which word has the affix) whose distractor word also has it; a root
   question whose distractor is another backed root of the word; a syllable-ordering question
   whose distractor is also a Filipino word (:func:`morph.plausible_word`).
 """
@@ -28,6 +29,7 @@ IDENTIFY_TASKS = (
     "affix_identify",
 )
 ROOT_TASKS = ("root_extract", "affix_remove")
+SELECT_TASKS = ("prefix_select", "infix_select", "suffix_select")
 
 
 def undictionaried(it: Item) -> str | None:
@@ -61,6 +63,10 @@ def double_answer(it: Item) -> str | None:
         for o in wrong:
             if o in labels:
                 return f"{m['word']!r} also reads as {o} in the dictionary"
+    elif it.task in SELECT_TASKS and "surface_affix" in m:
+        for o in wrong:
+            if {m["surface_affix"], m["affix"]} & {lab for _, lab, _ in readings.get(o, ())}:
+                return f"{o!r} also has {m['surface_affix']} in the dictionary"
     elif it.task in ROOT_TASKS and "word" in m:
         roots = {r for _, _, r in readings.get(m["word"], ())}
         for o in wrong:
