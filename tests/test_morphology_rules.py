@@ -216,15 +216,23 @@ def test_check_lists_undictionaried_and_double_answers(tmp_path):
             0,
             {"root": "basa", "affix": "-in", "affix_type": "suffix", "word": "basahin"},
         ),
+        # an older item without an analysis: pamilya read as pa- + milya is not backed
+        _item(
+            "prefix_apply",
+            ["pamilya", "mamilya", "namilya", "kamilya"],
+            0,
+            {"root": "milya", "affix": "pa-", "affix_type": "prefix", "word": "pamilya"},
+        ),
         # two orders of the same syllables are words (the mahaba / mabaha class)
         _item(
             "word_formation", ["mahaba", "mabaha", "hamaba", "bahama"], 0, {"word": "mahaba"}, "composition"
         ),
     ]
     report = check(items)
-    assert [x["id"] for x in report["undictionaried"]] == ["t-prefix_apply-kabayo", "t-suffix_apply-basahin"]
+    # basahin has no analysis but the dictionary backs it: not listed; pamilya is
+    assert [x["id"] for x in report["undictionaried"]] == ["t-prefix_apply-kabayo", "t-prefix_apply-pamilya"]
     assert "kabayo" in report["undictionaried"][0]["why"]
-    assert "without an analysis" in report["undictionaried"][1]["why"]
+    assert "no analysis" in report["undictionaried"][1]["why"]
     assert {x["id"] for x in report["double_answers"]} == {
         "t-suffix_apply-basahin",
         "t-word_formation-mahaba",

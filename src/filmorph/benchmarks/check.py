@@ -3,7 +3,8 @@ benchmark file.
 
 - **undictionaried**: items that rest on a morphological analysis (``meta.analysis``: root,
   affixes, rules, dictionary entry) that the dictionary does not back when looked up again
-  (:func:`dictionary.backing`), or affix items (``meta.root`` present) without an analysis;
+  (:func:`dictionary.backing`); for files without analyses (older generators), affix items whose
+  ``meta.word`` the dictionary does not back as built on ``meta.root``;
 - **double answers**: MCQ items where a distractor is also a right answer: an affix application
   whose distractor is another dictionary-backed realisation of the same affix on the same root;
   an affix identification whose distractor label is another backed reading of the word; a
@@ -35,8 +36,13 @@ SELECT_TASKS = ("prefix_select", "infix_select", "suffix_select")
 def undictionaried(it: Item) -> str | None:
     """Why the item's analysis is not backed, or None."""
     a = it.meta.get("analysis")
-    if a is None:
-        return "affix item without an analysis" if "root" in it.meta and "affix" in it.meta else None
+    if a is None:  # an older file: the analysis is word = affix + root of meta, if it has them
+        m = it.meta
+        if not {"root", "affix", "word"} <= set(m):
+            return None
+        if dictionary.backing(m["word"], m["root"]) is None:
+            return f"no analysis, and the dictionary does not back {m['word']} = {m['affix']} + {m['root']}"
+        return None
     if not a.get("dictionary"):
         return "analysis without a dictionary entry"
     root, form = a["root"], a["form"]
