@@ -290,6 +290,12 @@ def test_gold_new_pacute_families(items):
             assert it.answer == it.meta["word"] and it.meta["analysis"]["dictionary"]
             assert it.meta["surface_affix"] in it.prompt
             assert all(o in it.prompt for o in it.options)
+            affix = it.meta["affix"].strip("-")
+            for o in it.options:
+                if o != it.answer and kind == "prefix":
+                    assert not o.startswith(affix), (it.id, o)
+                if o != it.answer and kind == "suffix":
+                    assert not o.endswith(affix), (it.id, o)
 
 
 def test_gold_cute(items):

@@ -182,13 +182,24 @@ def _by_label() -> dict[str, tuple[morph.Derivation, ...]]:
 
 def build_affix_select(d: morph.Derivation, rng: random.Random) -> Question | None:
     """Which word carries ``d``'s affix? Distractors: words of the pools whose every backed reading
-    lacks that affix (preferring the same kind of affix, as PACUTE's near misses)."""
+    lacks that affix and that do not show its string in its place (preferring the same kind of
+    affix, as PACUTE's near misses)."""
     lab = d.surface_label
     readings = morph.backed_readings()
 
+    def looks(w: str) -> bool:
+        """Whether ``w`` shows the affix's string where the affix would be (pagkatalo for pag-,
+        katumpakan for -an: a reader may take it as that affix)."""
+        w = w.replace("-", "")
+        if d.kind == "prefix":
+            return w.startswith(d.affix[0])
+        if d.kind == "suffix":
+            return w.endswith(d.affix[0])
+        return d.affix[0] in w[:4]
+
     def clean(e: morph.Derivation) -> bool:
         labs = {x for _, x, _ in readings.get(e.form, ())} | {e.surface_label, e.label}
-        return lab not in labs and d.label not in labs and e.root != d.root
+        return lab not in labs and d.label not in labs and e.root != d.root and not looks(e.form)
 
     same = [e for k, v in sorted(_by_label().items()) if k != lab for e in v if e.kind == d.kind]
     other = [e for k, v in sorted(_by_label().items()) if k != lab for e in v if e.kind != d.kind]
