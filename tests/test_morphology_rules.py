@@ -242,3 +242,21 @@ def test_check_lists_undictionaried_and_double_answers(tmp_path):
     write_items(path, items)
     assert main(["check", str(path), "--strict", "--json", str(tmp_path / "r.json")]) == 1
     assert main(["check", str(path)]) == 0
+
+
+def test_covering_order_brings_one_of_each_class_first():
+    from filmorph.benchmarks.common import covering_order
+
+    order = ["a1", "a2", "b1", "a3", "c1", "b2"]
+    assert covering_order(order, lambda x: x[0]) == ["a1", "b1", "c1", "a2", "a3", "b2"]
+    assert covering_order(order, lambda x: "same") == order
+
+
+def test_every_irregular_phenomenon_is_asked_at_small_sizes():
+    from filmorph.benchmarks import generate
+
+    items = [it for it in generate("pacute", "gen", 12, 7) if it.group == "affixation"]
+    rules = {r for it in items for r in it.meta["analysis"]["rules"]}
+    assert {"ni", "syncope", "raise", "glottal", "d_to_r", "ki_redup"} <= rules
+    assert any(it.meta["analysis"]["affixes"] == ["-in-...-an"] for it in items)
+    assert any(it.answer.startswith("nakikipag") for it in items)

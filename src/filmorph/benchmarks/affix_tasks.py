@@ -463,5 +463,13 @@ def keyof(x) -> str:
     return x.key
 
 
+def phenomenon(x) -> tuple:
+    """The morphological class of a derivation or reduplication (its affix and irregular rules;
+    the kind of copy), for :func:`common.covering_order`."""
+    if isinstance(x, Reduplication):
+        return (x.kind, x.affix if x.ki else "", x.base.startswith("ni") and x.kind == "infix")
+    return (x.affix, tuple(r for r in x.rules if r not in ("h", "hyphen")))
+
+
 def all_reduplications() -> tuple[Reduplication, ...]:
     return morph.reduplications()

@@ -9,7 +9,7 @@ from . import pacute_more as M
 from . import words as W
 from .common import Task
 
-_aff = partial(Task, group="affixation", key=A.keyof)
+_aff = partial(Task, group="affixation", key=A.keyof, cover=A.phenomenon)
 
 TASKS: tuple[Task, ...] = (
     _aff(name="prefix_apply", pool=partial(A.pool, "prefix"), build=A.build_apply),
