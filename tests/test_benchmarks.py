@@ -55,6 +55,12 @@ def test_task_lists():
         "swap_chars",
         "syllable_split",
         "nth_syllable",
+        "prefix_select",
+        "char_exactly",
+        "length_least",
+        "uppercase_exactly",
+        "duplicate_char",
+        "lowercase",
     } <= set(pacute)
     for b in BENCHMARKS:
         assert tasks(b) == tasks(b) and len(set(tasks(b))) == len(tasks(b))
@@ -197,11 +203,24 @@ def test_gold_manipulation(items):
 def test_gold_affixes(items):
     t = _by_task(items[("pacute", "mcq")])
     for it in t["prefix_apply"]:
-        assert it.answer.replace("-", "") == it.meta["affix"].rstrip("-") + it.meta["root"]
+        p, root, rules = it.meta["affix"].rstrip("-"), it.meta["root"], it.meta["analysis"]["rules"]
+        if "d_to_r" in rules:
+            assert root[0] == "d" and it.answer == p + "r" + root[1:]
+        elif "stacked" in rules:
+            assert it.answer == p + "ma" + root == p + it.meta["stem"]
+        else:
+            assert it.answer.replace("-", "") == p + root
     for it in t["infix_apply"]:
-        infix = it.meta["affix"].strip("-")
-        assert it.answer.replace(infix, "", 1) == it.meta["root"]
-        assert it.answer.startswith(infix) == (it.meta["root"][0] in "aeiou")
+        infix, root = it.meta["affix"].strip("-"), it.meta["root"]
+        if "ni" in it.meta["analysis"]["rules"]:
+            assert infix == "in" and root[0] in "ly" and it.answer == "ni" + root
+        else:
+            assert it.answer.replace(infix, "", 1) == root
+            assert it.answer.startswith(infix) == (root[0] in "aeiou")
+    for task in ("prefix_apply", "infix_apply", "suffix_apply", "circumfix_apply"):
+        for it in t[task]:  # every affixation item carries its analysis and its dictionary entry
+            a = it.meta["analysis"]
+            assert a["form"] == it.answer and a["root"] == it.meta["root"] and a["dictionary"]["entry"]
     for it in t["suffix_apply"]:
         assert it.answer.startswith(it.meta["root"][:-2]) and it.answer.endswith(it.meta["affix"].lstrip("-"))
     for it in t["prefix_identify"] + t["infix_identify"] + t["suffix_identify"] + t["circumfix_identify"]:
@@ -209,8 +228,13 @@ def test_gold_affixes(items):
     for task in ("reduplication_apply",):
         for it in t[task]:
             root, affix, red = it.meta["root"], it.meta["affix"], reduplicate_first_syllable(it.meta["root"])
+            rules = it.meta["analysis"]["rules"]
             if affix is None:
                 assert it.answer == red
+            elif "ki_redup" in rules:  # nakikipaglaro: the prefix's ki is copied
+                assert it.answer == affix[:2] + "ki" + affix[2:] + root
+            elif affix == "in" and root[0] in "ly":  # niluluto: ni- before l/y
+                assert it.answer == "ni" + red
             elif it.meta["base"].replace("-", "").startswith(affix + root):
                 assert it.answer.replace("-", "") == affix + red
             else:
@@ -234,6 +258,44 @@ def test_gold_affixes(items):
             it.answer == it.meta["word"]
             and reduplicate_first_syllable(it.meta["root"]).replace(it.meta["copy"], "", 1) == it.meta["root"]
         )
+
+
+def test_gold_new_pacute_families(items):
+    """The families added for issue 19, each gold checked from the item's own strings."""
+    t = _by_task(items[("pacute", "mcq")])
+    for it in t["char_exactly"]:
+        c, n = it.meta["letter"], it.meta["count"]
+        assert [o.count(c) == n for o in it.options].count(True) == 1 and it.answer.count(c) == n
+    for task, better in (("char_most", lambda a, b: a > b), ("char_least", lambda a, b: a < b)):
+        for it in t[task]:
+            c = it.meta["letter"]
+            assert all(better(it.answer.count(c), o.count(c)) for o in it.options if o != it.answer)
+    for it in t["length_exactly"]:
+        assert [len(o) == it.meta["length"] for o in it.options].count(True) == 1
+    for task, better in (("length_most", lambda a, b: a > b), ("length_least", lambda a, b: a < b)):
+        for it in t[task]:
+            assert all(better(len(it.answer), len(o)) for o in it.options if o != it.answer)
+    for it in t["uppercase_exactly"]:
+        ups = [sum(ch.isupper() for ch in o) for o in it.options]
+        assert ups.count(it.meta["count"]) == 1 and sum(ch.isupper() for ch in it.answer) == it.meta["count"]
+    for it in t["duplicate_char"]:
+        w, c = it.meta["word"], it.meta["letter"]
+        assert it.answer == "".join(ch * 2 if ch == c else ch for ch in w)
+    for it in t["uppercase"]:
+        assert it.answer == it.meta["word"].upper() and it.answer.isupper()
+    for it in t["lowercase"]:
+        assert it.answer == it.meta["shown"].lower() == it.meta["word"]
+    for kind in ("prefix", "infix", "suffix"):
+        for it in t[f"{kind}_select"]:
+            assert it.answer == it.meta["word"] and it.meta["analysis"]["dictionary"]
+            assert it.meta["surface_affix"] in it.prompt
+            assert all(o in it.prompt for o in it.options)
+            affix = it.meta["affix"].strip("-")
+            for o in it.options:
+                if o != it.answer and kind == "prefix":
+                    assert not o.startswith(affix), (it.id, o)
+                if o != it.answer and kind == "suffix":
+                    assert not o.endswith(affix), (it.id, o)
 
 
 def test_gold_cute(items):
@@ -277,23 +339,30 @@ def test_gold_cute(items):
 
 
 def test_gold_langgame(items):
-    def holds(qtype, w, others, letter):
+    def holds(qtype, w, others, x):
         if qtype == "starts_with":
-            return w[0] == letter and all(o[0] != letter for o in others)
+            return w.startswith(x) and not any(o.startswith(x) for o in others)
         if qtype == "ends_with":
-            return w[-1] == letter and all(o[-1] != letter for o in others)
+            return w.endswith(x) and not any(o.endswith(x) for o in others)
         if qtype == "contains":
-            return letter in w and all(letter not in o for o in others)
-        if qtype == "most_letter":
-            return all(w.count(letter) > o.count(letter) for o in others)
-        if qtype == "longest":
-            return all(len(w) > len(o) for o in others)
-        return all(len(w) < len(o) for o in others)
+            return x in w and all(x not in o for o in others)
+        if qtype == "most_letter":  # the published margins: >= 2 against <= 1
+            return w.count(x) >= 2 and all(o.count(x) <= 1 for o in others)
+        if qtype == "longest":  # length gaps of 3 or more
+            return len(w) >= 7 and all(len(o) <= 4 for o in others)
+        return len(w) <= 3 and all(len(o) >= 6 for o in others)
 
+    lengths = Counter()
     for it in items[("langgame", "mcq")]:
         others = [o for o in it.options if o != it.answer]
-        assert holds(it.task, it.answer, others, it.meta.get("letter"))
-        assert f"[{', '.join(it.options)}]" in it.prompt
+        x = it.meta.get("letter") or it.meta.get("substring")
+        assert holds(it.task, it.answer, others, x)
+        assert f"[ {', '.join(it.options)}]." in it.prompt and it.prompt.endswith("Answer:")
+        if it.task in ("contains", "starts_with", "ends_with"):
+            assert 1 <= len(x) <= 3
+            lengths[len(x)] += 1
+    assert set(lengths) == {1, 2, 3}  # substrings of 1-3 letters
+    assert len({it.prompt.split(" [")[0][:12] for it in items[("langgame", "mcq")]}) > 3  # varied wording
 
 
 def test_cute_few_shot_never_contains_the_item_word(items):
@@ -419,16 +488,16 @@ def test_attested_pools_hold_the_gold_forms():
         "sumulat",
         "kinain",
         "sinulat",
-        "basahin",
         "sulatin",
         "inumin",
-        "kainan",
         "umakyat",
     ):
         assert want in forms, want
     assert forms["inumin"].root == "inom" and "inomin" in forms["inumin"].alternatives
+    # basa + -in has two dictionary-backed answers (basahin "read", basain "wet"): no item
+    assert "basahin" not in forms and "basain" not in forms
     reds = {r.form for r in morph.reduplications()}
-    assert {"kakain", "magluluto", "kumakain"} <= reds
+    assert {"magluluto", "kumakain", "niluluto"} <= reds
     # glottal-final roots take -in without h (luto -> lutuin): the rule form is not attested, so unused
     assert "lutuhin" not in forms
     assert morph.parses("kumain") == {("infix", ("um",), "kain")}

@@ -7,9 +7,11 @@ key)`` with a key naming the task and the pool entry, so output is a pure functi
 arguments, and the MCQ and GEN files of one seed ask the same questions. ``convert`` reads files
 published in the upstream schemas (see :mod:`filmorph.benchmarks.convert`).
 
-The generators are described in their modules: :mod:`.pacute`, :mod:`.hierarchical`,
-:mod:`.cute`, :mod:`.langgame`, :mod:`.addition`; the lexical data in :mod:`.lexicon`, the
-affixation rules in :mod:`.morph`.
+The generators are described in their modules: :mod:`.pacute` (with :mod:`.pacute_more`),
+:mod:`.hierarchical`, :mod:`.cute`, :mod:`.langgame`, :mod:`.addition`; the lexical data in
+:mod:`.lexicon`, the Tagalog dictionary that backs every affix analysis in :mod:`.dictionary`, the
+affixation rules (regular and irregular) in :mod:`.morph`, and the ``check`` of a generated file
+(analyses no dictionary backs, distractors that are also right) in :mod:`.check`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Command line of the benchmark generators.
 
 ``make`` generates one benchmark in one format; ``convert`` reads a published file in an upstream
-schema. Both write OUT (JSONL, schema of filmorph.items) atomically and, beside it, OUT with
+schema; ``check`` lists items of a file whose analysis no dictionary backs or whose MCQ distractor
+is also a right answer (see filmorph.benchmarks.check). ``make`` and ``convert`` write OUT
+(JSONL, schema of filmorph.items) atomically and, beside it, OUT with
 ``.jsonl`` replaced by ``.stats.json`` (counts per task, group, level and gold position, the
 number of distinct source words, the seed and the arguments).
 """
@@ -56,6 +58,34 @@ def _write(items: list[Item], out: str, args: dict[str, Any]) -> None:
     print(f"{out}: {len(items)} items", file=sys.stderr)
 
 
+def _add_check_parser(sub) -> None:
+    ck = sub.add_parser(
+        "check",
+        help="list items whose analysis no dictionary backs and MCQ items with a second right answer",
+    )
+    ck.add_argument("file", help="a benchmark .jsonl (schema of filmorph.items)")
+    ck.add_argument("--json", default=None, help="also write the full report to this JSON file")
+    ck.add_argument("--strict", action="store_true", help="exit 1 when anything is listed")
+
+
+def _run_check(a: argparse.Namespace) -> int:
+    from ..items import read_items
+    from .check import check
+
+    report = check(list(read_items(a.file)))
+    for kind in ("undictionaried", "double_answers"):
+        for x in report[kind]:
+            print(f"{kind}\t{x['id']}\t{x['task']}\t{x['why']}")
+    print(
+        f"{a.file}: {report['items']} items, {report['with_analysis']} with an analysis, "
+        f"{len(report['undictionaried'])} undictionaried, {len(report['double_answers'])} double answers",
+        file=sys.stderr,
+    )
+    if a.json:
+        write_json_atomic(a.json, report)
+    return 1 if a.strict and (report["undictionaried"] or report["double_answers"]) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m filmorph.benchmarks",
@@ -86,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument(
         "--out", required=True, help="output .jsonl; the stats go to the same name with .stats.json"
     )
+    _add_check_parser(sub)
     a = parser.parse_args(argv)
+    if a.command == "check":
+        return _run_check(a)
     if a.command == "make":
         items = generate(a.benchmark, a.format, a.items_per_task, a.seed)
         _write(

@@ -20,13 +20,17 @@ KIND_NAMES = ("prefix", "infix", "suffix", "circumfix")
 
 
 def _meta(d: Derivation) -> dict:
-    return {
+    out = {
         "word": d.form,
         "root": d.root,
         "affix": d.label,
         "affix_type": d.kind,
         "surface_affix": d.surface_label,
+        "analysis": d.analysis(),
     }
+    if d.stem:
+        out["stem"] = d.stem
+    return out
 
 
 def _question(d: Derivation, prompt: str, answer: str, distractors: list[str] | None) -> Question | None:
@@ -53,6 +57,8 @@ def identifiable(kind: str | None = None, consonant_initial: bool = True) -> tup
             continue
         if consonant_initial and d.kind == "infix" and morph.starts_with_vowel(d.root):
             continue
+        if d.stem or (d.kind == "circumfix" and d.affix[0] in morph.INFIXES) or "ni" in d.rules:
+            continue  # stacked prefixes, -in-...-an and ni- are asked only as affix application
         if morph.unambiguous(d):
             out.append(d)
     return tuple(out)
@@ -70,6 +76,12 @@ def _similar_prefixes(p: str, n: int = 4) -> list[str]:
 def apply_distractors(d: Derivation, rng: random.Random) -> list[str] | None:
     """Near misses of applying ``d``'s affix to its root."""
     r = d.root
+    if d.stem:  # stacked: pinaka- + maganda
+        p = d.affix[0]
+        cands = [p + r, f"{p}-{d.stem}", morph.apply_prefix(p, morph.reduplicate(d.stem)), "ma" + p + r]
+        return choose(
+            d.form, cands + list(d.alternatives), rng, [f"{x}{d.stem}" for x in _similar_prefixes(p)]
+        )
     if d.kind == "prefix":
         p = d.affix[0]
         hyphen = (
@@ -83,7 +95,9 @@ def apply_distractors(d: Derivation, rng: random.Random) -> list[str] | None:
         other = "in" if i == "um" else "um"
         c = morph.onset(r)
         assert c is not None
-        if c:
+        if "ni" in d.rules:  # niluto: the regular placement and the other infix are the near misses
+            placement = [r[:1] + i + r[1:], "in" + r]
+        elif c:
             placement = [i + r, r[: len(c) + 1] + i + r[len(c) + 1 :]]
         else:  # vowel-initial: after the first consonant instead of before the root, or after the root
             k = next((j for j in range(1, len(r)) if r[j] not in morph.VOWELS), len(r) - 1)
@@ -108,6 +122,10 @@ def apply_distractors(d: Derivation, rng: random.Random) -> list[str] | None:
         )
     # circumfix
     p, s = d.affix
+    if p in morph.INFIXES:  # -in-...-an
+        suffixed = morph.apply_suffix(s, r)
+        cands = list(d.alternatives) + [suffixed, morph.apply_infix("um", suffixed), "in" + suffixed]
+        return choose(d.form, cands, rng, [morph.apply_infix(p, r), morph.apply_circumfix("ka", s, r)])
     inner = [
         morph.apply_prefix(p, a)
         for a in (
@@ -122,7 +140,10 @@ def apply_distractors(d: Derivation, rng: random.Random) -> list[str] | None:
 
 def build_apply(d: Derivation, rng: random.Random) -> Question | None:
     what = {"prefix": "prefix", "infix": "infix", "suffix": "suffix", "circumfix": "circumfix"}[d.kind]
-    prompt = f"Add the {what} {q(d.label)} to the Filipino root {q(d.root)}.{ANSWER}"
+    if d.stem:
+        prompt = f"Add the {what} {q(d.label)} to the Filipino word {q(d.stem)}.{ANSWER}"
+    else:
+        prompt = f"Add the {what} {q(d.label)} to the Filipino root {q(d.root)}.{ANSWER}"
     return _question(d, prompt, d.form, apply_distractors(d, rng))
 
 
@@ -351,10 +372,33 @@ def redup_distractors(r: Reduplication, rng: random.Random) -> list[str] | None:
 
 
 def _redup_meta(r: Reduplication) -> dict:
-    return {"word": r.form, "root": r.root, "base": r.base, "affix": r.affix or None, "copy": r.copy}
+    return {
+        "word": r.form,
+        "root": r.root,
+        "base": r.base,
+        "affix": r.affix or None,
+        "copy": r.copy,
+        "analysis": r.analysis(),
+    }
 
 
 def build_redup_apply(r: Reduplication, rng: random.Random) -> Question | None:
+    if r.ki:  # nakikipaglaro: the prefix's ki is copied
+        prompt = (
+            f'Reduplicate the syllable "ki" of the prefix {q(r.affix + "-")} in the Filipino word '
+            f"{q(r.base)}.{ANSWER}"
+        )
+        rest = r.base[len(r.affix) :]
+        cands = [
+            r.affix + morph.reduplicate(rest),
+            r.affix[:2] + "kiki" + r.base[2:],
+            r.base[:2] + r.base[2:4] + r.base[2:],
+            r.affix + "ki" + rest,
+        ]
+        d = choose(r.form, cands, rng, [r.base, r.affix + rest[:2] + rest])
+        return d and Question(
+            prompt, r.form, d, source=r.sources(), meta=_redup_meta(r), words=(r.root, r.form)
+        )
     if r.kind == "none":
         prompt = f"Reduplicate the first syllable of the Filipino root {q(r.root)}.{ANSWER}"
     else:
@@ -385,7 +429,8 @@ def build_redup_identify(r: Reduplication, rng: random.Random) -> Question | Non
 
 @cache
 def redup_pool(kind: str) -> tuple[Reduplication, ...]:
-    return tuple(r for r in morph.reduplications() if r.kind == kind)
+    """Reduplications of ``kind`` whose copy is the root's first syllable (not a prefix's ki)."""
+    return tuple(r for r in morph.reduplications() if r.kind == kind and not r.ki)
 
 
 def build_affix_then_redup(r: Reduplication, rng: random.Random) -> Question | None:
@@ -416,6 +461,14 @@ def build_remove_then_count(d: Derivation, rng: random.Random) -> Question | Non
 
 def keyof(x) -> str:
     return x.key
+
+
+def phenomenon(x) -> tuple:
+    """The morphological class of a derivation or reduplication (its affix and irregular rules;
+    the kind of copy), for :func:`common.covering_order`."""
+    if isinstance(x, Reduplication):
+        return (x.kind, x.affix if x.ki else "", x.base.startswith("ni") and x.kind == "infix")
+    return (x.affix, tuple(r for r in x.rules if r not in ("h", "hyphen")))
 
 
 def all_reduplications() -> tuple[Reduplication, ...]:

@@ -49,7 +49,7 @@ class Task:
     ``weighted``: draw candidates frequency-weighted (:func:`lexicon.weighted_order`); otherwise in
     pool order (pools of random draws, whose builder uses the item RNG). ``shots``: number of fixed
     few-shot examples put before each question (built from pool candidates with a seed-independent
-    RNG and excluded from the items)."""
+    RNG and excluded from the items). ``cover``: a class of each candidate (:func:`covering_order`)."""
 
     name: str
     group: str
@@ -59,6 +59,19 @@ class Task:
     weighted: bool = True
     shots: int = 0
     key: Callable[[Any], str] = str
+    cover: Callable[[Any], Any] | None = None
+
+
+def covering_order(order: Sequence[Any], cover: Callable[[Any], Any]) -> list[Any]:
+    """``order`` with the first candidate of every ``cover`` class moved to the front (in order of
+    appearance): every class (an irregular rule, a kind of reduplication) is asked at least once
+    when a task has as many items as classes, and the rest keeps the frequency-weighted order."""
+    firsts: dict[Any, int] = {}
+    for i, cand in enumerate(order):
+        firsts.setdefault(cover(cand), i)
+    head = sorted(firsts.values())
+    taken = set(head)
+    return [order[i] for i in head] + [c for i, c in enumerate(order) if i not in taken]
 
 
 def ordinal(n: int) -> str:
@@ -172,6 +185,8 @@ def _questions(bench: str, task: Task, seed: int) -> Iterable[tuple[str, Questio
     order = (
         lexicon.weighted_order(pool, rng_for(seed, f"{bench}/order", task.name)) if task.weighted else pool
     )
+    if task.cover is not None:
+        order = covering_order(order, task.cover)
     seen: set[str] = set()
     for cand in order:
         key = task.key(cand)

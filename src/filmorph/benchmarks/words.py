@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+import re
 import string
 from functools import cache
 
 from ..syllabify import count_syllables, syllabify
-from . import lexicon
+from . import lexicon, morph
 from .common import ANSWER, Question, choose, distinct, listed_options, listing, near_numbers, ordinal, q
 
 LETTERS = string.ascii_lowercase
@@ -121,14 +123,9 @@ def build_word_formation(word: str, rng: random.Random) -> Question | None:
     syl = syllabify(word)
     if not 3 <= len(syl) <= 5 or len(set(syl)) < len(syl):
         return None
-    known = lexicon.fil_freq()
-    perms = set()
-    for _ in range(60):
-        p = syl[:]
-        rng.shuffle(p)
-        perms.add(tuple(p))
-    if any("".join(p) != word and "".join(p) in known for p in perms):
-        return None  # another order spells a word too
+    perms = set(itertools.permutations(syl))  # all orders (at most 120): none may spell a word
+    if any("".join(p) != word and morph.plausible_word("".join(p)) for p in perms):
+        return None  # another order spells a word too (mahaba / mabaha = ma- + baha)
     shown = [p for p in sorted(perms) if list(p) != syl]
     if not shown:
         return None
@@ -320,7 +317,19 @@ def build_syllable_count(word: str, rng: random.Random) -> Question | None:
     )
 
 
+_DISPUTED = re.compile(r"[aeiou](?:[bdgklmnprst][yw]|[bdgkpt][lr]|ts)[aeiou]")
+
+
+def disputed_split(word: str) -> bool:
+    """Whether a syllable boundary of ``word`` is disputed between usages: a consonant + glide or
+    obstruent + liquid or ``ts`` between vowels (*relasyon*: las-yon / la-syon; *problema*:
+    prob-le-ma / pro-ble-ma). Such words are not asked where the boundary matters."""
+    return _DISPUTED.search(word) is not None
+
+
 def build_syllable_split(word: str, rng: random.Random) -> Question | None:
+    if disputed_split(word):
+        return None
     syl = syllabify(word)
     ans = "-".join(syl)
     good, bad = plausible_splits(word)
@@ -332,6 +341,8 @@ def build_syllable_split(word: str, rng: random.Random) -> Question | None:
 
 
 def _nth_syllable(word: str, n: int, rng: random.Random, what: str) -> Question | None:
+    if disputed_split(word):
+        return None
     syl = syllabify(word)
     ans = syl[n]
     good, bad = plausible_splits(word)
