@@ -31,11 +31,21 @@ from typing import Any
 
 from filmorph.arms.expansions import ExpansionTable
 from filmorph.arms.patok import Patok, PatokParams
+from filmorph.arms.patok_morph import MorphParams, PatokMorph
+from filmorph.arms.patok_published import PatokPublished, PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
 
 ARMS = ("vanilla", "stochastok", "patok")
+PATOK_VARIANTS = ("v1", "published", "morph")
+DEFAULT_PATOK_VARIANT = "v1"
 
 Arm = Callable[[Sequence[int], random.Random, Counter], list[int]]
+
+
+def _check_params(variant: str, kw: Mapping[str, Any], cls: type) -> None:
+    unknown = set(kw) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown patok parameters for variant {variant!r}: {sorted(unknown)}")
 
 
 def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[bytes | None],
@@ -55,18 +65,31 @@ def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[byte
             raise ValueError(f"stochastok expand_prop must be in [0, 1], got {p}")
         return lambda ids, rng, counters: stochastok_expand(ids, table, rng, p, counters=counters)
     if name == "patok":
-        if table is None or encode is None or affixes is None:
-            raise ValueError("patok needs an expansion table, an encoder and an affix inventory")
-        known = set(PatokParams.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown patok parameters: {sorted(unknown)}")
+        if table is None or encode is None:
+            raise ValueError("patok needs an expansion table and an encoder")
         kw = dict(params)
+        variant = kw.pop("variant", DEFAULT_PATOK_VARIANT)
+        if variant not in PATOK_VARIANTS:
+            raise ValueError(f"arms.patok.variant: unknown {variant!r}; expected one of "
+                             f"{PATOK_VARIANTS}")
         if "window_weights" in kw:
             kw["window_weights"] = tuple(kw["window_weights"])
+        if variant == "published":
+            # min_root_chars is a v1/morph knob; the published algorithm has no such check
+            kw.pop("min_root_chars", None)
+            _check_params("published", kw, PublishedParams)
+            return PatokPublished(token_bytes, table, encode, PublishedParams(**kw))
+        if affixes is None:
+            raise ValueError(f"patok variant {variant!r} needs an affix inventory")
+        if variant == "morph":
+            _check_params("morph", kw, MorphParams)
+            return PatokMorph(token_bytes, table, encode, affixes, MorphParams(**kw),
+                              secondary_ids)
+        _check_params("v1", kw, PatokParams)
         return Patok(token_bytes, table, encode, affixes, PatokParams(**kw), secondary_ids)
     raise ValueError(f"unknown arm {name!r}; expected one of {ARMS}")
 
 
-__all__ = ["ARMS", "Arm", "ExpansionTable", "Patok", "PatokParams", "make_arm",
-           "stochastok_expand"]
+__all__ = ["ARMS", "DEFAULT_PATOK_VARIANT", "PATOK_VARIANTS", "Arm", "ExpansionTable",
+           "MorphParams", "Patok", "PatokMorph", "PatokParams", "PatokPublished",
+           "PublishedParams", "make_arm", "stochastok_expand"]
