@@ -280,7 +280,7 @@ class PatokMorph:
         # rewrites: (first token, end token, new ids), in order, disjoint
         rewrites: list[tuple[int, int, list[int]]] = []
         last_end = 0
-        words = cut = kept = 0
+        words = cut = kept = morph_cuts = 0
         rand = rng.random
         tok_at = 0  # token index whose span contains the current byte
         for m in _LETTER_RUN.finditer(raw):
@@ -310,9 +310,11 @@ class PatokMorph:
             rewrites.append((t1, t2, new))
             last_end = t2
             cut += 1
+            morph_cuts += len(cs)
         counters["words_analysed"] += words
         counters["words_cut"] += cut
         counters["words_kept"] += kept
+        counters["morph_cuts"] += morph_cuts
         # StochasTok over the tokens outside the cut words
         if rewrites:
             inside = bytearray(n)
