@@ -116,10 +116,11 @@ def test_published_awareness_zero_never_cuts(fam):
     assert b"".join(_pieces(fam, out)) == TEXT.encode()
 
 
-def test_published_ignores_min_root_chars_and_rejects_unknown(fam):
-    _arm(fam, {"variant": "published", "min_root_chars": 3})
+def test_variants_reject_knobs_they_do_not_have(fam):
     with pytest.raises(ValueError, match="unknown patok parameters for variant 'published'"):
-        _arm(fam, {"variant": "published", "affix_aware": 0.5})
+        _arm(fam, {"variant": "published", "min_root_chars": 3})
+    with pytest.raises(ValueError, match="unknown patok parameters for variant 'morph'"):
+        _arm(fam, {"variant": "morph", "affix_awareness": 0.95})
     with pytest.raises(ValueError, match="arms.patok.variant"):
         _arm(fam, {"variant": "nope"})
 

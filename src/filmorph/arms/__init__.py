@@ -75,8 +75,6 @@ def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[byte
         if "window_weights" in kw:
             kw["window_weights"] = tuple(kw["window_weights"])
         if variant == "published":
-            # min_root_chars is a v1/morph knob; the published algorithm has no such check
-            kw.pop("min_root_chars", None)
             _check_params("published", kw, PublishedParams)
             return PatokPublished(token_bytes, table, encode, PublishedParams(**kw))
         if affixes is None:
