@@ -41,6 +41,7 @@ the published O(n²).
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ PUBLISHED_AFFIXES: dict[str, tuple[str, ...]] = {
 }
 MAX_ATTEMPTS = 100
 MAX_REDRAWS = 1000
+_REPEAT = re.compile(r"(..)\1", re.S)  # the first character pair repeated right after itself
 
 
 def affix_variants(affixes: dict[str, Sequence[str]]) -> list[str]:
@@ -131,20 +133,16 @@ class PatokPublished:
                 self.special[tid] = 1
             elif b in bare:
                 self.is_affix[tid] = 1
+        self._special_ids = frozenset(t for t, b in enumerate(token_bytes) if b is None)
         w = params.window_weights
         total = sum(w)
         self._cum = (w[0] / total, (w[0] + w[1]) / total)
         self._pieces: dict[str, tuple[int, ...]] = {}
-        self._matches: dict[str, list[tuple[int, str]]] = {}
+        self._spans: dict[bytes, tuple] = {}
 
     def find(self, s: str) -> list[tuple[int, str]]:
-        """All affix-variant matches (start, variant) in `s` (memoised)."""
-        got = self._matches.get(s)
-        if got is None:
-            got = [(end - ln + 1, s[end - ln + 1:end + 1]) for end, ln in self.automaton.iter(s)]
-            if len(self._matches) < 500_000:
-                self._matches[s] = got
-        return got
+        """All affix-variant matches (start, variant) in `s`."""
+        return [(end - ln + 1, s[end - ln + 1:end + 1]) for end, ln in self.automaton.iter(s)]
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
         got = self._pieces.get(piece)
@@ -165,13 +163,13 @@ class PatokPublished:
         rand = rng.random
         c1, c2 = self._cum
         seq = BlockSeq(ids, self._block)
-        has_special = any(special[t] for t in ids)
+        has_special = not self._special_ids.isdisjoint(ids)
         windows = cuts = redups = kept = fallbacks = dropped = 0
         for _ in range(iterations):
             r = rand()
             k = 2 if r < c1 else (3 if r < c2 else 4)
             L = len(seq)
-            text = None
+            info = None
             if L < k:
                 st, k = 0, L
                 window = seq.window(0, L)
@@ -199,16 +197,12 @@ class PatokPublished:
                     if not affix_in:
                         st = s0
                         break
-                    text = self._text(window)
-                    aware = p.affix_awareness
-                    if text is not None:
-                        starts = [i for i, _ in self.find(text)]
-                        if len(starts) != len(set(starts)):
-                            aware = p.affix_awareness_if_overlap
+                    info = self._info(b"".join([tb[t] for t in window]))
+                    aware = p.affix_awareness_if_overlap if info[1] else p.affix_awareness
                     if rand() >= aware:
                         st = s0
                         break
-                    text = None
+                    info = None
                 if st < 0:
                     fallbacks += 1
                     st = 0
@@ -217,33 +211,22 @@ class PatokPublished:
                         dropped += 1
                         continue
             windows += 1
-            if text is None:
-                text = self._text(window)
+            if info is None:
+                info = self._info(b"".join([tb[t] for t in window]))
+            text, _, choices, outcomes = info
             if text is None:  # not whole UTF-8 characters: keep the window's ids
                 kept += 1
                 continue
-            pieces = [text]
-            matches = self.find(text)
-            if matches and not rand() > p.affix_awareness:
-                spaced = [m for m in matches if " " in m[1]]
-                if spaced:
-                    matches = spaced
-                i, a = matches[int(rand() * len(matches))]
-                pieces = [x for x in (text[:i], a, text[i + len(a):]) if x]
-                if len(pieces) > 1:
-                    cuts += 1
-            out_pieces: list[str] = []
-            for piece in pieces:
-                j = _first_repeat(piece)
-                if j < 0:
-                    out_pieces.append(piece)
-                else:
-                    redups += 1
-                    out_pieces.extend(x for x in (piece[:j], piece[j:j + 2], piece[j + 2:]) if x)
-            new: list[int] = []
-            for piece in out_pieces:
-                new.extend(self._encode_piece(piece))
-            if b"".join(tb[t] or b"\x00" for t in new) != text.encode("utf-8"):
+            j = -1
+            if choices and not rand() > p.affix_awareness:
+                j = int(rand() * len(choices))
+            res = outcomes.get(j)
+            if res is None:
+                res = outcomes[j] = self._outcome(text, choices[j] if j >= 0 else None)
+            new, cut, red = res
+            cuts += cut
+            redups += red
+            if new is None:
                 kept += 1
                 continue
             seq.replace(st, k, new)
@@ -257,16 +240,43 @@ class PatokPublished:
                                  blocked=is_affix, counters=counters,
                                  redraw_blocked=MAX_REDRAWS)
 
-    def _text(self, window: Sequence[int]) -> str | None:
-        try:
-            return b"".join(self.tb[t] for t in window).decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+    def _info(self, span: bytes) -> tuple:
+        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes)
+        of a window's bytes, memoised; outcomes fill in as choices are drawn."""
+        got = self._spans.get(span)
+        if got is None:
+            try:
+                text = span.decode("utf-8")
+            except UnicodeDecodeError:
+                got = (None, False, (), {})
+            else:
+                matches = self.find(text)
+                starts = [i for i, _ in matches]
+                spaced = [m for m in matches if " " in m[1]]
+                got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {})
+            if len(self._spans) < 1_000_000:
+                self._spans[span] = got
+        return got
 
-
-def _first_repeat(s: str) -> int:
-    """Index of the first character pair repeated right after itself, or -1."""
-    for i in range(len(s) - 3):
-        if s[i] == s[i + 2] and s[i + 1] == s[i + 3]:
-            return i
-    return -1
+    def _outcome(self, text: str, match: tuple[int, str] | None) -> tuple:
+        """(new ids or None when they would not spell `text`, affix cut?, reduplication cuts)
+        of cutting `text` at `match` (None: no affix cut)."""
+        pieces = [text]
+        if match is not None:
+            i, a = match
+            pieces = [x for x in (text[:i], a, text[i + len(a):]) if x]
+        out_pieces: list[str] = []
+        red = 0
+        for piece in pieces:
+            m = _REPEAT.search(piece)
+            if m is None:
+                out_pieces.append(piece)
+            else:
+                j = m.start()
+                red += 1
+                out_pieces.extend(x for x in (piece[:j], piece[j:j + 2], piece[j + 2:]) if x)
+        new: list[int] = []
+        for piece in out_pieces:
+            new.extend(self._encode_piece(piece))
+        ok = b"".join(self.tb[t] or b"\x00" for t in new) == text.encode("utf-8")
+        return (tuple(new) if ok else None, len(pieces) > 1, red)

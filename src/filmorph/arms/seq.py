@@ -53,6 +53,8 @@ class BlockSeq:
 
     def window(self, st: int, k: int) -> list[int]:
         """The ids at positions [st, st + k)."""
+        if self.nb == 1:
+            return self.blocks[0][st:st + k]
         b, off = self.locate(st)
         out = self.blocks[b][off:off + k]
         while len(out) < k:
@@ -62,6 +64,12 @@ class BlockSeq:
 
     def replace(self, st: int, k: int, new: Iterable[int]) -> None:
         """Replace the ids at [st, st + k) by `new`."""
+        if self.nb == 1:  # one block: a list (the Fenwick tree is not consulted)
+            blk = self.blocks[0]
+            before = len(blk)
+            blk[st:st + k] = new
+            self.n += len(blk) - before
+            return
         new = list(new)
         b, off = self.locate(st) if st < self.n else (self.nb - 1, len(self.blocks[-1]))
         first = self.blocks[b]
