@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
+from itertools import accumulate
 from pathlib import Path
 
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
@@ -222,6 +223,8 @@ class PatokMorph:
         self.analyzer = analyzer or MorphAnalyzer(affixes, dictionary_roots(), word_list(),
                                                   params.min_root_chars)
         self._word_cuts: dict[bytes, tuple[int, ...]] = {}
+        self._tb0 = [b or b"" for b in token_bytes]  # specials spell nothing
+        self._tblen = [len(b) for b in self._tb0]
         # a piece that is one vocabulary token becomes that token; others are encoded
         self._pieces: dict[bytes, tuple[int, ...]] = {
             b: (t,) for b, t in canonical_ids(token_bytes, secondary_ids).items()}
@@ -269,22 +272,21 @@ class PatokMorph:
         tb = self.tb
         p = self.params
         n = len(ids)
-        offsets = [0] * (n + 1)
-        pos = 0
-        for i, t in enumerate(ids):
-            b = tb[t]
-            if b:
-                pos += len(b)
-            offsets[i + 1] = pos
-        raw = b"".join(tb[t] or b"" for t in ids)
+        tb0, tblen = self._tb0, self._tblen
+        offsets = [0, *accumulate([tblen[t] for t in ids])]
+        raw = b"".join([tb0[t] for t in ids])
         # rewrites: (first token, end token, new ids), in order, disjoint
         rewrites: list[tuple[int, int, list[int]]] = []
         last_end = 0
         words = cut = kept = morph_cuts = 0
         rand = rng.random
         tok_at = 0  # token index whose span contains the current byte
+        memo = self._word_cuts
         for m in _LETTER_RUN.finditer(raw):
-            cs = self.word_cuts(m.group())
+            w = m.group()
+            cs = memo.get(w)
+            if cs is None:
+                cs = self.word_cuts(w)
             if not cs:
                 continue
             words += 1
@@ -328,19 +330,13 @@ class PatokMorph:
         slots = expand_slots(rest, self.table, rng, p.expand_prop, counters=counters)
         if where is not None:
             slots = {where[k]: v for k, v in slots.items()}
-        starts = {t1: (t2, new) for t1, t2, new in rewrites}
+        events = sorted([(t1, t2, new) for t1, t2, new in rewrites]
+                        + [(k, k + 1, v) for k, v in slots.items()])
         out: list[int] = []
-        i = 0
-        while i < n:
-            r = starts.get(i)
-            if r is not None:
-                out.extend(r[1])
-                i = r[0]
-                continue
-            s = slots.get(i)
-            if s is not None:
-                out.extend(s)
-            else:
-                out.append(ids[i])
-            i += 1
+        prev = 0
+        for t1, t2, new in events:
+            out.extend(ids[prev:t1])
+            out.extend(new)
+            prev = t2
+        out.extend(ids[prev:])
         return out
