@@ -20,6 +20,9 @@ once with `--seed` as its preprocessing does), and our `patok` arm in variants `
 1,000 vanilla tokens, token growth and seconds, whether `published` is within 10 % of the
 published implementation on each figure, and as its last line one JSON object
 ``{family: {arm: figures}}``. One core: tokenizers' thread pool is pinned to 1.
+With `--speed` each family's row also gets `speed`: one-core MB/s (CPU time, caches warm)
+of the HF encoder (`vanilla_mb_s`), the native encoder (`native_mb_s`, tiktoken for Llama 3)
+and every arm end to end (`<arm>_mb_s`), with `<arm>_vs_vanilla` and `vanilla_vs_native`.
 """
 
 from __future__ import annotations
@@ -110,7 +113,8 @@ def corpus_docs(mb: float, cache: Path) -> list[tuple[str, str]]:
     return list(iter_documents(path, id_prefix="bench"))
 
 
-def run(published: Path, mb: float, families: list[str], cache: Path, seed: int) -> dict:
+def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
+        with_speed: bool = False) -> dict:
     import time
 
     from filmorph.affixes import load_affixes
@@ -135,6 +139,7 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int)
             enc_s = time.perf_counter() - t0
             row: dict[str, dict] = {"vanilla": {"seconds": round(enc_s, 3),
                                                 "tokens": sum(map(len, encoded))}}
+            arms = {}
             proc = make_published(cls, base, affix_files, fam.tokenizer)
             row["published_impl"] = measure_published_impl(
                 proc, encoded, seed=seed, contract_prop=STUDY["contract_prop"],
@@ -143,16 +148,61 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int)
                 params = dict(STUDY, variant=variant)
                 if variant == "morph":
                     params = {"variant": "morph"}
-                arm = make_arm("patok", params, token_bytes=fam.token_bytes, table=fam.table,
-                               encode=fam.encode_batch, affixes=load_affixes(),
-                               secondary_ids=fam.secondary)
+                arm = arms[f"patok_{variant}"] = make_arm(
+                    "patok", params, token_bytes=fam.token_bytes, table=fam.table,
+                    encode=fam.encode_batch, affixes=load_affixes(), secondary_ids=fam.secondary)
                 row[variant] = measure_arm(arm, variant,
                                            zip((i for i, _ in docs), encoded, strict=True),
                                            seed=seed)
             row["published_within_10pct"] = within(row["published"], row["published_impl"])
-            results[fam_name] = row
             _print_family(fam_name, row)
+            if with_speed:
+                arms["stochastok"] = make_arm("stochastok", {"expand_prop": 0.1},
+                                              token_bytes=fam.token_bytes, table=fam.table)
+                row["speed"] = speed(fam, fam_name, docs, arms)
+            results[fam_name] = row
     return results
+
+
+def speed(fam, fam_name: str, docs: list[tuple[str, str]], arms: dict, reps: int = 2) -> dict:
+    """One-core MB/s (CPU time, best of `reps`, caches warmed by one untimed pass, i.e. the
+    steady state of a long corpus): the HF backend (vanilla), the native encoder where there
+    is one, and each arm end to end (vanilla encode + arm), with ratios."""
+    import time
+
+    from filmorph.rng import rng_for
+    from filmorph.tokenizers import native_encoder
+
+    texts = [t for _, t in docs]
+    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        return mb / min(times)
+
+    row = {"vanilla_mb_s": best(lambda: fam.encode_batch(texts))}
+    native = native_encoder(fam.meta["source"])
+    if native is not None:
+        row["native_mb_s"] = best(lambda: native(texts))
+        row["vanilla_vs_native"] = row["vanilla_mb_s"] / row["native_mb_s"]
+    for name, arm in arms.items():
+        base = name.split("_")[0]
+
+        def run_arm(arm=arm, base=base):
+            for (doc_id, _), ids in zip(docs, fam.encode_batch(texts), strict=True):
+                arm(ids, rng_for(0, base, doc_id), None)
+
+        row[f"{name}_mb_s"] = best(run_arm)
+        row[f"{name}_vs_vanilla"] = row[f"{name}_mb_s"] / row["vanilla_mb_s"]
+    row = {k: round(v, 3) for k, v in row.items()}
+    print(f"{fam_name} speed (MB/s, one core): "
+          + ", ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
+    return row
 
 
 def _print_family(name: str, row: dict) -> None:
@@ -178,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="corpus and tokenizer cache (default: filmorph's cache dir/bench)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--speed", action="store_true",
+                    help="also time vanilla, the native encoder and every arm on one core")
     args = ap.parse_args(argv)
     from filmorph.tokenizers import default_cache_dir
 
@@ -186,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(fams) - set(SPECS))
     if unknown:
         ap.error(f"unknown families {unknown}; expected some of {sorted(SPECS)}")
-    results = run(args.published, args.mb, fams, cache, args.seed)
+    results = run(args.published, args.mb, fams, cache, args.seed, with_speed=args.speed)
     line = json.dumps(results, sort_keys=True)
     if args.out:
         args.out.write_text(line + "\n")

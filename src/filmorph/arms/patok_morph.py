@@ -315,6 +315,7 @@ class PatokMorph:
             morph_cuts += len(cs)
         counters["words_analysed"] += words
         counters["words_cut"] += cut
+        counters["windows_contracted"] += cut  # the summary's contracted_window_rate
         counters["words_kept"] += kept
         counters["morph_cuts"] += morph_cuts
         # StochasTok over the tokens outside the cut words

@@ -138,7 +138,7 @@ class PatokPublished:
         total = sum(w)
         self._cum = (w[0] / total, (w[0] + w[1]) / total)
         self._pieces: dict[str, tuple[int, ...]] = {}
-        self._spans: dict[bytes, tuple] = {}
+        self._spans: dict[tuple[int, ...], tuple] = {}
 
     def find(self, s: str) -> list[tuple[int, str]]:
         """All affix-variant matches (start, variant) in `s`."""
@@ -159,7 +159,7 @@ class PatokPublished:
         p = self.params
         n0 = len(ids)
         iterations = int(n0 * p.contract_prop)
-        tb, special, is_affix = self.tb, self.special, self.is_affix
+        special, is_affix = self.special, self.is_affix
         rand = rng.random
         c1, c2 = self._cum
         seq = BlockSeq(ids, self._block)
@@ -189,15 +189,10 @@ class PatokPublished:
                             window = seq.window(s0, k)
                         else:
                             continue
-                    affix_in = False
-                    for t in window:
-                        if is_affix[t]:
-                            affix_in = True
-                            break
-                    if not affix_in:
+                    if not any(map(is_affix.__getitem__, window)):
                         st = s0
                         break
-                    info = self._info(b"".join([tb[t] for t in window]))
+                    info = self._info(window)
                     aware = p.affix_awareness_if_overlap if info[1] else p.affix_awareness
                     if rand() >= aware:
                         st = s0
@@ -212,7 +207,7 @@ class PatokPublished:
                         continue
             windows += 1
             if info is None:
-                info = self._info(b"".join([tb[t] for t in window]))
+                info = self._info(window)
             text, _, choices, outcomes = info
             if text is None:  # not whole UTF-8 characters: keep the window's ids
                 kept += 1
@@ -231,6 +226,7 @@ class PatokPublished:
                 continue
             seq.replace(st, k, new)
         counters["windows"] += windows
+        counters["windows_contracted"] += windows  # the summary's contracted_window_rate
         counters["affix_cuts"] += cuts
         counters["redup_cuts"] += redups
         counters["windows_kept"] += kept
@@ -240,13 +236,14 @@ class PatokPublished:
                                  blocked=is_affix, counters=counters,
                                  redraw_blocked=MAX_REDRAWS)
 
-    def _info(self, span: bytes) -> tuple:
+    def _info(self, window: list[int]) -> tuple:
         """(text or None, overlapping matches?, the matches a cut chooses among, outcomes)
-        of a window's bytes, memoised; outcomes fill in as choices are drawn."""
-        got = self._spans.get(span)
+        of a window's ids, memoised; outcomes fill in as choices are drawn."""
+        key = tuple(window)
+        got = self._spans.get(key)
         if got is None:
             try:
-                text = span.decode("utf-8")
+                text = b"".join([self.tb[t] for t in window]).decode("utf-8")
             except UnicodeDecodeError:
                 got = (None, False, (), {})
             else:
@@ -255,7 +252,7 @@ class PatokPublished:
                 spaced = [m for m in matches if " " in m[1]]
                 got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {})
             if len(self._spans) < 1_000_000:
-                self._spans[span] = got
+                self._spans[key] = got
         return got
 
     def _outcome(self, text: str, match: tuple[int, str] | None) -> tuple:
