@@ -126,34 +126,38 @@ def word_scores(gold: Sequence[GoldWord], arm: Callable, arm_name: str,
     return rows
 
 
-def _figures(rows: Sequence[tuple[int, int, int, int]], renderings: int) -> dict[str, float]:
-    tp = sum(r[0] for r in rows)
-    tok = sum(r[1] for r in rows)
-    gold = sum(r[2] for r in rows)
-    full = sum(r[3] for r in rows)
-    p = tp / tok if tok else 0.0
-    rec = tp / gold if gold else 0.0
-    f1 = 2 * p * rec / (p + rec) if p + rec else 0.0
-    ms = full / (len(rows) * renderings) if rows else 0.0
-    return {"precision": p, "recall": rec, "f1": f1, "morphscore": ms}
+def _figures(sums, n_pairs):
+    """P, R, F1, MorphScore from summed (tp, token boundaries, gold boundaries, all-found)
+    columns (numpy arrays or scalars); `n_pairs` = words × renderings."""
+    import numpy as np
+
+    tp, tok, gold, full = (np.asarray(sums[..., i], dtype=float) for i in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(tok > 0, tp / np.maximum(tok, 1), 0.0)
+        r = np.where(gold > 0, tp / np.maximum(gold, 1), 0.0)
+        f1 = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1), 0.0)
+    return {"precision": p, "recall": r, "f1": f1, "morphscore": full / max(n_pairs, 1)}
 
 
 def summarize(rows: Sequence[tuple[int, int, int, int]], renderings: int, boot: int,
               seed: int) -> dict[str, dict[str, float]]:
-    """Point figures with 95 % bootstrap intervals (words resampled with replacement)."""
-    point = _figures(rows, renderings)
-    rng = random.Random(seed)
-    samples: dict[str, list[float]] = {k: [] for k in point}
-    n = len(rows)
-    for _ in range(boot):
-        pick = [rows[int(rng.random() * n)] for _ in range(n)]
-        for k, v in _figures(pick, renderings).items():
-            samples[k].append(v)
+    """Point figures with 95 % percentile bootstrap intervals (words resampled with
+    replacement, `boot` times, numpy generator seeded with `seed`)."""
+    import numpy as np
+
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    n = len(arr)
+    point = _figures(arr.sum(axis=0), n * renderings)
+    if boot > 0 and n:
+        idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
+        samples = _figures(arr[idx].sum(axis=1), n * renderings)
     out = {}
     for k, v in point.items():
-        s = sorted(samples[k])
-        lo = s[int(0.025 * (len(s) - 1))] if s else v
-        hi = s[int(0.975 * (len(s) - 1))] if s else v
+        v = float(v)
+        if boot > 0 and n:
+            lo, hi = (float(x) for x in np.quantile(samples[k], [0.025, 0.975]))
+        else:
+            lo = hi = v
         out[k] = {"value": round(v, 4), "lo": round(lo, 4), "hi": round(hi, 4)}
     return out
 
@@ -175,6 +179,25 @@ def measure(gold: Sequence[GoldWord], arms: Mapping[str, Callable],
                     res[t] = summarize(sub, renderings, boot, seed)
             out[name][context] = res
     return out
+
+
+def arm_gold_summary(tokenizer_dir: str | Path, arm: str, params: Mapping, seed: int,
+                     affix_path: str | None = None, renderings: int = 5, boot: int = 1000,
+                     gold_path: str | Path | None = None) -> dict:
+    """The gold measure of one configured arm of one prepared family (the tokenization
+    summary's ``morph_gold``): {context: {"all" | type: figures, "words": n}}."""
+    from filmorph.affixes import load_affixes
+    from filmorph.arms import make_arm
+    from filmorph.tokenize import Family
+
+    fam = Family(tokenizer_dir, need_table=arm != "vanilla")
+    a = make_arm(arm, params, token_bytes=fam.token_bytes, table=fam.table,
+                 encode=fam.encode_batch,
+                 affixes=load_affixes(affix_path) if arm == "patok" else None,
+                 secondary_ids=fam.secondary)
+    res = measure(load_gold(gold_path), {arm: a}, fam.encode_one, fam.token_bytes,
+                  renderings, boot, seed)
+    return res[arm]
 
 
 def family_arms(tokenizer_dir: str | Path) -> tuple[dict[str, Callable], Callable, list]:
