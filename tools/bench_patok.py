@@ -17,8 +17,9 @@ encodes every document once (vanilla, no specials) and runs, on the same ids: th
 implementation (study settings: contract 0.3, expand 0.3, awareness 0.95 / 0.75, seeded
 once with `--seed` as its preprocessing does), and our `patok` arm in variants `published`,
 `morph` and `v1` (each seeded per document). Prints a table of windows / affix cuts per
-1,000 vanilla tokens, token growth and seconds, whether `published` is within 10 % of the
-published implementation on each figure, and as its last line one JSON object
+1,000 vanilla tokens, token growth, lone-space tokens per 1,000 and seconds, whether
+`published` is within 10 % of the published implementation on each figure, and as its last
+line one JSON object
 ``{family: {arm: figures}}``. One core: tokenizers' thread pool is pinned to 1.
 With `--speed` each family's row also gets `speed`: one-core MB/s (CPU time, caches warm)
 of the HF encoder (`vanilla_mb_s`), the native encoder (`native_mb_s`, tiktoken for Llama 3)
@@ -143,7 +144,7 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
             proc = make_published(cls, base, affix_files, fam.tokenizer)
             row["published_impl"] = measure_published_impl(
                 proc, encoded, seed=seed, contract_prop=STUDY["contract_prop"],
-                expand_prop=STUDY["expand_prop"])
+                expand_prop=STUDY["expand_prop"], token_bytes=fam.token_bytes)
             for variant in VARIANTS:
                 params = dict(STUDY, variant=variant)
                 if variant == "morph":
@@ -153,7 +154,7 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
                     encode=fam.encode_batch, affixes=load_affixes(), secondary_ids=fam.secondary)
                 row[variant] = measure_arm(arm, variant,
                                            zip((i for i, _ in docs), encoded, strict=True),
-                                           seed=seed)
+                                           seed=seed, token_bytes=fam.token_bytes)
             row["published_within_10pct"] = within(row["published"], row["published_impl"])
             _print_family(fam_name, row)
             if with_speed:
@@ -207,12 +208,13 @@ def speed(fam, fam_name: str, docs: list[tuple[str, str]], arms: dict, reps: int
 
 def _print_family(name: str, row: dict) -> None:
     print(f"\n{name}: {row['vanilla']['tokens']} vanilla tokens", file=sys.stderr)
-    print(f"{'arm':16s} {'windows/1k':>11s} {'affix cuts/1k':>14s} {'growth':>8s} {'s':>8s}",
-          file=sys.stderr)
+    print(f"{'arm':16s} {'windows/1k':>11s} {'affix cuts/1k':>14s} {'growth':>8s} "
+          f"{'spaces/1k':>10s} {'s':>8s}", file=sys.stderr)
     for arm in ("published_impl", *VARIANTS):
         f = row[arm]
         print(f"{arm:16s} {f['windows_per_1k']:11.1f} {f['affix_cuts_per_1k']:14.1f} "
-              f"{f['growth']:8.3f} {f['seconds']:8.2f}", file=sys.stderr)
+              f"{f['growth']:8.3f} {f['space_tokens_per_1k']:10.1f} {f['seconds']:8.2f}",
+              file=sys.stderr)
     print(f"published within 10 % of the published implementation: "
           f"{row['published_within_10pct']}", file=sys.stderr)
 

@@ -6,7 +6,10 @@ Three figures, all over one corpus of documents already encoded by the vanilla t
   published implementation, ``published`` and ``v1``; cut words for ``morph``);
 - ``affix_cuts_per_1k``: cuts at an affix per 1,000 vanilla tokens (windows whose text was
   split at an affix match; for ``morph``, morpheme cuts made);
-- ``growth``: output tokens / vanilla tokens.
+- ``growth``: output tokens / vanilla tokens;
+- ``space_tokens_per_1k``: output tokens that are a lone space, per 1,000 vanilla tokens
+  (a prefix cut that leaves the word's space behind, ``␣|ma|husay``), when token bytes are
+  given.
 
 :func:`measure_arm` runs one of our arms; :func:`measure_published_impl` runs the published
 implementation's processor object (``MorphologyAwarePatokProcessor``, loaded at run time
@@ -32,7 +35,7 @@ _CUTS = {"v1": ("split_prefix", "split_infix", "split_suffix"), "published": ("a
 
 
 def figures(n_vanilla: int, n_out: int, windows: int, affix_cuts: int,
-            seconds: float | None = None) -> dict[str, float]:
+            seconds: float | None = None, space_tokens: int | None = None) -> dict[str, float]:
     """The three intensity figures (and the raw counts) of one run."""
     if n_vanilla <= 0:
         raise ValueError("intensity needs at least one vanilla token")
@@ -41,30 +44,45 @@ def figures(n_vanilla: int, n_out: int, windows: int, affix_cuts: int,
            "windows_per_1k": round(1000 * windows / n_vanilla, 2),
            "affix_cuts_per_1k": round(1000 * affix_cuts / n_vanilla, 2),
            "growth": round(n_out / n_vanilla, 4)}
+    if space_tokens is not None:
+        out["space_tokens_per_1k"] = round(1000 * space_tokens / n_vanilla, 2)
     if seconds is not None:
         out["seconds"] = round(seconds, 3)
     return out
 
 
+def _space_ids(token_bytes: Sequence[bytes | None] | None) -> frozenset[int] | None:
+    if token_bytes is None:
+        return None
+    return frozenset(t for t, b in enumerate(token_bytes) if b == b" ")
+
+
 def measure_arm(arm: Callable, variant: str, docs: Iterable[tuple[str, Sequence[int]]],
-                seed: int = 0, arm_name: str = "patok") -> dict[str, float]:
+                seed: int = 0, arm_name: str = "patok",
+                token_bytes: Sequence[bytes | None] | None = None) -> dict[str, float]:
     """Run one of our Patok arms over (document id, vanilla ids) pairs; its figures."""
     if variant not in _WINDOWS:
         raise ValueError(f"unknown patok variant {variant!r}")
     counters: Counter = Counter()
-    n_in = n_out = 0
-    t0 = time.perf_counter()
+    spaces = _space_ids(token_bytes)
+    n_in = n_out = n_space = 0
+    secs = 0.0
     for doc_id, ids in docs:
         n_in += len(ids)
-        n_out += len(arm(list(ids), rng_for(seed, arm_name, doc_id), counters))
-    secs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = arm(list(ids), rng_for(seed, arm_name, doc_id), counters)
+        secs += time.perf_counter() - t0
+        n_out += len(out)
+        if spaces:
+            n_space += sum(1 for t in out if t in spaces)
     return figures(n_in, n_out, sum(counters[k] for k in _WINDOWS[variant]),
-                   sum(counters[k] for k in _CUTS[variant]), secs)
+                   sum(counters[k] for k in _CUTS[variant]), secs,
+                   n_space if spaces is not None else None)
 
 
 def measure_published_impl(proc: Any, docs: Iterable[Sequence[int]], seed: int = 0,
-                           contract_prop: float = 0.3,
-                           expand_prop: float = 0.3) -> dict[str, float]:
+                           contract_prop: float = 0.3, expand_prop: float = 0.3,
+                           token_bytes: Sequence[bytes | None] | None = None) -> dict[str, float]:
     """Run the published processor's ``contract_expand`` over vanilla id lists (seeded once,
     as its preprocessing does: ``random`` and ``numpy``), counting windows and affix cuts."""
     import numpy as np
@@ -86,17 +104,23 @@ def measure_published_impl(proc: Any, docs: Iterable[Sequence[int]], seed: int =
     proc.affix_aware_expand = affix_aware_expand
     random.seed(seed)
     np.random.seed(seed)
-    n_in = n_out = 0
-    t0 = time.perf_counter()
+    spaces = _space_ids(token_bytes)
+    n_in = n_out = n_space = 0
+    secs = 0.0
     try:
         for ids in docs:
             n_in += len(ids)
-            n_out += len(proc.contract_expand(list(ids), contract_prop=contract_prop,
-                                              expand_prop=expand_prop))
+            t0 = time.perf_counter()
+            out = proc.contract_expand(list(ids), contract_prop=contract_prop,
+                                       expand_prop=expand_prop)
+            secs += time.perf_counter() - t0
+            n_out += len(out)
+            if spaces:
+                n_space += sum(1 for t in out if t in spaces)
     finally:
         proc.contract_randomly, proc.affix_aware_expand = orig_contract, orig_affix
-    return figures(n_in, n_out, counts["windows"], counts["affix_cuts"],
-                   time.perf_counter() - t0)
+    return figures(n_in, n_out, counts["windows"], counts["affix_cuts"], secs,
+                   n_space if spaces is not None else None)
 
 
 def within(ours: Mapping[str, float], published: Mapping[str, float],
