@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -224,6 +225,8 @@ class PatokMorph:
                                                   params.min_root_chars)
         self._word_cuts: dict[bytes, tuple[int, ...]] = {}
         self._tb0 = [b or b"" for b in token_bytes]  # specials spell nothing
+        self._special_ids = frozenset(t for t, b in enumerate(token_bytes) if b is None)
+        self._rewritten: dict[tuple, tuple[int, ...]] = {}
         self._tblen = [len(b) for b in self._tb0]
         # a piece that is one vocabulary token becomes that token; others are encoded
         self._pieces: dict[bytes, tuple[int, ...]] = {
@@ -265,6 +268,16 @@ class PatokMorph:
             out.extend(self._pieces[p])
         return out
 
+    def _rewrite(self, span: bytes, start: int, cs: tuple[int, ...]) -> tuple[int, ...]:
+        """The ids of `span` cut at `start` + each of `cs` (pieces encoded on their own), or
+        () when they would not spell `span` (memoised by the caller)."""
+        bounds = [0, *(start + c for c in cs), len(span)]
+        pieces = [span[x:y] for x, y in zip(bounds, bounds[1:], strict=False) if y > x]
+        new = self._encode_pieces(pieces)
+        if new is None or b"".join(self.tb[t] or b"\x00" for t in new) != span:
+            return ()
+        return tuple(new)
+
     def __call__(self, ids: Sequence[int], rng: random.Random,
                  counters: Counter | None = None) -> list[int]:
         if counters is None:
@@ -280,8 +293,9 @@ class PatokMorph:
         last_end = 0
         words = cut = kept = morph_cuts = 0
         rand = rng.random
-        tok_at = 0  # token index whose span contains the current byte
         memo = self._word_cuts
+        rewritten = self._rewritten
+        has_special = not self._special_ids.isdisjoint(ids)
         for m in _LETTER_RUN.finditer(raw):
             w = m.group()
             cs = memo.get(w)
@@ -293,20 +307,19 @@ class PatokMorph:
             if rand() >= p.contract_prop:
                 continue
             a, b = m.start(), m.end()
-            while offsets[tok_at + 1] <= a:
-                tok_at += 1
-            t1 = tok_at
-            t2 = t1
-            while offsets[t2] < b:
-                t2 += 1
-            if t1 < last_end or any(tb[t] is None for t in ids[t1:t2]):
+            t1 = bisect_right(offsets, a) - 1  # the token whose bytes hold byte a
+            t2 = bisect_left(offsets, b, t1)  # tokens t1..t2-1 cover [a, b)
+            if t1 < last_end or (has_special and any(tb[t] is None for t in ids[t1:t2])):
                 kept += 1
                 continue
             o1, o2 = offsets[t1], offsets[t2]
-            bounds = [o1, *(a + c for c in cs), o2]
-            pieces = [raw[x:y] for x, y in zip(bounds, bounds[1:], strict=False) if y > x]
-            new = self._encode_pieces(pieces)
-            if new is None or b"".join(tb[t] or b"\x00" for t in new) != raw[o1:o2]:
+            key = (raw[o1:o2], a - o1, cs)
+            new = rewritten.get(key)
+            if new is None:
+                new = self._rewrite(*key)
+                if len(rewritten) < 2_000_000:
+                    rewritten[key] = new
+            if not new:
                 kept += 1
                 continue
             rewrites.append((t1, t2, new))
