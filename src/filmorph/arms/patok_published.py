@@ -165,14 +165,15 @@ class PatokPublished:
         seq = BlockSeq(ids, self._block)
         has_special = not self._special_ids.isdisjoint(ids)
         windows = cuts = redups = kept = fallbacks = dropped = 0
+        window_of, replace, affix_at = seq.window, seq.replace, is_affix.__getitem__
         for _ in range(iterations):
             r = rand()
             k = 2 if r < c1 else (3 if r < c2 else 4)
-            L = len(seq)
+            L = seq.n
             info = None
             if L < k:
                 st, k = 0, L
-                window = seq.window(0, L)
+                window = window_of(0, L)
                 if has_special and any(special[t] for t in window):
                     dropped += 1
                     continue
@@ -180,16 +181,16 @@ class PatokPublished:
                 st = -1
                 for _attempt in range(MAX_ATTEMPTS):
                     s0 = int(rand() * (L - k + 1))
-                    window = seq.window(s0, k)
+                    window = window_of(s0, k)
                     if has_special:
                         for _redraw in range(MAX_ATTEMPTS):
                             if not any(special[t] for t in window):
                                 break
                             s0 = int(rand() * (L - k + 1))
-                            window = seq.window(s0, k)
+                            window = window_of(s0, k)
                         else:
                             continue
-                    if not any(map(is_affix.__getitem__, window)):
+                    if not any(map(affix_at, window)):
                         st = s0
                         break
                     info = self._info(window)
@@ -201,7 +202,7 @@ class PatokPublished:
                 if st < 0:
                     fallbacks += 1
                     st = 0
-                    window = seq.window(0, k)
+                    window = window_of(0, k)
                     if has_special and any(special[t] for t in window):
                         dropped += 1
                         continue
@@ -224,7 +225,7 @@ class PatokPublished:
             if new is None:
                 kept += 1
                 continue
-            seq.replace(st, k, new)
+            replace(st, k, new)
         counters["windows"] += windows
         counters["windows_contracted"] += windows  # the summary's contracted_window_rate
         counters["affix_cuts"] += cuts
