@@ -7,15 +7,26 @@
   pair of tokens whose bytes concatenate to its bytes (the table of
   :mod:`filmorph.arms.expansions`; SentencePiece ``▁`` and byte-fallback pieces and
   byte-level BPE handled on bytes). O(n) per document.
-- ``patok`` (:class:`filmorph.arms.patok.Patok`), affix-aware contract-then-expand for
-  Filipino: (1) floor(contract_prop·n) attempts at disjoint windows of 2-4 tokens (weights
-  0.35/0.35/0.30), skipping windows that hold an affix token with probability
-  `affix_awareness` (0.95; 0.75 when affix matches overlap); (2) with probability
-  `affix_awareness` a window's text is cut at a positionally valid prefix / infix / suffix
-  found by Aho-Corasick over the affix inventory, and at reduplicated first syllables
-  (gaganda -> ga|ganda); (3) cut windows are re-tokenized piece by piece, cut-free ones
-  contract to one token when their text is one; (4) StochasTok with `expand_prop` (0.3)
-  on the result, never splitting affix tokens. Details in that module's docstring.
+- ``patok``, affix-aware contract-then-expand for Filipino, in three variants chosen by the
+  ``variant`` parameter:
+
+  - ``v1`` (default; :class:`filmorph.arms.patok.Patok`): (1) floor(contract_prop·n)
+    attempts at disjoint windows of 2-4 tokens (weights 0.35/0.35/0.30), skipping windows
+    that hold an affix token with probability `affix_awareness` (0.95; 0.75 when affix
+    matches overlap); (2) with probability `affix_awareness` a window's text is cut at a
+    positionally valid prefix / infix / suffix found by Aho-Corasick over the affix
+    inventory, and at reduplicated first syllables (gaganda -> ga|ganda); (3) cut windows are
+    re-tokenized piece by piece, cut-free ones contract to one token when their text is one;
+    (4) StochasTok with `expand_prop` (0.3) on the result, never splitting affix tokens.
+  - ``published`` (:class:`filmorph.arms.patok_published.PatokPublished`): the study's
+    algorithm as its code behaves (retried, overlapping windows in the current sequence, one
+    cut at any match of the published inventory's variants), text-preserving.
+  - ``morph`` (:class:`filmorph.arms.patok_morph.PatokMorph`, ours): each word with a
+    lexicon-backed morpheme analysis is cut into its morphemes with probability
+    `contract_prop` (0.9); StochasTok (`expand_prop` 0.1) elsewhere.
+
+  Details in each module's docstring; :mod:`filmorph.arms.intensity` and
+  :mod:`filmorph.arms.morph_gold` measure them.
 
 Arms take a `random.Random` seeded by the caller from (seed, arm, document id)
 (:func:`filmorph.rng.rng_for`); they open no files and know no file formats.

@@ -7,8 +7,12 @@ For a document, with one `random.Random` seeded from (seed, "patok", document id
    infix after the first consonant (``k|um|ain``, ``k|um|a|kain``), a reduplicated first
    syllable after the prefixes (``nag|sa|salita``, ``ma|ka|kain``) and a suffix (``tinda|han``)
    whose root is a dictionary root (``tagalog_roots.json`` of the ``filipino-tokenizer``
-   package), else a word of wordfreq's Filipino list; among those, the shortest root, then the
-   most cuts. A word with no such parse has no cuts. Memoised per word.
+   package), else a word of wordfreq's Filipino list (a dictionary root beats a listed word).
+   Among those: a root of 4+ letters before a shorter one (``um|inom``, not ``um|i|nom``), no
+   Spanish suffix before one (``nag|sa|salita``, not ``nag|sasal|ita``), then the shortest
+   root (``ma|ganda`` over ``maganda``), the fewest prefixes (``pinaka|ma|ganda`` over
+   ``pina|ka|ma|ganda``), the most other cuts. A word with no such parse has no cuts.
+   Memoised per word.
 2. **Cut** each word that has cuts with probability `contract_prop`: the tokens covering it
    are replaced by its morphemes, each one vocabulary token when it is one, else encoded on
    its own; the leading space (and any other
