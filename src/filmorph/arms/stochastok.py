@@ -58,11 +58,11 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
     expanded: list[int] = []  # slots with more than one piece, in expansion order
     pieces_in_expanded = 0
     maxc = 2
-    done = 0
+    done = 0  # each expansion adds one token: the current length is n0 + done
+    draws = range(redraw_blocked + 1)
     for _ in range(attempts):
-        for _draw in range(redraw_blocked + 1):
-            if pieces_in_expanded and rand() * (n0 - len(expanded) + pieces_in_expanded) \
-                    < pieces_in_expanded:
+        for _draw in draws:
+            if pieces_in_expanded and rand() * (n0 + done) < pieces_in_expanded:
                 while True:
                     s = expanded[int(rand() * len(expanded))]
                     pieces = slots[s]
