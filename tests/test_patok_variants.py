@@ -314,3 +314,79 @@ def test_arm_gold_summary_ranks_morph_above_vanilla(family_dirs):
     assert morph["alone"]["all"]["recall"]["value"] >= 0.7
     assert v["recall"]["value"] < 0.5 and v["recall"]["lo"] == v["recall"]["hi"]
     assert set(morph["sentence"]) == {"all", "words", *TYPES}
+
+
+# ------------------------------------------------------------------ tools/bench_patok.py
+
+_FAKE_BASE = '''
+class TokenizerProcessor:
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def get_mergeable_ranks(self):
+        return {k.encode(): v for k, v in self.tokenizer.get_vocab().items()}
+
+    def set_expansions(self):
+        raise AssertionError("the runner must give the table ready-made")
+'''
+_FAKE_PATOK = '''
+from .base_processor import TokenizerProcessor
+
+
+class MorphologyAwarePatokProcessor(TokenizerProcessor):
+    def __init__(self, tokenizer, prefix_file=None, infix_file=None, suffix_file=None, **kw):
+        super().__init__(tokenizer)
+        self.prefixes = open(prefix_file).read().split()
+        self.kw = kw
+        self.set_expansions()
+'''
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_patok.py"
+    spec = importlib.util.spec_from_file_location("bench_patok_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("layout", ["checkout", "bare"])
+def test_bench_runner_loads_the_published_code_at_run_time(tmp_path, layout):
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    (repo / "src/tokenization").mkdir(parents=True)
+    (repo / "data/affixes_filipino").mkdir(parents=True)
+    (repo / "src/tokenization/base_processor.py").write_text(_FAKE_BASE)
+    (repo / "src/tokenization/patok_morphology.py").write_text(_FAKE_PATOK)
+    for kind, words in (("prefix", "mag\nna\n"), ("infix", "um\n"), ("suffix", "an\n")):
+        (repo / f"data/affixes_filipino/{kind}.txt").write_text(words)
+    src = repo
+    if layout == "bare":
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run([*git, "init", "-q"], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", "x"], check=True)
+        src = repo / ".git"
+        for p in ("src", "data"):  # only the git objects remain
+            shutil.rmtree(repo / p)
+    bench = _bench_module()
+    cls, base, files = bench.load_published(src, tmp_path / "tmp")
+    try:
+        class Tok:
+            def get_vocab(self):
+                return {"a": 0, "b": 1, "ab": 2, "ma": 3}
+
+        proc = bench.make_published(cls, base, files, Tok())
+        assert proc.prefixes == ["mag", "na"] and proc.kw == bench.STUDY
+        assert proc.expansions == {2: [(0, 1)]}
+        with pytest.raises(AssertionError, match="ready-made"):  # the original is back
+            base.set_expansions(proc)
+    finally:
+        for name in [m for m in sys.modules if m.startswith("published_tokenization")]:
+            del sys.modules[name]
