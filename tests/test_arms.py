@@ -21,8 +21,13 @@ ALPHABET = string.ascii_letters + "ñÑáàâéèêíìîóòôúùû -,.!?“�
 texts = st.one_of(st.text(alphabet=ALPHABET, min_size=0, max_size=200),
                   st.text(min_size=0, max_size=60),
                   st.sampled_from(FILIPINO.split(". ")))
-ARM_PARAMS = {"vanilla": {}, "stochastok": {"expand_prop": 0.5},
-              "patok": {"contract_prop": 0.6, "expand_prop": 0.3}}
+# arm key -> (arm type, params): every Patok variant is held to the same invariants
+ARM_PARAMS = {"vanilla": ("vanilla", {}), "stochastok": ("stochastok", {"expand_prop": 0.5}),
+              "patok": ("patok", {"contract_prop": 0.6, "expand_prop": 0.3}),
+              "patok_published": ("patok", {"variant": "published", "contract_prop": 0.6,
+                                            "expand_prop": 0.3}),
+              "patok_morph": ("patok", {"variant": "morph", "contract_prop": 1.0,
+                                        "expand_prop": 0.3})}
 
 
 @pytest.fixture(scope="module", params=["gemma", "llama"])
@@ -33,9 +38,9 @@ def fam(request, families):
 @pytest.fixture(scope="module")
 def arms(fam):
     affixes = load_affixes()
-    return {name: make_arm(name, params, token_bytes=fam.token_bytes, table=fam.table,
-                           encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
-            for name, params in ARM_PARAMS.items()}
+    return {key: make_arm(name, params, token_bytes=fam.token_bytes, table=fam.table,
+                          encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
+            for key, (name, params) in ARM_PARAMS.items()}
 
 
 def _bytes(tb, ids):
@@ -76,7 +81,7 @@ def test_invariants(fam, arms, text, doc, specials):
 
 def test_determinism_comes_from_seed_arm_and_doc(fam, arms):
     ids = fam.encode_one(FILIPINO * 3)
-    for name in ("stochastok", "patok"):
+    for name in ("stochastok", "patok", "patok_published", "patok_morph"):
         arm = arms[name]
         a = arm(list(ids), rng_for(1, name, "doc-1"), Counter())
         b = arm(list(ids), rng_for(1, name, "doc-1"), Counter())

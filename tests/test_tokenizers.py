@@ -199,6 +199,20 @@ def test_llama_ids_equal_tiktoken_property(llama, tiktoken_enc, text):
     assert T.encode_text(llama, text) == tiktoken_enc.encode_ordinary(text)
 
 
+@FEW
+@given(texts=st.lists(TEXT, max_size=4))
+def test_llama_native_encoder_equals_encode_texts(llama, texts):
+    native = T.native_encoder(LLAMA_SPEC)
+    assert native(texts + FILIPINO + EDGE) == T.encode_texts(llama, texts + FILIPINO + EDGE)
+
+
+def test_native_encoder_only_for_tiktoken_llama():
+    assert T.native_encoder(GEMMA_SPEC) is None
+    assert T.native_encoder({"source": "hf", "name_or_path": "x"}) is None
+    ids = T.native_encoder(LLAMA_SPEC)(["<|end_of_text|> kumain"])[0]
+    assert len(ids) > 3 and not set(ids) & set(range(128000, 128256))  # text stays text
+
+
 def test_llama_ids_equal_tiktoken_on_a_long_text(llama, tiktoken_enc):
     text = "\n".join(FILIPINO * 20 + EDGE * 5)
     assert T.encode_text(llama, text) == tiktoken_enc.encode_ordinary(text)

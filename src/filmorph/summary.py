@@ -8,6 +8,12 @@ Per family × arm: documents, tokens, tokens per word, the achieved token ratio 
 vanilla (expansion > 1, contraction < 1), the arm's counters, and the share of Filipino
 affix boundaries that fall on token boundaries, measured on a seeded sample of documents.
 
+It also measures the arm, as configured for the shards (their stats' `arm_params` and seed),
+on the hand-segmented gold words (:mod:`filmorph.arms.morph_gold`): boundary precision,
+recall, F1 and MorphScore in sentence context (`gold_*`) and recall of a word alone
+(`gold_recall_alone`); the JSON's `morph_gold` has them per affix type with bootstrap
+intervals.
+
 Affix boundaries come from :class:`BoundaryAnalyzer`, which is deliberately *not* Patok's
 detector: a boundary counts only when stripping the affix leaves a word found in a Tagalog
 lexicon (tglstemmer's word list and wordfreq's `fil` list), e.g. ``nag|luto``,
@@ -133,6 +139,7 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
                   affix_path: str | None = None) -> dict[str, Any]:
     """Aggregate a family × arm's chunk stats and measure affix-boundary alignment."""
     from filmorph.affixes import load_affixes
+    from filmorph.arms.morph_gold import arm_gold_summary
     from filmorph.corpus import read_chunk
     from filmorph.shards import read_shard
     from filmorph.tokenize import Family
@@ -173,6 +180,9 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
                 gb = analyzer.text_boundaries(text)
                 gold += len(gb)
                 hit += sum(1 for b in gb if b in tbounds)
+    first = read_json(stats_files[0])
+    gold_fig = arm_gold_summary(tokenizer_dir, arm, first.get("arm_params") or {},
+                                int(first.get("seed", seed)), affix_path)
     v, t = totals["vanilla_tokens"], totals["tokens"]
     return {
         "family": family, "arm": arm, "chunks": len(stats_files),
@@ -188,13 +198,18 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
         "affix_boundary_alignment": round(hit / gold, 6) if gold else None,
         "arm_counters": dict(sorted(counters.items())),
         "tokenize_seconds": round(totals["seconds"], 3),
+        **{f"gold_{k}": gold_fig["sentence"]["all"][k]["value"]
+           for k in ("precision", "recall", "f1", "morphscore")},
+        "gold_recall_alone": gold_fig["alone"]["all"]["recall"]["value"],
+        "morph_gold": gold_fig,
     }
 
 
 COLUMNS = ("family", "arm", "documents_out", "words", "vanilla_tokens", "tokens",
            "tokens_per_word", "token_ratio_vs_vanilla", "expansion_rate",
            "contracted_window_rate", "affix_boundaries", "affix_boundary_alignment",
-           "documents_skipped")
+           "documents_skipped", "gold_precision", "gold_recall", "gold_f1", "gold_morphscore",
+           "gold_recall_alone")
 
 
 def write_table(summaries: Sequence[Mapping[str, Any]], out_tsv: str | Path,

@@ -33,7 +33,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,7 @@ __all__ = [
     "join_token_bytes",
     "llama3_tiktoken_encoding",
     "load_tokenizer",
+    "native_encoder",
     "save_tokenizer",
     "special_token_ids",
     "token_bytes",
@@ -277,6 +278,23 @@ def llama3_tiktoken_encoding() -> tiktoken.Encoding:
     ):
         raise RuntimeError("llama_models' Llama 3 tokenizer does not have the expected layout")
     return enc
+
+
+def native_encoder(spec: Mapping[str, Any]) -> Callable[[Sequence[str]], list[list[int]]] | None:
+    """A faster exact batch encoder of raw text for the tokenizer `spec` describes, or None.
+
+    For ``llama3_tiktoken_package``: tiktoken's ``encode_ordinary`` on each text (one thread),
+    whose ids equal :func:`encode_texts` of the converted fast tokenizer (special-looking text
+    stays text; tested) at about 3x its speed on one core. Other sources: None (use the HF
+    backend)."""
+    if spec.get("source") != "llama3_tiktoken_package":
+        return None
+    encode = llama3_tiktoken_encoding().encode_ordinary
+
+    def encode_batch(texts: Sequence[str]) -> list[list[int]]:
+        return [encode(t) for t in texts]
+
+    return encode_batch
 
 
 @lru_cache(maxsize=1)

@@ -7,15 +7,26 @@
   pair of tokens whose bytes concatenate to its bytes (the table of
   :mod:`filmorph.arms.expansions`; SentencePiece ``▁`` and byte-fallback pieces and
   byte-level BPE handled on bytes). O(n) per document.
-- ``patok`` (:class:`filmorph.arms.patok.Patok`), affix-aware contract-then-expand for
-  Filipino: (1) floor(contract_prop·n) attempts at disjoint windows of 2-4 tokens (weights
-  0.35/0.35/0.30), skipping windows that hold an affix token with probability
-  `affix_awareness` (0.95; 0.75 when affix matches overlap); (2) with probability
-  `affix_awareness` a window's text is cut at a positionally valid prefix / infix / suffix
-  found by Aho-Corasick over the affix inventory, and at reduplicated first syllables
-  (gaganda -> ga|ganda); (3) cut windows are re-tokenized piece by piece, cut-free ones
-  contract to one token when their text is one; (4) StochasTok with `expand_prop` (0.3)
-  on the result, never splitting affix tokens. Details in that module's docstring.
+- ``patok``, affix-aware contract-then-expand for Filipino, in three variants chosen by the
+  ``variant`` parameter:
+
+  - ``v1`` (default; :class:`filmorph.arms.patok.Patok`): (1) floor(contract_prop·n)
+    attempts at disjoint windows of 2-4 tokens (weights 0.35/0.35/0.30), skipping windows
+    that hold an affix token with probability `affix_awareness` (0.95; 0.75 when affix
+    matches overlap); (2) with probability `affix_awareness` a window's text is cut at a
+    positionally valid prefix / infix / suffix found by Aho-Corasick over the affix
+    inventory, and at reduplicated first syllables (gaganda -> ga|ganda); (3) cut windows are
+    re-tokenized piece by piece, cut-free ones contract to one token when their text is one;
+    (4) StochasTok with `expand_prop` (0.3) on the result, never splitting affix tokens.
+  - ``published`` (:class:`filmorph.arms.patok_published.PatokPublished`): the study's
+    algorithm as its code behaves (retried, overlapping windows in the current sequence, one
+    cut at any match of the published inventory's variants), text-preserving.
+  - ``morph`` (:class:`filmorph.arms.patok_morph.PatokMorph`, ours): each word with a
+    lexicon-backed morpheme analysis is cut into its morphemes with probability
+    `contract_prop` (0.9); StochasTok (`expand_prop` 0.1) elsewhere.
+
+  Details in each module's docstring; :mod:`filmorph.arms.intensity` and
+  :mod:`filmorph.arms.morph_gold` measure them.
 
 Arms take a `random.Random` seeded by the caller from (seed, arm, document id)
 (:func:`filmorph.rng.rng_for`); they open no files and know no file formats.
@@ -31,11 +42,21 @@ from typing import Any
 
 from filmorph.arms.expansions import ExpansionTable
 from filmorph.arms.patok import Patok, PatokParams
+from filmorph.arms.patok_morph import MorphParams, PatokMorph
+from filmorph.arms.patok_published import PatokPublished, PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
 
 ARMS = ("vanilla", "stochastok", "patok")
+PATOK_VARIANTS = ("v1", "published", "morph")
+DEFAULT_PATOK_VARIANT = "v1"
 
 Arm = Callable[[Sequence[int], random.Random, Counter], list[int]]
+
+
+def _check_params(variant: str, kw: Mapping[str, Any], cls: type) -> None:
+    unknown = set(kw) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown patok parameters for variant {variant!r}: {sorted(unknown)}")
 
 
 def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[bytes | None],
@@ -55,18 +76,29 @@ def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[byte
             raise ValueError(f"stochastok expand_prop must be in [0, 1], got {p}")
         return lambda ids, rng, counters: stochastok_expand(ids, table, rng, p, counters=counters)
     if name == "patok":
-        if table is None or encode is None or affixes is None:
-            raise ValueError("patok needs an expansion table, an encoder and an affix inventory")
-        known = set(PatokParams.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown patok parameters: {sorted(unknown)}")
+        if table is None or encode is None:
+            raise ValueError("patok needs an expansion table and an encoder")
         kw = dict(params)
+        variant = kw.pop("variant", DEFAULT_PATOK_VARIANT)
+        if variant not in PATOK_VARIANTS:
+            raise ValueError(f"arms.patok.variant: unknown {variant!r}; expected one of "
+                             f"{PATOK_VARIANTS}")
         if "window_weights" in kw:
             kw["window_weights"] = tuple(kw["window_weights"])
+        if variant == "published":
+            _check_params("published", kw, PublishedParams)
+            return PatokPublished(token_bytes, table, encode, PublishedParams(**kw))
+        if affixes is None:
+            raise ValueError(f"patok variant {variant!r} needs an affix inventory")
+        if variant == "morph":
+            _check_params("morph", kw, MorphParams)
+            return PatokMorph(token_bytes, table, encode, affixes, MorphParams(**kw),
+                              secondary_ids)
+        _check_params("v1", kw, PatokParams)
         return Patok(token_bytes, table, encode, affixes, PatokParams(**kw), secondary_ids)
     raise ValueError(f"unknown arm {name!r}; expected one of {ARMS}")
 
 
-__all__ = ["ARMS", "Arm", "ExpansionTable", "Patok", "PatokParams", "make_arm",
-           "stochastok_expand"]
+__all__ = ["ARMS", "DEFAULT_PATOK_VARIANT", "PATOK_VARIANTS", "Arm", "ExpansionTable",
+           "MorphParams", "Patok", "PatokMorph", "PatokParams", "PatokPublished",
+           "PublishedParams", "make_arm", "stochastok_expand"]

@@ -11,12 +11,14 @@ from filmorph.arms.expansions import ExpansionTable
 
 def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
                       expand_prop: float, *, blocked: bytes | bytearray | None = None,
-                      counters: Counter | None = None) -> list[int]:
+                      counters: Counter | None = None, redraw_blocked: int = 0) -> list[int]:
     """Make floor(expand_prop·len(ids)) expansion attempts on `ids`; return the new ids.
 
     Each attempt picks a position uniformly from the *current* sequence (so a piece made
     by an earlier expansion can be split again); if its token has expansions (and is not
     `blocked`), it is replaced by one of its pairs chosen uniformly. Failed attempts count.
+    With `redraw_blocked` > 0 an attempt that lands on a blocked token draws a new position,
+    up to that many times, before it fails (the published Patok redraws without limit).
 
     Positions are drawn in O(1) without rebuilding the list. Each original position
     ("slot") holds its current pieces. With L = unexpanded slots + pieces of expanded
@@ -26,38 +28,63 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     size/max_size (rejection sampling), then a piece uniformly within it. Every current
     position thus has probability 1/L, and the total work is O(len(ids)).
     """
+    slots = expand_slots(ids, table, rng, expand_prop, blocked=blocked, counters=counters,
+                         redraw_blocked=redraw_blocked)
+    if not slots:
+        return list(ids)
+    out: list[int] = []
+    prev = 0
+    for s in sorted(slots):
+        out.extend(ids[prev:s])
+        out.extend(slots[s])
+        prev = s + 1
+    out.extend(ids[prev:])
+    return out
+
+
+def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
+                 expand_prop: float, *, blocked: bytes | bytearray | None = None,
+                 counters: Counter | None = None,
+                 redraw_blocked: int = 0) -> dict[int, list[int]]:
+    """The work of :func:`stochastok_expand`: {position in `ids`: the pieces that replace it}
+    for the positions that were expanded."""
     n0 = len(ids)
     attempts = int(expand_prop * n0)
     if attempts <= 0:
-        return list(ids)
+        return {}
     offsets, lefts, rights = table.offsets, table.lefts, table.rights
     rand = rng.random
     slots: dict[int, list[int]] = {}
     expanded: list[int] = []  # slots with more than one piece, in expansion order
     pieces_in_expanded = 0
     maxc = 2
-    done = 0
+    done = 0  # each expansion adds one token: the current length is n0 + done
+    draws = range(redraw_blocked + 1)
     for _ in range(attempts):
-        if pieces_in_expanded and rand() * (n0 - len(expanded) + pieces_in_expanded) \
-                < pieces_in_expanded:
-            while True:
-                s = expanded[int(rand() * len(expanded))]
-                pieces = slots[s]
-                c = len(pieces)
-                if c == maxc or rand() * maxc < c:
-                    break
-            j = int(rand() * c)
-            tid = pieces[j]
+        for _draw in draws:
+            if pieces_in_expanded and rand() * (n0 + done) < pieces_in_expanded:
+                while True:
+                    s = expanded[int(rand() * len(expanded))]
+                    pieces = slots[s]
+                    c = len(pieces)
+                    if c == maxc or rand() * maxc < c:
+                        break
+                j = int(rand() * c)
+                tid = pieces[j]
+            else:
+                while True:
+                    s = int(rand() * n0)
+                    if s not in slots:
+                        break
+                pieces = None
+                tid = ids[s]
+            if blocked is None or not blocked[tid]:
+                break
         else:
-            while True:
-                s = int(rand() * n0)
-                if s not in slots:
-                    break
-            pieces = None
-            tid = ids[s]
+            continue  # every draw landed on a blocked token
         lo = offsets[tid]
         k = offsets[tid + 1] - lo
-        if k == 0 or (blocked is not None and blocked[tid]):
+        if k == 0:
             continue
         m = lo + int(rand() * k)
         if pieces is None:
@@ -73,13 +100,4 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     if counters is not None:
         counters["expand_attempts"] += attempts
         counters["expansions"] += done
-    if not slots:
-        return list(ids)
-    out: list[int] = []
-    prev = 0
-    for s in sorted(slots):
-        out.extend(ids[prev:s])
-        out.extend(slots[s])
-        prev = s + 1
-    out.extend(ids[prev:])
-    return out
+    return slots
