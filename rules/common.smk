@@ -126,7 +126,7 @@ CODE = {
         "data/embedded_corpus.jsonl",
     ),
     "evaluate": code_fingerprint(
-        "evaluate.py", "items.py", "models.py", "io.py", "provenance.py"
+        "evaluate.py", "scoring.py", "items.py", "models.py", "io.py", "provenance.py"
     ),
     "report": code_fingerprint("report.py", "io.py", "rng.py"),
     "train": code_fingerprint("train", "models.py", "io.py", "shards.py"),

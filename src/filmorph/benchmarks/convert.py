@@ -314,20 +314,22 @@ def _cute_task_name(rec: dict | None, ctx: _Ctx) -> str:
 
 
 def _cute(rec: dict, ctx: _Ctx) -> _Draft:
+    meta: dict[str, Any] = {}
+    if ctx.header is None:
+        question = (
+            _text(rec, "prompt") if "prompt" in rec and "question" not in rec else _text(rec, "question")
+        )
+        answer = _text(rec, "answer")
     task = _cute_task_name(rec, ctx)
     try:
         base = base_task(task).name
     except ValueError as e:
         raise Bad("unknown_task", str(e)) from None
-    meta: dict[str, Any] = {}
     if ctx.header is not None:  # a TSV row: CUTE's prompt construction
         inputs = [_text(rec, c) for c in ctx.header if c != "label"]
         question = base_task(task).prompt(inputs)
         answer = _text(rec, "label")
         meta["inputs"] = inputs
-    else:
-        question = _text(rec, "question") if "question" in rec else _text(rec, "prompt")
-        answer = _text(rec, "answer")
     cue = ctx.opts.cute_answer_cue and not question.rstrip().endswith(("Answer:", 'Answer: "'))
     if cue:
         prompt, delim, stop = question + ANSWER_CUE, "", ['"', "\n"]
