@@ -82,6 +82,7 @@ _LANGGAME_TEMPLATES = (
     ("shortest", re.compile(r"\bis the shortest\?")),
 )
 _OPTION_LIST = re.compile(r"\[[^\]]*\]")
+_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
 _ADDITION = re.compile(r"\s*\d+\s*\+\s*\d+\s*=\s*")
 
 
@@ -303,14 +304,15 @@ def _cute_task_name(rec: dict | None, ctx: _Ctx) -> str:
         return ctx.opts.cute_task
     if rec is not None and rec.get("task_type"):
         return _text(rec, "task_type")
+    name = _SHARD.sub("", ctx.stem)  # a hub Parquet shard: <split>-00000-of-00001
     try:
-        base_task(ctx.stem)
+        base_task(name)
     except ValueError:
         raise Bad(
             "unknown_task",
             f"no task_type, and the file name {ctx.stem!r} is not a CUTE task (set cute_task)",
         ) from None
-    return ctx.stem
+    return name
 
 
 def _cute(rec: dict, ctx: _Ctx) -> _Draft:
