@@ -30,33 +30,6 @@ rule make_benchmarks:
 # dataset file or an https URL is first copied by fetch_benchmark on the login node (sha256
 # recorded in <file>.fetch.json, checked against the entry's sha256 when given), so the
 # conversion needs no network.
-import sys as _bench_sys
-
-_bench_sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from filmorph.benchmarks import sources as _bench_sources
-
-
-def external_source(name):
-    """The local file benchmarks.external.<name> is converted from."""
-    src = config["benchmarks"]["external"][name]["input"]
-    if _bench_sources.kind(src) == "local":
-        return src
-    return f"resources/benchmarks/source/{name}/{_bench_sources.basename(src)}"
-
-
-def external_option_args(name):
-    """The convert options of benchmarks.external.<name>, as command-line arguments."""
-    spec = config["benchmarks"]["external"][name]
-    on_bad = spec.get("on_bad_item") or config["benchmarks"]["on_bad_item"]
-    args = ["--schema", spec.get("schema") or "auto", "--on-bad-item", on_bad]
-    for key in ("format", "duplicate_options", "mcq_style", "language", "cute_task"):
-        if spec.get(key):
-            args += [f"--{key.replace('_', '-')}", spec[key]]
-    if spec.get("cute_answer_cue") is False:
-        args.append("--no-cute-answer-cue")
-    return args
-
-
 rule fetch_benchmark:
     output:
         file="resources/benchmarks/source/{name}/{file}",

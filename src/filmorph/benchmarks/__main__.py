@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_json_atomic
-from ..items import FORMATS, Item, write_items
+from ..items import FORMATS, BadItemError, Item, write_items
 from . import BENCHMARKS, SCHEMAS, generate
 from .convert import DUPLICATE_OPTIONS, LANGUAGES, MCQ_STYLES, ON_BAD_ITEM, Options, convert_source
 
@@ -159,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             cute_answer_cue=not a.no_cute_answer_cue,
             cute_task=a.cute_task,
         )
-        conv = convert_source(a.input, a.name, opts)
+        try:
+            conv = convert_source(a.input, a.name, opts)
+        except (BadItemError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         args = {
             "command": "convert",
             "input": a.input,
