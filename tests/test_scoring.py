@@ -246,9 +246,10 @@ def test_study_lenient_metrics_and_unknown_profile():
     assert (r["exact_match"], r["contains_match"], r["prefix_match"]) == (False, True, False)
     r = S.score_gen(_gen_item("455", "t", "addition"), " 4556")
     assert (r["exact_match"], r["contains_match"], r["prefix_match"]) == (False, True, True)
-    assert S.gen_summary([r, {"contains_match": False, "prefix_match": False}]) == {
+    assert S.gen_summary([r, {"contains_match": False, "prefix_match": False}, {"exact_match": True}]) == {
         "contains_match": 0.5,
         "prefix_match": 0.5,
     }
+    assert S.gen_summary([{"exact_match": True}]) == {}
     with pytest.raises(ValueError, match="unknown scoring profile 'nope'"):
         S.score_gen(_gen_item("x", "t", "nope"), "x")

@@ -583,9 +583,10 @@ def score(
     log-prob), ``pred_norm`` (by log-prob per byte), ``correct`` / ``correct_norm``, ``tie`` /
     ``tie_norm``, ``options``, ``logprobs``, ``option_bytes``, ``option_tokens`` and
     ``boundary_merge`` (the context's last tokens merged with the continuation).  GEN records
-    add ``generated`` (the text cut at the first stop string), ``pred`` (it, stripped),
-    ``stop_reason``, ``new_tokens``, ``exact_match``, ``exact_match_strict`` and ``edit_sim``;
-    ``correct`` is ``exact_match``.  Fields of the other format are ``None``.
+    add ``generated`` (the text cut at the first stop string), ``stop_reason``, ``new_tokens``
+    and :func:`filmorph.scoring.score_gen`'s fields (``pred`` = ``extracted``, the answer read
+    out of it; ``exact_match``, ``exact_match_strict``, ``edit_sim``, ``contains_match``,
+    ``prefix_match``, ``scoring``); ``correct`` is ``exact_match``.  Fields of the other format are ``None``.
 
     ``batch_size``: sequences per forward pass, or ``"auto"`` (CPU: :data:`CPU_BATCH_SIZE`;
     CUDA: start at :data:`CUDA_START_BATCH_SIZE` and halve on out-of-memory).  ``device``: where

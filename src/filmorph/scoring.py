@@ -163,11 +163,12 @@ def score_gen(item: Any, generated: str) -> dict[str, Any]:
 
 
 def gen_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Means of the study's lenient GEN metrics over ``records`` (GEN records only)."""
-    n = len(records)
-    if not n:
+    """Means of the study's lenient GEN metrics over the GEN ``records`` that carry them
+    (empty when none does, e.g. records written before they existed)."""
+    scored = [r for r in records if r.get("contains_match") is not None]
+    if not scored:
         return {}
     return {
-        "contains_match": sum(bool(r.get("contains_match")) for r in records) / n,
-        "prefix_match": sum(bool(r.get("prefix_match")) for r in records) / n,
+        "contains_match": sum(bool(r["contains_match"]) for r in scored) / len(scored),
+        "prefix_match": sum(bool(r["prefix_match"]) for r in scored) / len(scored),
     }

@@ -61,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 from ..items import FORMATS, BadItemError, Item, validate_item
-from . import sources
 from .cute_published import ANSWER_CUE, CASE_INSENSITIVE_TASKS, base_task
 
 SCHEMAS = ("pacute", "hierarchical", "stress", "cute", "langgame", "addition", "filmorph")
@@ -619,6 +618,8 @@ def convert_file(
 def convert_source(source: str, name: str, opts: Options = Options()) -> Conversion:
     """Convert a local file, hub dataset file or URL (downloaded to a temporary directory);
     the stats add ``source``, ``source_sha256`` and, for a fetched file, ``fetched``."""
+    from . import sources  # not at import time: ``python -m filmorph.benchmarks.sources`` runs it
+
     with sources.temp_dir() as tmp:
         path, fetched = sources.local_copy(source, tmp)
         conv = convert_file(path, name, opts, display=source, source_name=sources.basename(source))

@@ -131,7 +131,11 @@ def temp_dir() -> tempfile.TemporaryDirectory:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m filmorph.benchmarks.sources", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m filmorph.benchmarks.sources",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="download a hub or URL source to a local file (+ .fetch.json)")
     f.add_argument("--source", required=True, help="owner/name:path/in/repo or an http(s) URL")
