@@ -165,6 +165,10 @@ def test_cute_rand_file_uses_its_base_task_and_cute_task_override(tmp_path):
         convert(str(other), "cute", "x")
     (it,) = convert(str(other), "cute", "x", cute_task="contains_char")
     assert it.task == "contains_char" and 'Is there a "a" in "cat"?' in it.prompt
+    bom = tmp_path / "del_char.tsv"
+    bom.write_bytes(b"\xef\xbb\xbfinput1\tinput2\tlabel\r\na\tcat\tct\r\n")
+    (it,) = convert(str(bom), "auto", "x")
+    assert it.task == "del_char" and it.answer == "ct" and 'of "a" in "cat"' in it.prompt
     bad = tmp_path / "spell.tsv"
     bad.write_text("input1\tlabel\nab\ta b\textra\n", encoding="utf-8")
     with pytest.raises(BadItemError, match=r"spell\.tsv:2: 3 columns, the header has 2"):

@@ -504,7 +504,7 @@ def _records(path: Path, display: str) -> Iterator[tuple[int, Any, list[str] | N
     with path.open("rb") as fh:
         raw = fh.read()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not data
     except UnicodeDecodeError as e:
         raise BadItemError(f"{display}: not UTF-8 ({e})") from None
     lines = text.split("\n")
