@@ -586,7 +586,8 @@ def score(
     add ``generated`` (the text cut at the first stop string), ``stop_reason``, ``new_tokens``
     and :func:`filmorph.scoring.score_gen`'s fields (``pred`` = ``extracted``, the answer read
     out of it; ``exact_match``, ``exact_match_strict``, ``edit_sim``, ``contains_match``,
-    ``prefix_match``, ``scoring``); ``correct`` is ``exact_match``.  Fields of the other format are ``None``.
+    ``prefix_match``, ``scoring``); ``correct`` is ``exact_match``.  Fields of the other format
+    are ``None``.
 
     ``batch_size``: sequences per forward pass, or ``"auto"`` (CPU: :data:`CPU_BATCH_SIZE`;
     CUDA: start at :data:`CUDA_START_BATCH_SIZE` and halve on out-of-memory).  ``device``: where
