@@ -26,7 +26,35 @@ rule make_benchmarks:
         "../workflow_scripts/make_benchmarks.py"
 
 
+# Published sets (benchmarks.external.<name>): a local file is converted where it is; a hub
+# dataset file or an https URL is first copied by fetch_benchmark on the login node (sha256
+# recorded in <file>.fetch.json, checked against the entry's sha256 when given), so the
+# conversion needs no network.
+rule fetch_benchmark:
+    output:
+        file="resources/benchmarks/source/{name}/{file}",
+        record="resources/benchmarks/source/{name}/{file}.fetch.json",
+    log:
+        "logs/fetch_benchmark/{name}/{file}.log",
+    benchmark:
+        "benchmarks/fetch_benchmark/{name}/{file}.tsv"
+    wildcard_constraints:
+        name=_alternatives(EXTERNAL_FILES),
+        file=r"(?!.*\.fetch\.json$)[^/]+",
+    localrule: True  # needs internet: runs on the login node
+    conda:
+        "../envs/data.yaml"
+    params:
+        source=lambda wc: config["benchmarks"]["external"][wc.name]["input"],
+        sha256=lambda wc: config["benchmarks"]["external"][wc.name].get("sha256") or "",
+        code=CODE["benchmarks"],
+    script:
+        "../workflow_scripts/fetch_benchmark.py"
+
+
 rule import_benchmark:
+    input:
+        source=lambda wc: external_source(wc.name),
     output:
         jsonl="resources/benchmarks/{name}.jsonl",
         stats="resources/benchmarks/{name}.stats.json",
@@ -36,15 +64,26 @@ rule import_benchmark:
         "benchmarks/import_benchmark/{name}.tsv"
     wildcard_constraints:
         name=_alternatives(EXTERNAL_FILES),
-    # the login node: a hub id is downloaded
-    localrule: True
     conda:
         "../envs/data.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
     params:
-        spec=lambda wc: config["benchmarks"]["external"][wc.name],
+        options=lambda wc: external_option_args(wc.name),
         code=CODE["benchmarks"],
     script:
         "../workflow_scripts/import_benchmark.py"
+
+
+# The published sets alone: every reference model (evaluate.reference_models) scored on every
+# benchmarks.external file, and nothing else (no corpus, training or generated benchmarks).
+rule published_sets:
+    input:
+        [
+            f
+            for m in REFERENCE_MODELS
+            for f in eval_outputs(m, "base", "base")
+            if Path(f).stem in EXTERNAL_FILES
+        ],
+    localrule: True

@@ -38,6 +38,32 @@ if set(GENERATED_FILES) & set(EXTERNAL_FILES):
     )
 BENCH_FILES = GENERATED_FILES + EXTERNAL_FILES
 
+import sys as _bench_sys
+
+_bench_sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from filmorph.benchmarks import sources as _bench_sources
+
+
+def external_source(name):
+    """The local file benchmarks.external.<name> is converted from."""
+    src = config["benchmarks"]["external"][name]["input"]
+    if _bench_sources.kind(src) == "local":
+        return src
+    return f"resources/benchmarks/source/{name}/{_bench_sources.basename(src)}"
+
+
+def external_option_args(name):
+    """The convert options of benchmarks.external.<name>, as command-line arguments."""
+    spec = config["benchmarks"]["external"][name]
+    on_bad = spec.get("on_bad_item") or config["benchmarks"]["on_bad_item"]
+    args = ["--schema", spec.get("schema") or "auto", "--on-bad-item", on_bad]
+    for key in ("format", "duplicate_options", "mcq_style", "language", "cute_task"):
+        if spec.get(key):
+            args += [f"--{key.replace('_', '-')}", spec[key]]
+    if spec.get("cute_answer_cue") is False:
+        args.append("--no-cute-answer-cue")
+    return args
+
 
 # Continued pretraining: checkpoints every checkpoint_interval and at max_steps.
 TRAIN = config["train"]
@@ -126,7 +152,7 @@ CODE = {
         "data/embedded_corpus.jsonl",
     ),
     "evaluate": code_fingerprint(
-        "evaluate.py", "items.py", "models.py", "io.py", "provenance.py"
+        "evaluate.py", "scoring.py", "items.py", "models.py", "io.py", "provenance.py"
     ),
     "report": code_fingerprint("report.py", "io.py", "rng.py"),
     "train": code_fingerprint("train", "models.py", "io.py", "shards.py"),

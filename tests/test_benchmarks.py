@@ -570,7 +570,7 @@ def test_convert_hierarchical_gold_is_the_answer_not_options0(tmp_path):
         "id": "h1",
     }
     p = _write_jsonl(tmp_path / "h.jsonl", [row, dict(row, id="h2", level="3", options=None, answer="x")])
-    a, b = convert(str(p), "hierarchical", "hier_up")
+    a, b = convert(str(p), "hierarchical", "hier_up", language="en")
     assert a.gold == 1 and a.answer == "kain" and a.level == 2 and a.group == "level_2"
     assert a.task == "root_extraction" and a.prompt == "What is the root of 'kumain'?"
     assert b.format == "gen" and b.level == 3
@@ -652,6 +652,7 @@ def test_convert_bad_line_names_file_and_line(tmp_path, schema):
             "prompt": "Q?",
             "answer": "x",
         },
+        "langgame": {"question": "Which word is the longest? [ a, bb]. Answer:", "answer": " bb", "id": "l0"},
     }.get(schema, {"question": "1+2=", "answer": "3", "id": "x0", "task_type": "spell"})
     p = _write_jsonl(tmp_path / f"{schema}.jsonl", [ok], bad='{"not json"')
     with pytest.raises(BadItemError, match=rf"{schema}\.jsonl:2: "):

@@ -52,7 +52,9 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
     counts = job_counts(out)
     assert counts["import_checkpoint"] == 2 and counts["verify_import"] == 2
     assert counts["train_cpt"] == 6 and counts["export_checkpoint"] == 6 * 5  # every 1000 of 5000
-    assert counts["evaluate"] == (2 + 6 * 5) * 10  # base + every checkpoint, 10 benchmark files
+    # base + every checkpoint on 10 generated and the 48 published benchmark files
+    assert counts["evaluate"] == (2 + 6 * 5) * (10 + 48)
+    assert counts["fetch_benchmark"] == counts["import_benchmark"] == 48
     train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt:")]
     assert len(train_jobs) == 6
     for job in train_jobs:

@@ -1,4 +1,4 @@
-"""rule import_benchmark: convert an externally published benchmark file to our schema."""
+"""rule import_benchmark: convert a published benchmark file (local, or fetched) to our schema."""
 
 import sys
 from pathlib import Path
@@ -9,9 +9,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # this checko
 from filmorph.benchmarks.__main__ import main  # noqa: E402
 from filmorph.workflow import run_stage  # noqa: E402
 
-spec = snakemake.params.spec
-argv = ["convert", "--input", spec["input"], "--schema", spec["schema"],
-        "--name", snakemake.wildcards.name, "--out", snakemake.output.jsonl]
-if spec.get("format"):
-    argv += ["--format", spec["format"]]
+argv = ["convert", "--input", snakemake.input.source, "--name", snakemake.wildcards.name,
+        "--out", snakemake.output.jsonl, *snakemake.params.options]
 run_stage(snakemake, main, argv)

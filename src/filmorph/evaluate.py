@@ -22,10 +22,11 @@ every tie as correct), and are counted (``tie`` / ``tie_norm`` per item, ``ties`
 **GEN** items: greedy decoding after ``prompt`` (no delimiter), batched with left padding, until
 ``max_new_tokens``, an end-of-sequence token or one of the item's ``stop`` strings; the decoded
 new tokens are cut at the first stop string after their leading whitespace (a newline before
-the answer does not end it).  ``exact_match`` compares :func:`normalize_answer` of prediction
-and answer (NFC, casefold, whitespace collapsed, trailing periods and surrounding whitespace
-stripped), ``exact_match_strict`` the stripped strings, and ``edit_sim`` is
-:func:`edit_similarity` of the normalized strings.
+the answer does not end it).  The answer is extracted and compared per benchmark as
+:mod:`filmorph.scoring` writes down (``exact_match``, ``exact_match_strict``, ``edit_sim``, the
+study's ``contains_match`` and ``prefix_match``); the generated benchmarks compare
+:func:`normalize_answer` of prediction and answer (NFC, casefold, whitespace collapsed, trailing
+periods and surrounding whitespace stripped).
 
 Requests are sorted by length and batched; padding is on the left with explicit position ids,
 so scores do not depend on the batch size beyond float rounding, and predictions come back in
@@ -55,6 +56,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filmorph import scoring
 from filmorph.io import atomic_path, write_json_atomic
 from filmorph.items import Item, read_items
 
@@ -557,6 +559,7 @@ def _base_record(item: Item) -> dict[str, Any]:
         "exact_match": None,
         "exact_match_strict": None,
         "edit_sim": None,
+        **dict.fromkeys(scoring.GEN_FIELDS),
     }
 
 
@@ -580,9 +583,11 @@ def score(
     log-prob), ``pred_norm`` (by log-prob per byte), ``correct`` / ``correct_norm``, ``tie`` /
     ``tie_norm``, ``options``, ``logprobs``, ``option_bytes``, ``option_tokens`` and
     ``boundary_merge`` (the context's last tokens merged with the continuation).  GEN records
-    add ``generated`` (the text cut at the first stop string), ``pred`` (it, stripped),
-    ``stop_reason``, ``new_tokens``, ``exact_match``, ``exact_match_strict`` and ``edit_sim``;
-    ``correct`` is ``exact_match``.  Fields of the other format are ``None``.
+    add ``generated`` (the text cut at the first stop string), ``stop_reason``, ``new_tokens``
+    and :func:`filmorph.scoring.score_gen`'s fields (``pred`` = ``extracted``, the answer read
+    out of it; ``exact_match``, ``exact_match_strict``, ``edit_sim``, ``contains_match``,
+    ``prefix_match``, ``scoring``); ``correct`` is ``exact_match``.  Fields of the other format
+    are ``None``.
 
     ``batch_size``: sequences per forward pass, or ``"auto"`` (CPU: :data:`CPU_BATCH_SIZE`;
     CUDA: start at :data:`CUDA_START_BATCH_SIZE` and halve on out-of-memory).  ``device``: where
@@ -675,17 +680,8 @@ def score(
             finally:
                 bar.close()
             for (idx, item), (text, why, n_new) in zip(gen, outs, strict=True):
-                pred_n, gold_n = normalize_answer(text), normalize_answer(item.answer)
-                em = pred_n == gold_n
                 records[idx].update(
-                    pred=text.strip(),
-                    generated=text,
-                    stop_reason=why,
-                    new_tokens=n_new,
-                    exact_match=em,
-                    exact_match_strict=text.strip() == item.answer.strip(),
-                    edit_sim=edit_similarity(pred_n, gold_n),
-                    correct=em,
+                    generated=text, stop_reason=why, new_tokens=n_new, **scoring.score_gen(item, text)
                 )
             st.update(gen_prompts=len(prompts), gen_batch_size=used, gen_seconds=time.perf_counter() - t0)
     if stats is not None:
@@ -731,6 +727,7 @@ def _metrics(preds: list[dict[str, Any]]) -> dict[str, Any]:
             "exact_match_stderr": _stderr(em, len(gen)),
             "exact_match_strict": _mean([float(p["exact_match_strict"]) for p in gen]),
             "edit_sim": _mean([float(p["edit_sim"]) for p in gen]),
+            **scoring.gen_summary(gen),
             "stopped": sum(p["stop_reason"] == "stop" for p in gen),
             "eos": sum(p["stop_reason"] == "eos" for p in gen),
             "truncated": sum(p["stop_reason"] == "length" for p in gen),

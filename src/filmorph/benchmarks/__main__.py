@@ -1,11 +1,13 @@
 """Command line of the benchmark generators.
 
-``make`` generates one benchmark in one format; ``convert`` reads a published file in an upstream
-schema; ``check`` lists items of a file whose analysis no dictionary backs or whose MCQ distractor
-is also a right answer (see filmorph.benchmarks.check). ``make`` and ``convert`` write OUT
-(JSONL, schema of filmorph.items) atomically and, beside it, OUT with
-``.jsonl`` replaced by ``.stats.json`` (counts per task, group, level and gold position, the
-number of distinct source words, the seed and the arguments).
+``make`` generates one benchmark in one format; ``convert`` reads a published file as distributed
+(schemas and options: filmorph.benchmarks.convert); ``check`` lists items of a file whose analysis
+no dictionary backs or whose MCQ distractor is also a right answer (see filmorph.benchmarks.check).
+``make`` and ``convert`` write OUT (JSONL, schema of filmorph.items) atomically and, beside it, OUT
+with ``.jsonl`` replaced by ``.stats.json`` (counts per task, group, level and gold position, the
+number of distinct source words, the seed and the arguments; ``convert`` adds items_in, items_out,
+skipped (reason -> count), skipped_lines, repaired, schema and source_sha256, with
+items_in == items_out + sum(skipped)).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_json_atomic
-from ..items import FORMATS, Item, write_items
-from . import BENCHMARKS, SCHEMAS, convert, generate
+from ..items import FORMATS, BadItemError, Item, write_items
+from . import BENCHMARKS, SCHEMAS, generate
+from .convert import DUPLICATE_OPTIONS, LANGUAGES, MCQ_STYLES, ON_BAD_ITEM, Options, convert_source
 
 _NOT_WORDS = ("affix:", "embedded_corpus:", "semantic_groups:")
+_CV_ARGS = ("schema", "format", "on_bad_item", "duplicate_options", "mcq_style", "language", "cute_task")
 
 
 def stats_path(out: str | Path) -> Path:
@@ -101,11 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument(
         "--out", required=True, help="output .jsonl; the stats go to the same name with .stats.json"
     )
-    cv = sub.add_parser("convert", help="convert a published file in an upstream schema to our schema")
+    cv = sub.add_parser("convert", help="convert a published benchmark file to our schema")
     cv.add_argument(
-        "--input", required=True, help="a local JSONL file, or a hub dataset file 'owner/name:path'"
+        "--input",
+        required=True,
+        help="a local file (JSONL, CUTE TSV, Parquet), a hub dataset file 'owner/name:path', or an https URL",
     )
-    cv.add_argument("--schema", required=True, choices=SCHEMAS)
+    cv.add_argument(
+        "--schema",
+        default="auto",
+        choices=(*SCHEMAS, "auto"),
+        help="upstream schema (default: auto, detected)",
+    )
     cv.add_argument("--name", required=True, help="benchmark name given to the converted items")
     cv.add_argument(
         "--format",
@@ -114,7 +125,44 @@ def main(argv: list[str] | None = None) -> int:
         help="force a format (gen turns MCQ records into GEN); default: each record's own",
     )
     cv.add_argument(
-        "--out", required=True, help="output .jsonl; the stats go to the same name with .stats.json"
+        "--on-bad-item",
+        choices=ON_BAD_ITEM,
+        default="error",
+        help="error (default): stop at the first bad item, naming file:line and the reason; "
+        "skip: leave it out and record its line and reason in the stats",
+    )
+    cv.add_argument(
+        "--duplicate-options",
+        choices=DUPLICATE_OPTIONS,
+        default="drop",
+        help="an MCQ item listing one option text twice: drop the copy (default; the gold text stays "
+        "unambiguous) or treat the item as bad",
+    )
+    cv.add_argument(
+        "--mcq-style",
+        choices=MCQ_STYLES,
+        default="text",
+        help="text (default, the study's protocol: options not shown, each option's text scored) or "
+        "lettered (choices listed in the prompt, the letters scored)",
+    )
+    cv.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        default="study",
+        help="prompt language: study (default: what the study read: PACUTE en, hierarchical tl, stress en), "
+        "en or tl",
+    )
+    cv.add_argument(
+        "--no-cute-answer-cue",
+        action="store_true",
+        help="CUTE: keep the record's question as the prompt (the study's cute_gen) instead of ending it "
+        "with CUTE's answer cue 'Answer: \"'",
+    )
+    cv.add_argument("--cute-task", default=None, help="CUTE: the task of a file whose name is not <task>.tsv")
+    cv.add_argument(
+        "--out",
+        required=True,
+        help="output .jsonl; the stats (items_in/out, skips by reason and line, source sha256) go beside it",
     )
     _add_check_parser(sub)
     a = parser.parse_args(argv)
@@ -134,11 +182,34 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
     else:
-        items = convert(a.input, a.schema, a.name, a.format)
-        _write(
-            items,
-            a.out,
-            {"command": "convert", "input": a.input, "schema": a.schema, "name": a.name, "format": a.format},
+        opts = Options(
+            schema=a.schema,
+            fmt=a.format,
+            on_bad_item=a.on_bad_item,
+            duplicate_options=a.duplicate_options,
+            mcq_style=a.mcq_style,
+            language=a.language,
+            cute_answer_cue=not a.no_cute_answer_cue,
+            cute_task=a.cute_task,
+        )
+        try:
+            conv = convert_source(a.input, a.name, opts)
+        except (BadItemError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        args = {
+            "command": "convert",
+            "input": a.input,
+            "name": a.name,
+            **{k: getattr(a, k) for k in _CV_ARGS},
+        }
+        write_items(a.out, conv.items)
+        write_json_atomic(stats_path(a.out), {**stats(conv.items, **args), **conv.stats})
+        s = conv.stats
+        print(
+            f"{a.out}: schema {s['schema']}, {s['items_in']} in, {s['items_out']} out, "
+            f"skipped {s['skipped']}",
+            file=sys.stderr,
         )
     return 0
 
