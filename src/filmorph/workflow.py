@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -56,21 +57,54 @@ def job_provenance(smk: Any, *, log: Any = sys.stderr) -> Iterator[None]:
     print(f"provenance: {path}", file=log)
 
 
+def _log_tail(path: str, start: int, lines: int = 20) -> str:
+    """The last `lines` lines written to the log `path` after byte `start` (a progress bar's
+    carriage-return redraws reduced to their last state)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        text = fh.read().decode("utf-8", errors="replace")
+    out = [ln.rsplit("\r", 1)[-1] for ln in text.splitlines()]
+    return "\n".join([ln for ln in out if ln.strip()][-lines:])
+
+
 def run_stage(smk: Any, main: Callable[[Sequence[str]], int], argv: Sequence[Any], *,
               provenance: bool = True) -> None:
     """Run `main(argv)` with stderr sent to the job's first log file; fail on non-zero. With
-    `provenance`, a successful job leaves its record (:func:`job_provenance`)."""
+    `provenance`, a successful job leaves its record (:func:`job_provenance`).
+
+    A failure reaches both the log Snakemake points to and the console: an uncaught exception's
+    traceback is written to the log, then raised (the interpreter prints it on the console); a
+    non-zero exit status (returned, or an argparse `SystemExit`) repeats the end of what the
+    stage wrote to the log on the console, then exits with that status."""
     argv = [str(a) for a in argv]
     log = smk.log[0] if len(smk.log) else None
-    rc = 0
+    console = sys.stderr
+    rc: Any = 0
+    start = 0
     with contextlib.ExitStack() as stack:
         fh = sys.stderr
         if log:
             fh = stack.enter_context(open(log, "w", encoding="utf-8", buffering=1))
             stack.enter_context(contextlib.redirect_stderr(fh))
             print("argv:", " ".join(argv), file=fh)
+            start = fh.tell()
         if provenance:
             stack.enter_context(job_provenance(smk, log=fh))
-        rc = main(argv)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse errors and explicit exits: a status, not a crash
+            rc = exc.code
+            if isinstance(rc, str):
+                print(rc, file=fh)
+        except BaseException:
+            if log:
+                traceback.print_exc(file=fh)
+            raise
         if rc:
-            sys.exit(rc)  # leaves the provenance block by an exception: no record
+            if log:
+                print(f"exit status: {rc}", file=fh)
+                fh.flush()
+                tail = _log_tail(str(log), start)
+                print(f"{getattr(smk, 'rule', 'stage')} failed (exit status {rc}); the end of its log {log}:\n{tail}",
+                      file=console)
+            raise SystemExit(rc if isinstance(rc, int) else 1)  # leaves the provenance block: no record
