@@ -105,6 +105,7 @@ def run_stage(smk: Any, main: Callable[[Sequence[str]], int], argv: Sequence[Any
                 print(f"exit status: {rc}", file=fh)
                 fh.flush()
                 tail = _log_tail(str(log), start)
-                print(f"{getattr(smk, 'rule', 'stage')} failed (exit status {rc}); the end of its log {log}:\n{tail}",
+                rule = getattr(smk, "rule", "stage")
+                print(f"{rule} failed (exit status {rc}); the end of its log {log}:\n{tail}",
                       file=console)
             raise SystemExit(rc if isinstance(rc, int) else 1)  # leaves the provenance block: no record
