@@ -100,6 +100,23 @@ def test_worker_that_cannot_start_fails_fast_with_its_error_and_no_temp_file(tin
     assert _leftovers(out) == []  # no .chunk_0001.tmp-PID.bin
 
 
+def _die(batch, seed):
+    os._exit(9)  # a worker killed mid-task (the OOM killer, a segfault)
+
+
+def test_worker_that_dies_breaks_the_pool_instead_of_hanging(tiny_tok, chunk, tmp_path,
+                                                             monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import filmorph.tokenize as T
+
+    monkeypatch.setattr(T, "_process_batch", _die)  # forked workers inherit it
+    with _Deadline(20), pytest.raises(BrokenProcessPool):
+        T.tokenize_chunk(chunk, tiny_tok, "vanilla", {}, 1, tmp_path / "out" / "c", workers=2,
+                         batch_size=8)
+    assert _leftovers(tmp_path / "out") == []
+
+
 def test_issue_reproduction_exits_nonzero_within_seconds_error_in_log(tiny_tok, chunk, tmp_path):
     """The issue's command (`--workers 2`, window weights summing to 0), run as a workflow job
     through `run_stage`: non-zero exit well within 30 s, the worker's error in the rule's log
@@ -125,6 +142,21 @@ def test_issue_reproduction_exits_nonzero_within_seconds_error_in_log(tiny_tok, 
     assert "failed to start" in text and "positive sum" in text and "Traceback" in text
     assert "positive sum" in res.stderr
     assert _leftovers(out) == []
+
+
+def test_pool_output_is_byte_identical_to_one_process(tiny_tok, chunk, tmp_path):
+    """The bounded, ordered process pool writes what one process writes (3 workers, batches of
+    3 documents: more batches than the 6 in flight)."""
+    from filmorph.tokenize import tokenize_chunk
+
+    params = {"window_weights": [0.2, 0.5, 0.3]}
+    for workers in (1, 3):
+        tokenize_chunk(chunk, tiny_tok, "patok", params, 5, tmp_path / f"w{workers}" / "c",
+                       workers=workers, batch_size=3)
+    for ext in ("bin", "idx", "doc_ids.txt"):
+        assert (tmp_path / "w1" / f"c.{ext}").read_bytes() == \
+            (tmp_path / "w3" / f"c.{ext}").read_bytes(), ext
+    assert (tmp_path / "w1" / "c.doc_ids.txt").read_text().count("\n") == 40
 
 
 def test_chunk_with_no_document_is_refused_not_a_zero_byte_shard(tiny_tok, tmp_path):
