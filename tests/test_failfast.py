@@ -242,6 +242,30 @@ def test_nonzero_status_message_reaches_the_console_too(tmp_path):
     assert "demo failed (exit status 2)" in res.stderr
 
 
+def test_training_job_failing_before_its_engine_starts_logs_it(tmp_path):
+    """The train_cpt job script (not run through run_stage): a train config its TrainConfig
+    refuses fails the job with the message in the rule's log and on the console (it used to
+    leave an empty log)."""
+    log = tmp_path / "logs" / "train.log"
+    log.parent.mkdir()
+    script = "\n".join([
+        "import runpy",
+        "from types import SimpleNamespace as NS",
+        f"smk = NS(rule='train_cpt', scriptdir={str(REPO / 'workflow_scripts')!r},",
+        f"         log=[{str(log)!r}], params=NS(train_config='{{\"split\": \"abc\"}}'),",
+        "         input=NS(shards=[]),",
+        f"         output=NS(summary={str(tmp_path / 'run' / 'train_summary.json')!r}))",
+        f"runpy.run_path({str(REPO / 'workflow_scripts/train_cpt.py')!r},",
+        "               init_globals={'snakemake': smk})",
+    ])
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=snakemake_env(), timeout=60)
+    assert res.returncode != 0
+    text = log.read_text()
+    assert "Traceback" in text and "split must be 1-3 comma-separated numbers" in text
+    assert "split must be 1-3 comma-separated numbers" in res.stderr
+
+
 # ----------------------------------------------------------------------------- cases 6, 10: corpus
 def _truncated_gz(path: Path, lines: int = 2000) -> Path:
     buf = io.BytesIO()

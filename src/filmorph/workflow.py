@@ -12,7 +12,7 @@ import contextlib
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 
 def _named(namedlist: Any) -> dict[str, Any]:
@@ -67,45 +67,50 @@ def _log_tail(path: str, start: int, lines: int = 20) -> str:
     return "\n".join([ln for ln in out if ln.strip()][-lines:])
 
 
+@contextlib.contextmanager
+def job_log(smk: Any, header: str | None = None) -> Iterator[TextIO]:
+    """The job's first log file, opened for the block with stderr redirected to it (plain
+    stderr for a job without log), `header` its first line. A failure reaches both the log
+    Snakemake points to and the console: an exception's traceback is written to the log, then
+    the exception goes on (the interpreter prints it on the console); a non-zero exit status
+    (`SystemExit`: ``sys.exit(rc)``, argparse) is written to the log, and the end of what the
+    block wrote there is repeated on the console before the exit goes on."""
+    log = smk.log[0] if len(smk.log) else None
+    if not log:
+        yield sys.stderr
+        return
+    console = sys.stderr
+    with open(log, "w", encoding="utf-8", buffering=1) as fh, contextlib.redirect_stderr(fh):
+        if header is not None:
+            print(header, file=fh)
+        start = fh.tell()
+        try:
+            yield fh
+        except SystemExit as exc:
+            if exc.code:  # None and 0 are success
+                if isinstance(exc.code, str):
+                    print(exc.code, file=fh)
+                print(f"exit status: {exc.code}", file=fh)
+                fh.flush()
+                rule = getattr(smk, "rule", "job")
+                print(f"{rule} failed (exit status {exc.code}); the end of its log {log}:\n"
+                      f"{_log_tail(str(log), start)}", file=console)
+            raise
+        except BaseException:
+            traceback.print_exc(file=fh)
+            raise
+
+
 def run_stage(smk: Any, main: Callable[[Sequence[str]], int], argv: Sequence[Any], *,
               provenance: bool = True) -> None:
-    """Run `main(argv)` with stderr sent to the job's first log file; fail on non-zero. With
-    `provenance`, a successful job leaves its record (:func:`job_provenance`).
-
-    A failure reaches both the log Snakemake points to and the console: an uncaught exception's
-    traceback is written to the log, then raised (the interpreter prints it on the console); a
-    non-zero exit status (returned, or an argparse `SystemExit`) repeats the end of what the
-    stage wrote to the log on the console, then exits with that status."""
+    """Run `main(argv)` with stderr sent to the job's first log file (:func:`job_log`: a
+    failure's traceback or message lands in the log and on the console); fail on non-zero.
+    With `provenance`, a successful job leaves its record (:func:`job_provenance`)."""
     argv = [str(a) for a in argv]
-    log = smk.log[0] if len(smk.log) else None
-    console = sys.stderr
-    rc: Any = 0
-    start = 0
     with contextlib.ExitStack() as stack:
-        fh = sys.stderr
-        if log:
-            fh = stack.enter_context(open(log, "w", encoding="utf-8", buffering=1))
-            stack.enter_context(contextlib.redirect_stderr(fh))
-            print("argv:", " ".join(argv), file=fh)
-            start = fh.tell()
+        fh = stack.enter_context(job_log(smk, "argv: " + " ".join(argv)))
         if provenance:
             stack.enter_context(job_provenance(smk, log=fh))
-        try:
-            rc = main(argv)
-        except SystemExit as exc:  # argparse errors and explicit exits: a status, not a crash
-            rc = exc.code
-            if isinstance(rc, str):
-                print(rc, file=fh)
-        except BaseException:
-            if log:
-                traceback.print_exc(file=fh)
-            raise
+        rc = main(argv)
         if rc:
-            if log:
-                print(f"exit status: {rc}", file=fh)
-                fh.flush()
-                tail = _log_tail(str(log), start)
-                rule = getattr(smk, "rule", "stage")
-                print(f"{rule} failed (exit status {rc}); the end of its log {log}:\n{tail}",
-                      file=console)
-            raise SystemExit(rc if isinstance(rc, int) else 1)  # leaves the provenance block: no record
+            sys.exit(rc)  # leaves the provenance block by an exception: no record
