@@ -348,17 +348,19 @@ def test_skip_records_the_line_of_every_skipped_record(tmp_path):
 
 
 # ----------------------------------------------------------------------------- case 7: chunks
-@pytest.mark.parametrize("docs,chunks,best", [(3, 5, 3), (10, 6, 5)])
-def test_more_chunks_than_the_documents_fill_is_refused_naming_both(tmp_path, docs, chunks, best):
+@pytest.mark.parametrize("docs,chunks,fits", [(3, 5, [3]), (10, 6, [5, 10]), (183, 20, [19, 21])])
+def test_more_chunks_than_the_documents_fill_is_refused_naming_both(tmp_path, docs, chunks, fits):
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps({"text": f"dok {i}"}) + "\n" for i in range(docs)))
     with pytest.raises(ValueError) as err:
         C.split_corpus(src, tmp_path / "out", chunks, id_prefix="t")
     msg = str(err.value)
-    assert f"{chunks} chunks for {docs} documents" in msg and f"at most {best}" in msg
+    assert f"{chunks} chunks for {docs} documents" in msg
+    assert msg.endswith(" or ".join(map(str, fits)))
     assert _leftovers(tmp_path / "out") == []  # nothing written
-    res = C.split_corpus(src, tmp_path / "ok", best, id_prefix="t")
-    assert min(res["chunk_documents"]) > 0 and sum(res["chunk_documents"]) == docs
+    for n in fits:
+        res = C.split_corpus(src, tmp_path / f"ok{n}", n, id_prefix="t")
+        assert min(res["chunk_documents"]) > 0 and sum(res["chunk_documents"]) == docs
 
 
 # ----------------------------------------------------------------------------- config checks
@@ -423,6 +425,9 @@ CONFIG_MISTAKES = {
                            "patok_affixes: /nonexistent/affixes.tsv is not a file"),
     "embedded_chunks_exceed_documents": ([_edit("corpus.num_chunks", 500)],
                                          "500 chunks for 183 documents"),
+    "embedded_chunk_left_empty": ([_edit("corpus.num_chunks", 20)],
+                                  "20 chunks for 183 documents of the embedded corpus leave "
+                                  "chunk_0020 empty"),
 }
 
 

@@ -264,7 +264,9 @@ def chunk_sizes(documents: int, num_chunks: int) -> list[int]:
 
 def check_chunk_count(documents: int, num_chunks: int, where: str = "the corpus") -> None:
     """Refuse a chunk count that would leave a chunk empty (its 0-byte shard would only fail
-    training hours later), naming both numbers and the largest count that works."""
+    training hours later), naming both numbers and the nearest counts that work (with
+    ``ceil(D/N)`` per chunk, the split of the published study, these are not all counts up to
+    D: 183 documents fill 19 and 21 chunks but not 20)."""
     sizes = chunk_sizes(documents, num_chunks)
     if min(sizes) > 0:
         return
@@ -272,12 +274,15 @@ def check_chunk_count(documents: int, num_chunks: int, where: str = "the corpus"
     if documents == 0:
         raise ValueError(f"corpus.num_chunks: {where} has no documents to split into "
                          f"{num_chunks} chunk(s)")
-    best = next(n for n in range(num_chunks, 0, -1) if min(chunk_sizes(documents, n)) > 0)
+    fits = [n for n in (next((n for n in range(num_chunks - 1, 0, -1)
+                              if min(chunk_sizes(documents, n)) > 0), None),
+                        next((n for n in range(num_chunks + 1, documents + 1)
+                              if min(chunk_sizes(documents, n)) > 0), None)) if n]
     raise ValueError(
         f"corpus.num_chunks: {num_chunks} chunks for {documents} documents of {where} leave "
         f"{empty} empty (chunks hold ceil({documents}/{num_chunks}) = "
-        f"{math.ceil(documents / num_chunks)} documents each); set corpus.num_chunks to at most "
-        f"{best}")
+        f"{math.ceil(documents / num_chunks)} documents each, the last one the rest); the "
+        f"nearest chunk counts that fill every chunk: {' or '.join(map(str, fits))}")
 
 
 def split_corpus(path: str | Path, out_dir: str | Path, num_chunks: int, *, id_prefix: str,
