@@ -461,6 +461,17 @@ def test_credentials_are_refused_naming_the_key_never_the_value(path):
     assert CANARY not in str(err.value)
 
 
+def test_tokenization_only_config_needs_no_benchmark():
+    from filmorph.config_checks import check_config
+
+    cfg = _config()
+    for fam in cfg["families"].values():
+        fam.pop("model")
+    cfg["evaluate"]["reference_models"] = {}
+    cfg["benchmarks"]["items_per_task"] = {}
+    check_config(_validated(cfg))
+
+
 def test_credential_key_names():
     from filmorph.config_checks import is_credential_key
 

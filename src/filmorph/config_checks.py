@@ -9,8 +9,9 @@
 - :func:`check_config` runs after it, on the validated config (defaults filled): the report's
   baseline arm is enabled; the patok parameters and affix file are usable; the ``train:``
   section passes :class:`filmorph.train.TrainConfig` (split format, batch divisibility by
-  micro batch x data-parallel ranks) and, for Megatron, its tensor-parallel split; there is at
-  least one benchmark file; the embedded corpus fills every chunk.
+  micro batch x data-parallel ranks) and, for Megatron, its tensor-parallel split; a config
+  with a model to evaluate has at least one benchmark file; the embedded corpus fills every
+  chunk.
 
 Both raise :class:`ConfigError` listing every problem found.
 """
@@ -147,10 +148,15 @@ def _problems(config: Mapping[str, Any]) -> Iterator[str]:
                            f"ranks (world {world} / tensor_parallel {tp})")
 
     bench = config.get("benchmarks") or {}
-    if "benchmarks" in config and not bench.get("items_per_task") and not bench.get("external"):
-        yield ("benchmarks.items_per_task: empty, and benchmarks.external names no file: there is "
-               "nothing to evaluate and no results table to make (list at least one task, e.g. "
-               "pacute: 100)")
+    models = [f"families.{f}.model" for f, spec in (config.get("families") or {}).items()
+              if (spec or {}).get("model")]
+    models += [f"evaluate.reference_models.{m}"
+               for m in ((config.get("evaluate") or {}).get("reference_models") or {})]
+    if models and not bench.get("items_per_task") and not bench.get("external"):
+        yield (f"benchmarks.items_per_task: empty, and benchmarks.external names no file, but "
+               f"{models[0]}{' and others' if len(models) > 1 else ''} is to be evaluated: "
+               "there would be no scores and no results table (list at least one task, e.g. "
+               "pacute: 100, or drop the models for a tokenization-only run)")
 
     corpus = config.get("corpus") or {}
     if corpus.get("source") == "embedded":
