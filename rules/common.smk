@@ -3,11 +3,17 @@ import json
 import hashlib
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's filmorph
+from filmorph.config_checks import check_config, refuse_credentials, train_settings
+
+refuse_credentials(config)  # before the schema: its messages quote values
 validate(config, schema="../config/schema.yaml")
+check_config(config)  # cross-field checks, naming the key
 
 ARMS = ["vanilla", "stochastok", "patok"]
 FAMILIES = list(config["families"])
@@ -206,10 +212,7 @@ def with_provenance(cmd):
 def get_train_config(wildcards=None):
     """The train: section as the engine reads it (engine-specific blocks removed; seed from the
     root seed unless train.seed is set)."""
-    cfg = {k: v for k, v in TRAIN.items() if k not in ("megatron",)}
-    if cfg.get("seed") is None:
-        cfg["seed"] = config["seed"]
-    return json.dumps(cfg, sort_keys=True)
+    return json.dumps(train_settings(config), sort_keys=True)
 
 
 def get_train_shards(wildcards):

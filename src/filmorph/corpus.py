@@ -17,9 +17,12 @@ source's records from 0 (skipped records keep their numbers), so an id names the
 text whatever the chunk count or skip policy.
 
 Bad records (invalid UTF-8, invalid JSON, not an object, missing or non-string text, empty
-text) raise :class:`BadRecordError` naming the file and line under ``on_bad_record: error``,
-or are counted per reason under ``skip``. Every run writes counts with
-``records_in == documents_out + skipped_total``.
+text) raise :class:`BadRecordError` naming the file and line (and, for bad UTF-8, the byte
+offset) under ``on_bad_record: error``, or are counted per reason, with their line numbers,
+under ``skip``. Every run writes counts with ``records_in == documents_out + skipped_total``.
+A UTF-8 byte-order mark at the start of a file is not part of its first record. A truncated
+or corrupt compressed file raises :class:`CorpusFileError` (file, line, byte offset) under
+either policy.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import io
 import json
 import math
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +49,11 @@ BAD_REASONS = ("invalid_utf8", "invalid_json", "not_an_object", "missing_text", 
 
 class BadRecordError(ValueError):
     """A corpus record that cannot be used, with the file and line it came from."""
+
+
+class CorpusFileError(BadRecordError):
+    """A corpus file that cannot be read on (truncated or corrupt compression), with the file,
+    the line and the byte offset where it broke off; never skipped."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class Counts:
     records_in: int = 0
     documents_out: int = 0
     skipped: Counter = field(default_factory=Counter)
+    skipped_lines: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def skipped_total(self) -> int:
@@ -77,6 +87,7 @@ class Counts:
             "documents_out": self.documents_out,
             "skipped_total": self.skipped_total,
             "skipped": {r: self.skipped.get(r, 0) for r in BAD_REASONS},
+            "skipped_lines": {r: list(self.skipped_lines.get(r, [])) for r in BAD_REASONS},
         }
 
 
@@ -100,63 +111,104 @@ def _detect_format(path: Path) -> str:
     raise ValueError(f"{path}: cannot tell the format from the name; use .jsonl[.gz] or .txt[.gz]")
 
 
-def _jsonl_records(path: Path, text_field: str) -> Iterator[Record]:
+_BOM = b"\xef\xbb\xbf"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(1-based line number, byte offset of the line in the (uncompressed) file, raw line) of
+    every line; a UTF-8 byte-order mark at the start of the file is dropped. A compressed file
+    that is truncated or corrupt raises :class:`CorpusFileError` naming the file, the line it
+    was reading and the byte offset where it broke off (whatever `on_bad_record` says: the rest
+    of the file is lost, not one record)."""
+    lineno, offset = 0, 0
     with _open_binary(path) as fh:
-        number = 0
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue  # blank lines are separators, not records
+        while True:
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Record(number, lineno, None, "invalid_utf8", str(exc))
-                number += 1
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Record(number, lineno, None, "invalid_json", exc.msg)
-                number += 1
-                continue
-            if not isinstance(obj, dict):
-                yield Record(number, lineno, None, "not_an_object", type(obj).__name__)
-            elif text_field not in obj:
-                yield Record(number, lineno, None, "missing_text", f"no field {text_field!r}")
-            elif not isinstance(obj[text_field], str):
-                yield Record(number, lineno, None, "non_string_text",
-                             type(obj[text_field]).__name__)
-            elif not obj[text_field].strip():
-                yield Record(number, lineno, None, "empty_text", "")
+                raw = fh.readline()
+            except (EOFError, OSError, zlib.error) as exc:
+                raise CorpusFileError(
+                    f"{path}:{lineno + 1}: cannot read past byte {offset} of the uncompressed "
+                    f"data, the file is truncated or corrupt ({type(exc).__name__}: {exc})"
+                ) from exc
+            if not raw:
+                return
+            lineno += 1
+            if lineno == 1 and raw.startswith(_BOM):
+                yield lineno, offset + len(_BOM), raw[len(_BOM):]
             else:
-                yield Record(number, lineno, obj[text_field])
+                yield lineno, offset, raw
+            offset += len(raw)
+
+
+def _utf8_detail(raw: bytes, offset: int, exc: UnicodeDecodeError) -> str:
+    """Where a line is not UTF-8: the byte, its column and its byte offset in the file."""
+    return (f"byte {raw[exc.start]:#04x} at column {exc.start + 1} (byte offset {offset + exc.start}"
+            f" in the file) is not UTF-8: {exc.reason}")
+
+
+def _json_detail(line: str, exc: json.JSONDecodeError) -> str:
+    """The whole JSON error (``exc.msg`` alone is cut: "Invalid control character at")."""
+    msg = exc.msg.removesuffix(" at")
+    if msg.startswith("Invalid control character") and exc.pos < len(line):
+        msg += f" {line[exc.pos]!r}"
+    return f"{msg} at column {exc.colno}"
+
+
+def _jsonl_records(path: Path, text_field: str) -> Iterator[Record]:
+    number = 0
+    for lineno, offset, raw in _lines(path):
+        if not raw.strip():
+            continue  # blank lines are separators, not records
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Record(number, lineno, None, "invalid_utf8", _utf8_detail(raw, offset, exc))
             number += 1
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Record(number, lineno, None, "invalid_json", _json_detail(line, exc))
+            number += 1
+            continue
+        if not isinstance(obj, dict):
+            yield Record(number, lineno, None, "not_an_object", type(obj).__name__)
+        elif text_field not in obj:
+            yield Record(number, lineno, None, "missing_text", f"no field {text_field!r}")
+        elif not isinstance(obj[text_field], str):
+            yield Record(number, lineno, None, "non_string_text",
+                         type(obj[text_field]).__name__)
+        elif not obj[text_field].strip():
+            yield Record(number, lineno, None, "empty_text", "")
+        else:
+            yield Record(number, lineno, obj[text_field])
+        number += 1
 
 
 def _text_records(path: Path) -> Iterator[Record]:
     """Paragraphs (runs of non-blank lines) of a plain-text file, one record each."""
-    with _open_binary(path) as fh:
-        number, start, buf, bad = 0, 0, [], None
+    number, start, buf, bad = 0, 0, [], None
 
-        def flush() -> Record:
-            if bad is not None:
-                return Record(number, start, None, "invalid_utf8", bad)
-            return Record(number, start, "\n".join(buf))
+    def flush() -> Record:
+        if bad is not None:
+            return Record(number, start, None, "invalid_utf8", bad)
+        return Record(number, start, "\n".join(buf))
 
-        for lineno, raw in enumerate(fh, start=1):
-            stripped = raw.rstrip(b"\r\n")
-            if not stripped.strip():
-                if buf or bad is not None:
-                    yield flush()
-                    number, buf, bad = number + 1, [], None
-                continue
-            if not buf and bad is None:
-                start = lineno
-            try:
-                buf.append(stripped.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                bad = bad or str(exc)
-        if buf or bad is not None:
-            yield flush()
+    for lineno, offset, raw in _lines(path):
+        stripped = raw.rstrip(b"\r\n")
+        if not stripped.strip():
+            if buf or bad is not None:
+                yield flush()
+                number, buf, bad = number + 1, [], None
+            continue
+        if not buf and bad is None:
+            start = lineno
+        try:
+            buf.append(stripped.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            bad = bad or f"line {lineno}: {_utf8_detail(stripped, offset, exc)}"
+    if buf or bad is not None:
+        yield flush()
 
 
 def read_records(path: str | Path, fmt: str = "auto", text_field: str = "text") -> Iterator[Record]:
@@ -187,6 +239,7 @@ def iter_documents(path: str | Path, *, id_prefix: str, on_bad_record: str = "er
                     f"{path}:{rec.line}: bad record ({rec.reason}{': ' + rec.detail if rec.detail else ''}); "
                     "set corpus.on_bad_record: skip to count and skip such records")
             counts.skipped[rec.reason] += 1
+            counts.skipped_lines.setdefault(rec.reason, []).append(rec.line)
             continue
         counts.documents_out += 1
         yield f"{id_prefix}-{rec.number:09d}", rec.text  # type: ignore[misc]
@@ -197,6 +250,41 @@ def chunk_name(index: int) -> str:
     return f"chunk_{index + 1:04d}"
 
 
+def chunk_sizes(documents: int, num_chunks: int) -> list[int]:
+    """Documents per chunk when :func:`split_corpus` splits `documents` into `num_chunks`:
+    ``ceil(D/N)`` each, the last one what is left."""
+    per_chunk = max(1, math.ceil(documents / num_chunks))
+    sizes, left = [], documents
+    for k in range(num_chunks):
+        n = left if k == num_chunks - 1 else min(per_chunk, left)
+        sizes.append(n)
+        left -= n
+    return sizes
+
+
+def check_chunk_count(documents: int, num_chunks: int, where: str = "the corpus") -> None:
+    """Refuse a chunk count that would leave a chunk empty (its 0-byte shard would only fail
+    training hours later), naming both numbers and the nearest counts that work (with
+    ``ceil(D/N)`` per chunk, the split of the published study, these are not all counts up to
+    D: 183 documents fill 19 and 21 chunks but not 20)."""
+    sizes = chunk_sizes(documents, num_chunks)
+    if min(sizes) > 0:
+        return
+    empty = chunk_name(sizes.index(0))
+    if documents == 0:
+        raise ValueError(f"corpus.num_chunks: {where} has no documents to split into "
+                         f"{num_chunks} chunk(s)")
+    fits = [n for n in (next((n for n in range(num_chunks - 1, 0, -1)
+                              if min(chunk_sizes(documents, n)) > 0), None),
+                        next((n for n in range(num_chunks + 1, documents + 1)
+                              if min(chunk_sizes(documents, n)) > 0), None)) if n]
+    raise ValueError(
+        f"corpus.num_chunks: {num_chunks} chunks for {documents} documents of {where} leave "
+        f"{empty} empty (chunks hold ceil({documents}/{num_chunks}) = "
+        f"{math.ceil(documents / num_chunks)} documents each, the last one the rest); the "
+        f"nearest chunk counts that fill every chunk: {' or '.join(map(str, fits))}")
+
+
 def split_corpus(path: str | Path, out_dir: str | Path, num_chunks: int, *, id_prefix: str,
                  on_bad_record: str = "error", fmt: str = "auto", text_field: str = "text",
                  progress: bool = False) -> dict[str, Any]:
@@ -204,7 +292,9 @@ def split_corpus(path: str | Path, out_dir: str | Path, num_chunks: int, *, id_p
 
     Chunk k holds documents [k*ceil(D/N), (k+1)*ceil(D/N)) in source order, where D counts
     good documents. Writes `chunk_NNNN.jsonl` files and `counts.json` (with per-chunk
-    document counts) atomically and returns the counts.
+    document counts and the line numbers of skipped records) atomically and returns the
+    counts. A chunk count that would leave a chunk empty is refused before anything is
+    written (:func:`check_chunk_count`).
     """
     if num_chunks < 1:
         raise ValueError("num_chunks must be >= 1")
@@ -214,6 +304,10 @@ def split_corpus(path: str | Path, out_dir: str | Path, num_chunks: int, *, id_p
     first = Counts()
     total = sum(1 for _ in iter_documents(path, id_prefix=id_prefix, on_bad_record=on_bad_record,
                                           fmt=fmt, text_field=text_field, counts=first))
+    where = str(path)
+    if first.skipped_total:
+        where += f" after skipping {first.skipped_total} bad record(s)"
+    check_chunk_count(total, num_chunks, where)
     per_chunk = max(1, math.ceil(total / num_chunks))
     counts = Counts()
     docs = iter_documents(path, id_prefix=id_prefix, on_bad_record=on_bad_record, fmt=fmt,

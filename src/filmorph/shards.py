@@ -82,10 +82,15 @@ class ShardWriter:
         self._done = True
 
     def abort(self) -> None:
-        """Remove the temporary files (after an error)."""
-        self._builder.data_file.close()
-        for ext in (".bin", ".idx"):
-            Path(f"{self._tmp}{ext}").unlink(missing_ok=True)
+        """Remove the temporary files (after an error). Needs no disk space: on a full disk
+        closing the data file fails to flush its buffer, and the files are removed anyway."""
+        try:
+            self._builder.data_file.close()
+        except OSError:
+            pass  # e.g. ENOSPC flushing the buffer; the file goes below (its fd is closed)
+        finally:
+            for ext in (".bin", ".idx"):
+                Path(f"{self._tmp}{ext}").unlink(missing_ok=True)
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -18,6 +18,7 @@ so the output does not depend on the worker count.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -153,6 +154,11 @@ def build_tables(tb: Sequence[bytes | None], secondary: Sequence[int],
 _STATE: dict[str, Any] = {}
 
 
+class WorkerStartError(RuntimeError):
+    """A tokenization worker could not start (bad arm parameters, a missing affix file...);
+    carries the worker's own message and traceback to the parent."""
+
+
 def _init_worker(tokenizer_dir: str, arm: str, arm_params: Mapping[str, Any],
                  affix_path: str | None) -> None:
     from filmorph.affixes import load_affixes
@@ -162,6 +168,47 @@ def _init_worker(tokenizer_dir: str, arm: str, arm_params: Mapping[str, Any],
     _STATE.update(family=fam, arm_name=arm, arm=make_arm(
         arm, arm_params, token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_batch,
         affixes=affixes, secondary_ids=fam.secondary))
+
+
+def _init_pool_worker(*init_args: Any) -> None:
+    """The process pool's initializer: an error is kept, not raised, so that the worker stays
+    up and hands it to the parent with its first task (a raising initializer makes a
+    ``multiprocessing.Pool`` restart workers for ever, and a ``ProcessPoolExecutor`` report
+    only that a process died)."""
+    import traceback
+
+    _STATE.pop("start_error", None)
+    try:
+        _init_worker(*init_args)
+    except Exception as exc:  # noqa: BLE001 -- handed to the parent by _worker_ready
+        _STATE["start_error"] = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _worker_ready() -> None:
+    """Raise :class:`WorkerStartError` in the worker if its initializer failed."""
+    if "start_error" in _STATE:
+        msg, tb = _STATE["start_error"]
+        raise WorkerStartError(f"tokenization worker {os.getpid()} failed to start: {msg}\n"
+                               f"worker traceback:\n{tb}")
+
+
+def _pool_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes], dict]:
+    _worker_ready()
+    return _process_batch(batch, seed)
+
+
+def _ordered_results(pool: Any, work: Any, batches: Iterator[Any], ahead: int) -> Iterator[Any]:
+    """`work(batch)` for every batch, run by `pool` (a ProcessPoolExecutor), in input order,
+    with at most `ahead` batches in flight (memory stays bounded whatever the chunk size)."""
+    from collections import deque
+
+    pending: deque = deque()
+    for batch in batches:
+        pending.append(pool.submit(work, batch))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _process_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes], dict]:
@@ -231,28 +278,35 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
             yield doc
 
     init_args = (str(tokenizer_dir), arm, dict(arm_params), affix_path)
-    work = partial(_process_batch, seed=seed)
     writer = ShardWriter(out_prefix, int(meta["vocab_size"]))
     try:
-        if workers <= 1:
-            _init_worker(*init_args)
-            results = map(work, _batches(id_tracked(), batch_size))
-            pool = None
-        else:
-            import multiprocessing as mp
+        with contextlib.ExitStack() as stack:
+            if workers <= 1:
+                _init_worker(*init_args)
+                results: Iterator = map(partial(_process_batch, seed=seed),
+                                        _batches(id_tracked(), batch_size))
+            else:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
 
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            pool = mp.get_context("fork").Pool(workers, initializer=_init_worker,
-                                               initargs=init_args)
-            results = pool.imap(work, _batches(id_tracked(), batch_size), chunksize=1)
-        for docs_bytes, c in results:
-            for raw in docs_bytes:
-                writer.add(np.frombuffer(raw, dtype=np.int64))
-            counts.update(c)
-            bar.update(len(docs_bytes))
-        if pool is not None:
-            pool.close()
-            pool.join()
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                # A worker that cannot start fails the job with its own error (first task);
+                # one that dies (OOM kill) breaks the pool: BrokenProcessPool, never a hang.
+                pool = stack.enter_context(ProcessPoolExecutor(
+                    workers, mp_context=mp.get_context("fork"), initializer=_init_pool_worker,
+                    initargs=init_args))
+                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+                pool.submit(_worker_ready).result()  # even a chunk with no batch checks this
+                results = _ordered_results(pool, partial(_pool_batch, seed=seed),
+                                           _batches(id_tracked(), batch_size), 2 * workers)
+            for docs_bytes, c in results:
+                for raw in docs_bytes:
+                    writer.add(np.frombuffer(raw, dtype=np.int64))
+                counts.update(c)
+                bar.update(len(docs_bytes))
+        if writer.documents == 0:
+            raise ValueError(f"{chunk}: no documents to tokenize; an empty shard would only fail "
+                             "training later (the corpus stage never writes an empty chunk)")
         with atomic_path(Path(f"{out_prefix}.doc_ids.txt")) as tmp:
             tmp.write_text("".join(f"{d}\n" for d in doc_ids), encoding="utf-8")
         writer.commit()

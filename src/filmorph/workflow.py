@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 
 def _named(namedlist: Any) -> dict[str, Any]:
@@ -56,19 +57,58 @@ def job_provenance(smk: Any, *, log: Any = sys.stderr) -> Iterator[None]:
     print(f"provenance: {path}", file=log)
 
 
+def _log_tail(path: str, start: int, lines: int = 20) -> str:
+    """The last `lines` lines written to the log `path` after byte `start` (a progress bar's
+    carriage-return redraws reduced to their last state)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        text = fh.read().decode("utf-8", errors="replace")
+    out = [ln.rsplit("\r", 1)[-1] for ln in text.splitlines()]
+    return "\n".join([ln for ln in out if ln.strip()][-lines:])
+
+
+@contextlib.contextmanager
+def job_log(smk: Any, header: str | None = None) -> Iterator[TextIO]:
+    """The job's first log file, opened for the block with stderr redirected to it (plain
+    stderr for a job without log), `header` its first line. A failure reaches both the log
+    Snakemake points to and the console: an exception's traceback is written to the log, then
+    the exception goes on (the interpreter prints it on the console); a non-zero exit status
+    (`SystemExit`: ``sys.exit(rc)``, argparse) is written to the log, and the end of what the
+    block wrote there is repeated on the console before the exit goes on."""
+    log = smk.log[0] if len(smk.log) else None
+    if not log:
+        yield sys.stderr
+        return
+    console = sys.stderr
+    with open(log, "w", encoding="utf-8", buffering=1) as fh, contextlib.redirect_stderr(fh):
+        if header is not None:
+            print(header, file=fh)
+        start = fh.tell()
+        try:
+            yield fh
+        except SystemExit as exc:
+            if exc.code:  # None and 0 are success
+                if isinstance(exc.code, str):
+                    print(exc.code, file=fh)
+                print(f"exit status: {exc.code}", file=fh)
+                fh.flush()
+                rule = getattr(smk, "rule", "job")
+                print(f"{rule} failed (exit status {exc.code}); the end of its log {log}:\n"
+                      f"{_log_tail(str(log), start)}", file=console)
+            raise
+        except BaseException:
+            traceback.print_exc(file=fh)
+            raise
+
+
 def run_stage(smk: Any, main: Callable[[Sequence[str]], int], argv: Sequence[Any], *,
               provenance: bool = True) -> None:
-    """Run `main(argv)` with stderr sent to the job's first log file; fail on non-zero. With
-    `provenance`, a successful job leaves its record (:func:`job_provenance`)."""
+    """Run `main(argv)` with stderr sent to the job's first log file (:func:`job_log`: a
+    failure's traceback or message lands in the log and on the console); fail on non-zero.
+    With `provenance`, a successful job leaves its record (:func:`job_provenance`)."""
     argv = [str(a) for a in argv]
-    log = smk.log[0] if len(smk.log) else None
-    rc = 0
     with contextlib.ExitStack() as stack:
-        fh = sys.stderr
-        if log:
-            fh = stack.enter_context(open(log, "w", encoding="utf-8", buffering=1))
-            stack.enter_context(contextlib.redirect_stderr(fh))
-            print("argv:", " ".join(argv), file=fh)
+        fh = stack.enter_context(job_log(smk, "argv: " + " ".join(argv)))
         if provenance:
             stack.enter_context(job_provenance(smk, log=fh))
         rc = main(argv)

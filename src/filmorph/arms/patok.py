@@ -87,7 +87,8 @@ class PatokParams:
                 raise ValueError(f"patok {name} must be in [0, 1], got {v}")
         if len(self.window_weights) != 3 or min(self.window_weights) < 0 or sum(
                 self.window_weights) <= 0:
-            raise ValueError("patok window_weights must be three non-negative weights")
+            raise ValueError("patok window_weights must be three non-negative weights with a "
+                             f"positive sum, got {list(self.window_weights)}")
 
 
 class Patok:
