@@ -106,13 +106,10 @@ def _problems(config: Mapping[str, Any]) -> Iterator[str]:
                "every delta is measured against it (enable it under arms: or choose another)")
 
     if "patok" in arms:
-        from filmorph.arms.patok import PatokParams
+        from filmorph.arms import patok_params
 
-        params = dict(arms["patok"] or {})
-        if "window_weights" in params:
-            params["window_weights"] = tuple(params["window_weights"])
         try:
-            PatokParams(**params)
+            patok_params(arms["patok"] or {})
         except (TypeError, ValueError) as exc:
             yield f"arms.patok: {exc}"
         affixes = config.get("patok_affixes")

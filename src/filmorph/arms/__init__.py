@@ -59,6 +59,20 @@ def _check_params(variant: str, kw: Mapping[str, Any], cls: type) -> None:
         raise ValueError(f"unknown patok parameters for variant {variant!r}: {sorted(unknown)}")
 
 
+def patok_params(params: Mapping[str, Any]) -> tuple[str, Any]:
+    """``arms.patok`` as (variant, that variant's checked parameters): an unknown variant, a
+    knob the variant lacks or an out-of-range value raises ValueError naming it."""
+    kw = dict(params or {})
+    variant = kw.pop("variant", DEFAULT_PATOK_VARIANT)
+    if variant not in PATOK_VARIANTS:
+        raise ValueError(f"arms.patok.variant: unknown {variant!r}; expected one of {PATOK_VARIANTS}")
+    if "window_weights" in kw:
+        kw["window_weights"] = tuple(kw["window_weights"])
+    cls = {"published": PublishedParams, "morph": MorphParams, "v1": PatokParams}[variant]
+    _check_params(variant, kw, cls)
+    return variant, cls(**kw)
+
+
 def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[bytes | None],
              table: ExpansionTable | None, encode: Callable[[list[str]], list[list[int]]] | None = None,
              affixes: Mapping[str, Sequence[str]] | None = None,
@@ -78,27 +92,17 @@ def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[byte
     if name == "patok":
         if table is None or encode is None:
             raise ValueError("patok needs an expansion table and an encoder")
-        kw = dict(params)
-        variant = kw.pop("variant", DEFAULT_PATOK_VARIANT)
-        if variant not in PATOK_VARIANTS:
-            raise ValueError(f"arms.patok.variant: unknown {variant!r}; expected one of "
-                             f"{PATOK_VARIANTS}")
-        if "window_weights" in kw:
-            kw["window_weights"] = tuple(kw["window_weights"])
+        variant, p = patok_params(params)
         if variant == "published":
-            _check_params("published", kw, PublishedParams)
-            return PatokPublished(token_bytes, table, encode, PublishedParams(**kw))
+            return PatokPublished(token_bytes, table, encode, p)
         if affixes is None:
             raise ValueError(f"patok variant {variant!r} needs an affix inventory")
         if variant == "morph":
-            _check_params("morph", kw, MorphParams)
-            return PatokMorph(token_bytes, table, encode, affixes, MorphParams(**kw),
-                              secondary_ids)
-        _check_params("v1", kw, PatokParams)
-        return Patok(token_bytes, table, encode, affixes, PatokParams(**kw), secondary_ids)
+            return PatokMorph(token_bytes, table, encode, affixes, p, secondary_ids)
+        return Patok(token_bytes, table, encode, affixes, p, secondary_ids)
     raise ValueError(f"unknown arm {name!r}; expected one of {ARMS}")
 
 
-__all__ = ["ARMS", "DEFAULT_PATOK_VARIANT", "PATOK_VARIANTS", "Arm", "ExpansionTable",
+__all__ = ["ARMS", "DEFAULT_PATOK_VARIANT", "PATOK_VARIANTS", "Arm", "ExpansionTable", "patok_params",
            "MorphParams", "Patok", "PatokMorph", "PatokParams", "PatokPublished",
            "PublishedParams", "make_arm", "stochastok_expand"]
