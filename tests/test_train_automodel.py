@@ -2,7 +2,7 @@
 not a golden file), batch arithmetic, the LR schedule mapping, the launch command, the
 document semantics of the samples, and run()'s bookkeeping (checkpoint export, metrics, resume)
 against a stand-in for Automodel's torchrun that writes Automodel's output layout. NeMo
-Automodel itself never runs here: it needs a GPU (see gpu_proof_automodel.py for the real run)."""
+Automodel itself never runs here: it needs a GPU (see tools/gpu_proof_automodel.py for the real run)."""
 
 from __future__ import annotations
 
@@ -522,7 +522,7 @@ def test_metrics_from_jsonl_and_log_lines(tmp_path):
 
 def test_importing_the_engine_imports_no_heavy_library():
     code = (
-        "import sys, filmorph.train.automodel, filmorph.train.gpu_proof_automodel\n"
+        "import sys, filmorph.train.automodel\n"
         "bad = [m for m in ('torch', 'transformers', 'nemo_automodel', 'megatron') if m in sys.modules]\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
@@ -680,46 +680,3 @@ def test_run_reports_a_failed_training(llama_inputs, tmp_path):
     assert "CUDA is not available" in (tmp_path / "run" / "automodel_node0.log").read_text()
 
 
-def test_proof_unpack_takes_both_payload_layouts(tmp_path):
-    """``prove --payload`` reads its own payload (gzipped .bin) and the Megatron proof's carry
-    (plain .bin), so both engines can be timed on the same shards."""
-    import gzip
-
-    from filmorph.train import gpu_proof_automodel as P
-
-    for layout in ("gz", "plain"):
-        payload = tmp_path / layout
-        for fam in P.FAMILIES:
-            tok = payload / f"tok_{fam}"
-            tok.mkdir(parents=True)
-            with gzip.open(tok / "tokenizer.json.gz", "wb") as g:
-                g.write(b'{"fam": "%s"}' % fam.encode())
-            (tok / "tokenizer_meta.json").write_text("{}")
-            sh = payload / "shards" / fam
-            sh.mkdir(parents=True)
-            for k in (2, 1):
-                body = bytes([k]) * 8
-                if layout == "gz":
-                    with gzip.open(sh / f"chunk_{k:04d}.bin.gz", "wb") as g:
-                        g.write(body)
-                else:
-                    (sh / f"chunk_{k:04d}.bin").write_bytes(body)
-                (sh / f"chunk_{k:04d}.idx").write_bytes(b"idx")
-        work = tmp_path / f"work_{layout}"
-        got = P.unpack(payload, work)
-        for fam in P.FAMILIES:
-            prefixes = got[fam]["prefixes"]
-            assert prefixes == [str(work / "shards" / fam / f"chunk_{k:04d}") for k in (1, 2)], layout
-            for k, prefix in zip((1, 2), prefixes, strict=True):
-                assert Path(prefix + ".bin").read_bytes() == bytes([k]) * 8
-                assert Path(prefix + ".idx").is_file()
-            assert json.loads((got[fam]["tok"] / "tokenizer.json").read_text()) == {"fam": fam}
-
-
-def test_proof_rejects_an_unknown_phase(capsys):
-    from filmorph.train import gpu_proof_automodel as P
-
-    with pytest.raises(SystemExit) as e:
-        P.main(["prove", "--payload", "x", "--phases", "matched,bogus"])
-    assert e.value.code == 2
-    assert "bogus" in capsys.readouterr().err

@@ -901,14 +901,14 @@ def document_masking_mode(model_dir: str | Path, reset_attention_mask: bool = Tr
     Refuses (``ValueError``) thd for the sliding-window model types of
     :data:`THD_REFUSED_MODEL_TYPES`. Seen on the H100 (Megatron-Bridge 0.6.2, megatron-core
     0.19.2, TE 2.20.2, cuDNN fused attention;
-    ``.ci/device/measured/megatron_gemma3_thd_2026-11-24.txt``): the Gemma 3 1B shape (head
+    ``docs/measurements/megatron_gemma3_thd_2026-11-24.txt``): the Gemma 3 1B shape (head
     dim 256, window 512) trained with packed ``thd`` documents had gradient norms of 1e9-1e13
     and a flat loss (12.70 -> 12.70 over 50 steps, 3.8 s/step), while the same run without
     document masking learned normally (12.2 -> 8.7 in 20 steps, gradient norm 3.6 -> 1.6) and
     the Llama 3.2 1B shape trained with thd normally. ``python -m filmorph.convert
     verify-doc-mask --mode thd`` on the Gemma 3 import then found the cause: the packed
     forward pass equals the documents run alone, but the backward pass gives NaN gradients
-    (``.ci/device/measured/megatron_tuning_and_docmask_2026-11-24.md``). Until that
+    (``docs/measurements/megatron_tuning_and_docmask_2026-11-24.md``). Until that
     combination is shown to train, it is an error rather than a silently wasted GPU run.
     """
     if not reset_attention_mask:

@@ -18,88 +18,7 @@ checks the engine's document masking for the model on the GPU.
 steady-state tokens/s, MFU and peak memory per setting (:data:`DEFAULT_SWEEPS`, or
 ``--variant NAME=JSON``).
 
-Seen on 2026-11-24 (``.ci/device/measured/``; summary in
-``megatron_tuning_and_docmask_2026-11-24.md``):
-
-- **Llama 3.2 1B shape:** every stage passed. Micro batch 16 gave 52.6k tokens/s, 41.6 % MFU
-  (38.8 % in a second run), against 32-36.8 % at micro batch 8.
-- **Gemma 3 1B shape:** import, verify and export passed. Training passed without document
-  masking: 100 steps, export, reload and evaluate.
-  - Under thd, ``verify-doc-mask`` found exact logits but NaN gradients, so the engine
-    refuses that combination.
-- **Gemma 2 2B shape:** its compiled FlexAttention failed on the H100 and the unfused path
-  needed megatron's fused-softmax extension; with both avoided, import, verify (0.0066),
-  ``verify-doc-mask`` in ``mask`` mode, 30 steps, export and reload passed (14 % MFU).
-- **Both engines matched** (``sweep --matched`` and ``gpu_proof_automodel prove --phases
-  matched`` on one H100 in one session): at seq 2048, global batch 16, micro batch 4 this
-  engine gave 42.5 % MFU and Automodel 39.4 %; at micro batch 8, 47.8 % and 41.6 %.
-- **Two H200s** (``--nproc 2``): 59.8k tokens/s per GPU, 47.3 % MFU.
-
-## How to run it
-
-Device facts (../shared/notes/gpu-device.md): at most 64 MiB travels per call (the working
-tree included, ~1 MiB now), 10 minutes per command, 30 device-minutes per session; the
-machine keeps ``/root`` while it stays warm (plan for 30 s between calls: send the calls
-back to back). Transformer Engine's core wheel (276,522,776 bytes) travels in five parts.
-
-On the CPU machine, once (about 3 minutes; writes ``.megatron-carry/``, which
-``.git/info/exclude`` must ignore: ``/.megatron-carry/``)::
-
-    python -m filmorph.train.gpu_proof_megatron prepare
-
-It downloads the wheels (``pip download --no-deps``, cp312, manylinux) listed in
-:data:`WHEELS` plus Transformer Engine 2.20.2 (``transformer-engine`` and
-``transformer-engine-cu13``), takes the torch extension built for the device's torch from
-``../shared/wheels/transformer_engine_torch-2.20.2-cp312-cp312-linux_x86_64.whl``, checks the
-core wheel's sha256, checks that every key :func:`filmorph.train.megatron.megatron_settings`
-emits is a field of the downloaded Megatron-Bridge / megatron-core config classes, cuts the
-core wheel into 62,000,000-byte parts, packs everything into the call folders ``c1``…``c6``
-(≤ 60 MiB each) and builds ``data/`` (the two tokenizers, gzipped, and 2 chunks × 2 families
-of vanilla-arm shards of a synthesized 8 MB Filipino corpus: 2.68 M Llama 3 / 2.34 M Gemma 3
-tokens), then prints the plan. ``.megatron-carry/MANIFEST.json`` lists every file. Measured
-on 2026-11-23: c1-c5 60.0 MiB each (a part plus wheels filling the room), c6 37.5 MiB, data
-27.3 MiB, working tree 1.0 MiB; 50 wheels and one sdist.
-
-Device calls (kind ``nvidia-h100-x1``, ``timeout_s`` 600; each command runs in the repo root;
-``P`` stands for ``python3 -m filmorph.train.gpu_proof_megatron``):
-
-1. to 5. carry ``.megatron-carry/cK``; ``PYTHONPATH=src P stash .megatron-carry/cK``: copies
-   TE core part K (c5 also a share of the wheels) to ``/root/mc``. ~60 s each.
-6. carry ``.megatron-carry/c6``; ``PYTHONPATH=src P install .megatron-carry/c6 --out $OUT``:
-   joins the parts and checks their sha256, ``pip install --no-deps --target /root/site`` of
-   every wheel in one command (the antlr4 sdist with ``--no-build-isolation``), makes sure the
-   TE torch extension's files are there, then a smoke test (TE ``Linear`` in bf16 on the GPU,
-   ``import megatron.bridge``). ~90 s.
-7. carry ``.megatron-carry/data``;
-   ``PYTHONPATH=/root/site:src P run --family llama --data .megatron-carry/data --out $OUT``:
-   the proof for the Llama 3.2 1B shape. ≤ 560 s.
-8. the same with ``--family gemma``: the Gemma 3 1B shape. The stages run serially, so not
-   all of them fit in one 10-minute call. Use ``--skip export_untrained --skip
-   verify_doc_mask --skip negative_control`` to give the training its time; those three
-   passed in an earlier call.
-9. ``--family gemma2 --steps 30 --skip export_untrained --skip evaluate --skip
-   negative_control``: the Gemma 2 2B shape.
-10. ``P sweep --family llama --data .megatron-carry/data --out $OUT``: the speed sweep.
-    About 100-140 s per variant, 105 s for the model and import. ``--matched`` trains the
-    engine comparison's settings (:data:`MATCHED`) instead; on the same machine, run
-    ``gpu_proof_automodel prove --phases matched`` (its docstring) for Automodel's rows.
-11. On a host with several GPUs (kinds ``nvidia-h200-x2`` / ``-x8``; the same install calls):
-    ``P sweep --family llama31_8b --nproc 8 --study-batch --no-doc-mask-check --variant
-    study= --data .megatron-carry/data --out $OUT``. This is the Llama 3.1 8B shape at the
-    study's global batch 64, micro batch 1 and seq 512, data parallel through torchrun with
-    NCCL multicast off. The table gives tokens/s per GPU, for scaling efficiency against
-    ``--nproc 1`` and ``2`` (``gemma2`` for a model that one GPU holds). Run on
-    ``nvidia-h200-x2`` with ``--nproc 2`` and the Llama 3.2 1B shape only (the 8B shape and
-    eight GPUs have not been lent).
-
-Calls 1-6 cost about 6 device-minutes, 7-8 about 18; each run call stops its optional
-steps near ``--budget-s`` (default 580) so that the table always comes back. ``$OUT`` gets
-``proof_FAMILY.json`` (every stage, the train summary and metrics), ``proof_FAMILY.md`` (the
-table) and ``logs_FAMILY.tar.gz`` (each stage's log, tails of large ones). If the machine
-went back between calls (``/root/mc`` or ``/root/site`` missing: the commands say so),
-start again at call 1. Tuning for the MFU target: ``run ... --micro-batch 8
---model-override cross_entropy_fusion_impl='"te"'`` (repeatable; any Megatron provider
-field).
+How to run it on a lent GPU, and what it measured: ``tools/README.md``.
 
 Nothing here imports torch, transformers or Megatron at module level.
 """
@@ -138,7 +57,7 @@ __all__ = [
     "sweep_table",
 ]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 CARRY = REPO / ".megatron-carry"
 STASH = Path("/root/mc")
 SITE = Path("/root/site")
@@ -1519,7 +1438,7 @@ def _with_study_batch(variants: list[Any], on: bool) -> list[Any]:
 # ============================================================================ command line
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m filmorph.train.gpu_proof_megatron",
+        prog="python -m tools.gpu_proof_megatron",
         description="GPU proof of the megatron engine (the plan: this module's docstring).",
     )
     sub = p.add_subparsers(dest="command", required=True)
