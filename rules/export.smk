@@ -16,7 +16,7 @@ if ENGINE == "megatron":
             "benchmarks/export_checkpoint/{family}/{arm}/{iter}.tsv"
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
-            iter=r"\d{7}",
+            iter=STEP_DIGITS,
         conda:
             ENGINE_CONDA_ENV
         container:

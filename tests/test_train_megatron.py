@@ -925,7 +925,7 @@ def test_gemma2_workarounds_without_bridge_or_cuda_extension(monkeypatch):
 
 
 def test_sweep_launches_through_module_argv():
-    from filmorph.train.common import module_argv
+    from filmorph.train.launch import module_argv
 
     assert module_argv("filmorph.train.megatron", python="py") == ["py", "-m", "filmorph.train.megatron"]
     eight = module_argv("filmorph.train.megatron", nproc=8, python="py")

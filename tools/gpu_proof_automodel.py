@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from filmorph.paths import chunk_name, step_name
+
 FAMILIES = {
     "llama": {"source": "llama3_tiktoken_package"},
     "gemma": {"source": "gemma3_gguf_package"},
@@ -79,10 +81,10 @@ def prepare(out: Path, target_mb: int = 14, chunks: int = 2, seed: int = 7) -> N
             else:
                 shutil.copyfile(tdir / name, dst / name)
         for k in range(1, chunks + 1):
-            prefix = work / "shards" / fam / f"chunk_{k:04d}"
+            prefix = work / "shards" / fam / chunk_name(k - 1)
             if not Path(f"{prefix}.stats.json").is_file():
                 tokenize_chunk(
-                    work / "chunks" / f"chunk_{k:04d}.jsonl",
+                    work / "chunks" / f"{chunk_name(k - 1)}.jsonl",
                     tdir,
                     "vanilla",
                     {},
@@ -357,7 +359,8 @@ def main_run(
     interrupt: int | None,
     micro: int,
 ) -> None:
-    from filmorph.train.automodel import TrainingIncomplete, run
+    from filmorph.train.automodel import run
+    from filmorph.train.launch import TrainingIncomplete
 
     cfg = proof_cfg(micro_batch_size=micro)
     run_dir = work / "runs" / fam
@@ -386,7 +389,7 @@ def main_run(
             f"  step {m['step']:4d} loss {m['loss']:.4f} val {m['val_loss']} lr {m['lr']:.3e} "
             f"tok/s {tps:,.0f} mfu {mf:.3f} mem {m['peak_memory_gib']}"
         )
-    final = run_dir / "hf" / f"step_{cfg.max_steps:07d}"
+    final = run_dir / "hf" / step_name(cfg.max_steps)
     rel = reload_check(final, models[fam])
     keep = {
         k: summary.get(k)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from filmorph.train.common import module_argv, read_metrics
+from filmorph.paths import chunk_name
+from filmorph.provenance import sha256_file
+from filmorph.train.common import read_metrics
+from filmorph.train.launch import module_argv
 
 __all__ = [
     "DEFAULT_SWEEPS",
@@ -267,14 +269,6 @@ TOKENIZER_KEEP = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map
 
 
 # ============================================================================ helpers
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _say(msg: str) -> None:
     print(f"[gpu_proof_megatron {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -376,17 +370,17 @@ def _build_data(out: Path, build: Path, corpus_mb: float) -> list[str]:
                 shutil.copyfile(src, tok_out / name)
                 files.append(str((tok_out / name).relative_to(out)))
         for k in (1, 2):
-            prefix = build / "shards" / fam / "vanilla" / f"chunk_{k:04d}"
+            prefix = build / "shards" / fam / "vanilla" / chunk_name(k - 1)
             if not Path(f"{prefix}.stats.json").is_file():
                 _say(f"tokenizing chunk {k} for {fam}")
                 tokenize_chunk(
-                    chunks / f"chunk_{k:04d}.jsonl", tok_build, "vanilla", {}, 7, prefix, workers=2
+                    chunks / f"{chunk_name(k - 1)}.jsonl", tok_build, "vanilla", {}, 7, prefix, workers=2
                 )
             dst = out / "shards" / fam
             dst.mkdir(parents=True, exist_ok=True)
             for ext in (".bin", ".idx", ".stats.json"):
-                shutil.copyfile(f"{prefix}{ext}", dst / f"chunk_{k:04d}{ext}")
-                files.append(str((dst / f"chunk_{k:04d}{ext}").relative_to(out)))
+                shutil.copyfile(f"{prefix}{ext}", dst / f"{chunk_name(k - 1)}{ext}")
+                files.append(str((dst / f"{chunk_name(k - 1)}{ext}").relative_to(out)))
     files += _build_benchmarks(out / "bench")
     return files
 
@@ -494,7 +488,7 @@ def prepare(carry: Path = CARRY, *, corpus_mb: float = 8.0, download: bool = Tru
     core = dl / TE_CORE_WHEEL
     if not core.is_file() or core.stat().st_size != TE_CORE_BYTES:
         raise RuntimeError(f"{core} is missing or not {TE_CORE_BYTES} bytes")
-    if _sha256(core) != TE_CORE_SHA256:
+    if sha256_file(core) != TE_CORE_SHA256:
         raise RuntimeError(f"{core}: sha256 differs from the one the device notes record")
     check_settings_fields(dl)
     _say("megatron_settings' keys are all fields of the downloaded Megatron-Bridge config classes")
@@ -593,7 +587,7 @@ def install(
         for p in parts:
             with open(p, "rb") as fi:
                 shutil.copyfileobj(fi, fo)
-    sha = _sha256(core)
+    sha = sha256_file(core)
     if sha != manifest["te_core"]["sha256"]:
         raise SystemExit(f"joined TE core wheel sha256 {sha} != {manifest['te_core']['sha256']}")
     wanted = {n for c in manifest["calls"].values() for n in c["files"] if n.endswith((".whl", ".tar.gz"))}
@@ -842,7 +836,7 @@ def _base_model(family: str, data: Path, work: Path, budget_s: float):
     env["PYTHONPATH"] = ":".join(dict.fromkeys(paths))
     stage = _Runner(wdir / "logs", env, budget_s)
     tok = _unpack_tokenizer(Path(data) / f"tok_{spec['data']}", wdir / "tok")
-    shards = [str(Path(data) / "shards" / spec["data"] / f"chunk_{k:04d}") for k in (1, 2)]
+    shards = [str(Path(data) / "shards" / spec["data"] / chunk_name(k - 1)) for k in (1, 2)]
     model, imp = wdir / "hf", wdir / "import"
     args = {"architecture": spec["architecture"], "tok": str(tok), "out": str(model), "shape": spec["shape"]}
     made = stage("model", [py, "-c", MAKE_MODEL, json.dumps({**args, "seed": 0})], timeout=180)
@@ -1204,7 +1198,7 @@ def sweep(
     last loss, largest gradient norm. Variants run until the budget ends. With
     ``doc_mask_check``, ``verify-doc-mask`` of the import runs first. ``nproc`` > 1 trains
     data-parallel on that many GPUs of the host (torchrun through
-    :func:`filmorph.train.common.module_argv`; NCCL multicast off, see
+    :func:`filmorph.train.launch.module_argv`; NCCL multicast off, see
     :data:`filmorph.train.megatron.RUNTIME_ENV`); tokens/s per GPU goes in the table for
     scaling efficiency. Writes ``out/sweep_FAMILY[_gpuN].{json,md}`` and the logs next to them.
     """

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.paths import ARMS, CHUNK_GLOB, STEP_GLOB
 from filmorph.provenance import (
     PROVENANCE_DIR,
     hash_path,
@@ -69,7 +70,6 @@ CHECKS = ("records", "manifest", "hash", "lineage", "shard", "retokenize", "conf
           "checkpoint", "evaluation")
 MANIFEST = "results/manifest.json"
 SELF_RULES = frozenset({"audit"})  # their records are not audited
-STUDY_ARMS = ("vanilla", "stochastok", "patok")  # evaluated checkpoints of results/checkpoints/
 _IDX_HEADER = b"MMIDIDX\x00\x00"
 _IDX_FIXED = 34  # header 9 + version 8 + dtype code 1 + sequence count 8 + document count 8
 _MAX_LISTED = 8
@@ -445,7 +445,7 @@ class Auditor:
         from filmorph.rng import rng_for
 
         corpus = self.run / "resources/corpus"
-        chunks = sorted(corpus.glob("chunk_*.jsonl")) if corpus.is_dir() else []
+        chunks = sorted(corpus.glob(f"{CHUNK_GLOB}.jsonl")) if corpus.is_dir() else []
         counts_file = corpus / "counts.json"
         counts = None
         if counts_file.is_file():
@@ -654,7 +654,7 @@ class Auditor:
                 problems.append(f"{self.rel(idx)}: changed since training (sha256 "
                                 f"{_short(sha256_file(idx))}, trained on {_short(s.get('idx_sha256'))})")
         # checkpoints and summary say the same
-        hf = sorted(layout.hf_root.glob("step_*")) if layout.hf_root.is_dir() else []
+        hf = sorted(layout.hf_root.glob(STEP_GLOB)) if layout.hf_root.is_dir() else []
         if not hf:
             problems.append(f"{self.rel(layout.hf_root)}: no checkpoints")
         for ckpt in hf:
@@ -732,7 +732,7 @@ class Auditor:
                         problems.append(f"model {model}: sha256 now {_short(trees[key])}, scored "
                                         f"{_short(scores['model_sha256'])}")
                 ckpt = labels.get("checkpoint")
-                if labels.get("arm") in STUDY_ARMS and ckpt not in (None, "base"):
+                if labels.get("arm") in ARMS and ckpt not in (None, "base"):
                     want = f"results/checkpoints/{labels.get('model')}/{labels['arm']}/hf/{ckpt}"
                     if self.rel(self.path(model)) != want:
                         problems.append(f"model {model} is not the checkpoint its labels name "

@@ -50,9 +50,12 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.paths import iter_name
+from filmorph.provenance import package_versions
 from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.megatron import (
     ITER_RE,
+    MEGATRON_PACKAGES,
     TRACKER_FILE,
     avoid_gemma2_flex_attention,
     latest_iteration,
@@ -285,7 +288,7 @@ def resolve_iter_dir(path: str | Path) -> Path:
         raise FileNotFoundError(f"no Megatron checkpoint at {p}")
     if (p / TRACKER_FILE).is_file():
         it = latest_iteration(p)
-        d = p / ("release" if it < 0 else f"iter_{it:07d}")
+        d = p / ("release" if it < 0 else iter_name(it))
         if d.is_dir():
             return d
         raise FileNotFoundError(f"{p / TRACKER_FILE} names {d.name}, which does not exist")
@@ -327,19 +330,6 @@ def _tokenizer_source(hf_dir: Path, tokenizer_dir: str | Path | None) -> Path | 
     return None
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for dist in ("torch", "transformers", "megatron-core", "megatron-bridge", "transformer-engine"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-# ============================================================================ HF side
 def _hf_config(hf_dir: Path) -> Any:
     from transformers import AutoConfig
 
@@ -568,7 +558,7 @@ def verify(
         **cmp,
         "diagnosis": diagnosis,
         "seconds": round(time.time() - t0, 3),
-        "versions": _versions(),
+        "versions": package_versions(MEGATRON_PACKAGES),
     }
     write_json_atomic(results_json or _results_path(cand, "verify"), results)
     if not cmp["passed"]:
@@ -926,7 +916,7 @@ def verify_document_masking(
         "grad_norm": runs["grad_norm"],
         **verdict,
         "seconds": round(time.time() - t0, 3),
-        "versions": _versions(),
+        "versions": package_versions(MEGATRON_PACKAGES),
     }
     write_json_atomic(results_json or _results_path(cand, "docmask"), results)
     if not verdict["passed"]:
@@ -991,7 +981,7 @@ def import_checkpoint(
         "tensor_parallel_saved": 1,
         "tokenizer": None if tok is None else str(tok),
         "seconds": round(time.time() - t0, 3),
-        "versions": _versions(),
+        "versions": package_versions(MEGATRON_PACKAGES),
     }
     write_json_atomic(results_json or _results_path(out, "import"), results)
     return results
@@ -1101,7 +1091,7 @@ def export_checkpoint(
         "weights": check,
         "step": meta.get("step"),
         "seconds": round(time.time() - t0, 3),
-        "versions": _versions(),
+        "versions": package_versions(MEGATRON_PACKAGES),
     }
     write_json_atomic(results_json or _results_path(out, "export"), results)
     return results

@@ -32,8 +32,7 @@ from typing import Any
 from filmorph.arms.expansions import ExpansionTable
 from filmorph.arms.patok import Patok, PatokParams
 from filmorph.arms.stochastok import stochastok_expand
-
-ARMS = ("vanilla", "stochastok", "patok")
+from filmorph.paths import ARMS
 
 Arm = Callable[[Sequence[int], random.Random, Counter], list[int]]
 

@@ -20,7 +20,7 @@ Training is started ONCE per node (this module starts ``torchrun`` with one rank
 :mod:`filmorph.train.automodel` does, and reuses its launch helpers). Rerunning after a kill,
 time limit or preemption resumes from Automodel's newest complete checkpoint
 (``checkpoint.restore_from: LATEST``; SIGTERM makes Automodel save one first, and this process
-forwards SIGTERM/SIGINT to the ranks). :class:`~filmorph.train.automodel.TrainingIncomplete`
+forwards SIGTERM/SIGINT to the ranks). :class:`~filmorph.train.launch.TrainingIncomplete`
 (exit status 3 on the command line) says the run stopped before ``max_steps``.
 """
 
@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.finetune.config import AUTOMODEL_DIR, FinetuneConfig, automodel_finetune_config
-from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
+from filmorph.provenance import package_versions, sha256_file
 
 CONFIG_RECORD = "finetune_config.json"
 CONFIG_YAML = "automodel.yaml"
@@ -48,14 +49,8 @@ MERGED_DIR = "merged"
 KERNELS_DIR = "kernels"
 META = "filmorph_finetune.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+# distributions whose versions the run summary records
+FINETUNE_PACKAGES = ("nemo_automodel", "torch", "transformers", "peft", "mamba-ssm", "causal-conv1d")
 
 
 def run_record(
@@ -136,7 +131,7 @@ def export_final(
     tokenizer files saved beside it; ``base_model_name_or_path`` is set to the model the run
     started from. Full SFT: the consolidated HF checkpoint (``model/consolidated/``) with
     ``use_cache`` on. Files are hard-linked where possible; written atomically."""
-    from filmorph.train.automodel import _enable_cache, _link_or_copy
+    from filmorph.train.automodel import enable_cache
 
     src = Path(ckpt_model_dir)
     if not peft:
@@ -151,16 +146,16 @@ def export_final(
         tmp.mkdir()
         for f in sorted(src.iterdir()):
             if f.is_file() and f.name not in ("config.json", "adapter_config.json"):
-                _link_or_copy(f, tmp / f.name)
+                link_or_copy(f, tmp / f.name)
         if peft:
             acfg = read_json(src / "adapter_config.json")
             acfg["base_model_name_or_path"] = str(meta.get("model", acfg.get("base_model_name_or_path")))
             write_json_atomic(tmp / "adapter_config.json", acfg)
             if (src / "config.json").is_file():
-                _link_or_copy(src / "config.json", tmp / "config.json")
+                link_or_copy(src / "config.json", tmp / "config.json")
         else:
             config = read_json(src / "config.json")
-            _enable_cache(config)
+            enable_cache(config)
             write_json_atomic(tmp / "config.json", config)
         write_json_atomic(tmp / META, dict(meta))
     return Path(out_dir)
@@ -218,7 +213,8 @@ def _launch(
     """torchrun with Automodel's recipe; output appended to ``log_path`` (and stderr)."""
     import signal
 
-    from filmorph.train.automodel import _forward_signals, _kill_group, _restore_signals, launch_command
+    from filmorph.train.automodel import launch_command
+    from filmorph.train.launch import forward_signals, kill_group, restore_signals
 
     cmd = launch_command(cfg, yaml_path, python=python)  # type: ignore[arg-type]  # gpus_per_node, nodes
     with open(log_path, "a", encoding="utf-8") as log:
@@ -234,7 +230,7 @@ def _launch(
             errors="replace",
             bufsize=1,
         )
-        previous = _forward_signals(proc)
+        previous = forward_signals(proc)
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -243,9 +239,9 @@ def _launch(
                     sys.stderr.write(line)
             return proc.wait()
         finally:
-            _restore_signals(previous)
+            restore_signals(previous)
             if proc.poll() is None:
-                _kill_group(proc, signal.SIGKILL)
+                kill_group(proc, signal.SIGKILL)
                 proc.wait()
 
 
@@ -268,7 +264,8 @@ def train(
     are installed from it first (:func:`filmorph.finetune.kernels.install_wheels`). Writes
     ``final/`` (and ``merged/`` with ``merge`` for LoRA) and ``finetune_summary.json`` on node 0
     and returns the summary (``{}`` on other nodes)."""
-    from filmorph.train.automodel import TrainingIncomplete, check_launch, write_config_yaml
+    from filmorph.train.automodel import check_launch, write_config_yaml
+    from filmorph.train.launch import TrainingIncomplete
 
     if on_config_change not in ("error", "restart"):
         raise ValueError(f"on_config_change must be 'error' or 'restart', not {on_config_change!r}")
@@ -381,20 +378,7 @@ def write_summary(
         "final": FINAL_DIR,
         "merged": MERGED_DIR if (run_dir / MERGED_DIR).is_dir() else None,
         "seconds": seconds,
-        "versions": _versions(),
+        "versions": package_versions(FINETUNE_PACKAGES),
     }
     write_json_atomic(run_dir / SUMMARY, summary)
     return summary
-
-
-def _versions() -> dict[str, Any]:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, Any] = {"python": platform.python_version()}
-    for name in ("nemo_automodel", "torch", "transformers", "peft", "mamba-ssm", "causal-conv1d"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out

@@ -91,11 +91,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
+from filmorph.provenance import package_versions
 from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.common import (
     RunLayout,
-    _first_host,
     checkpoint_steps,
     eval_steps,
     lr_at,
@@ -105,7 +105,15 @@ from filmorph.train.common import (
     train_config_record,
     write_or_check_train_config,
 )
-from filmorph.train.config import TrainConfig
+from filmorph.train.config import TrainConfig, deep_merge
+from filmorph.train.launch import (
+    TrainingIncomplete,
+    detect_dist_env,
+    first_host,
+    forward_signals,
+    kill_group,
+    restore_signals,
+)
 
 __all__ = [
     "AUTOMODEL_RECIPE",
@@ -118,6 +126,7 @@ __all__ = [
     "collate_documents",
     "document_attention",
     "document_inputs",
+    "enable_cache",
     "export_checkpoints",
     "launch_command",
     "launcher_argv",
@@ -160,13 +169,8 @@ FLEX_MAX_HEAD_DIM = 128
 # seconds between looks for new checkpoints while training runs
 WATCH_POLL_S = 2.0
 # torchrun/Automodel environment: quiet tokenizers, unbuffered logs
+AUTOMODEL_PACKAGES = ("nemo_automodel", "torch", "transformers")  # versions in the summary
 CHILD_ENV = {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-
-
-class TrainingIncomplete(RuntimeError):
-    """Training stopped before ``max_steps`` (a SIGTERM made Automodel checkpoint and stop, or
-    ``run(..., interrupt_after=k)`` killed it once the checkpoint of step ``k`` was complete, as
-    a time limit would); rerunning resumes. ``python -m filmorph.train`` exits with 3."""
 
 
 # ============================================================================ data semantics
@@ -365,17 +369,6 @@ def lr_scheduler_config(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` merged in: mappings recursively, anything else (``None`` too) replaced."""
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = dict(v) if isinstance(v, Mapping) else v
-    return out
-
-
 def automodel_config(
     cfg: TrainConfig,
     *,
@@ -513,7 +506,7 @@ def automodel_config(
     if wandb:
         out["wandb"] = dict(wandb)
     if overrides:
-        out = _deep_merge(out, overrides)
+        out = deep_merge(out, overrides)
         if cfg.reset_attention_mask and out.get("distributed", {}).get("patch_is_packed_sequence"):
             raise ValueError("overrides: patch_is_packed_sequence switches off per-document attention")
         if out["dataset"].get("_target_") != DATASET_TARGET:
@@ -582,7 +575,7 @@ def launch_command(
             raise ValueError(f"train.nodes is {cfg.nodes} but Slurm gives {nnodes} nodes")
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or "localhost"
         job = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or "0"
-        addr = env.get("MASTER_ADDR") or _first_host(nodelist)
+        addr = env.get("MASTER_ADDR") or first_host(nodelist)
         port = env.get("MASTER_PORT") or str(20000 + int(re.sub(r"\D", "", job) or 0) % 20000)
         cmd += [
             f"--nnodes={cfg.nodes}",
@@ -602,7 +595,7 @@ def node_rank(environ: Mapping[str, str] | None = None) -> int:
 def launcher_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None = None) -> list[str]:
     """How a job starts ``python -m filmorph.train MODULE_ARGS`` for this engine: ONE process per
     node (it starts torchrun with ``gpus_per_node`` ranks itself): plain on one node,
-    ``srun --ntasks-per-node=1`` on several (not :func:`filmorph.train.common.launch_argv`,
+    ``srun --ntasks-per-node=1`` on several (not :func:`filmorph.train.launch.launch_argv`,
     which starts one process per GPU)."""
     py = python or sys.executable
     cmd = [py, "-m", "filmorph.train", *module_args]
@@ -614,8 +607,6 @@ def launcher_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | No
 def check_launch(cfg: TrainConfig, environ: Mapping[str, str] | None = None) -> None:
     """Refuse to run as one of several ranks (torchrun, or srun with a task per GPU): the engine
     is started once per node and launches its ranks itself."""
-    from filmorph.train.common import detect_dist_env
-
     env = detect_dist_env(environ)
     if env.launcher == "torchrun" or (env.launcher == "slurm" and env.world_size != cfg.nodes):
         raise ValueError(
@@ -662,13 +653,6 @@ def automodel_checkpoints(ckpt_root: str | Path) -> list[AutomodelCheckpoint]:
     return sorted(found, key=lambda c: c.step)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def export_checkpoint(
     ckpt: AutomodelCheckpoint,
     out_dir: str | Path,
@@ -681,7 +665,7 @@ def export_checkpoint(
     byte, replacing Automodel's re-saved ones), ``use_cache: true`` in ``config.json`` and
     ``meta`` as ``filmorph_train_meta.json``; atomically. Returns False (nothing written)
     when the checkpoint has no consolidated export."""
-    from filmorph.models import _relax_permissions
+    from filmorph.models import relax_permissions
 
     src = ckpt.consolidated
     if not (src / "config.json").is_file() or not any(src.glob("*.safetensors")):
@@ -693,19 +677,19 @@ def export_checkpoint(
         tmp.mkdir()
         for f in sorted(src.iterdir()):
             if f.is_file() and f.name not in TOKENIZER_FILES and f.name != "config.json":
-                _link_or_copy(f, tmp / f.name)
+                link_or_copy(f, tmp / f.name)
         config = read_json(src / "config.json")
-        _enable_cache(config)
+        enable_cache(config)
         write_json_atomic(tmp / "config.json", config)
         for name in TOKENIZER_FILES:
             if (tok_dir / name).is_file():
                 shutil.copyfile(tok_dir / name, tmp / name)
         write_json_atomic(tmp / TRAIN_META, dict(meta))
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
     return True
 
 
-def _enable_cache(config: dict[str, Any]) -> None:
+def enable_cache(config: dict[str, Any]) -> None:
     """Inference wants the KV cache: set ``use_cache`` true where the config names it."""
     if "use_cache" in config:
         config["use_cache"] = True
@@ -893,19 +877,6 @@ def _device_name() -> str | None:
         return None
 
 
-def _versions() -> dict[str, Any]:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, Any] = {"python": platform.python_version()}
-    for name in ("nemo_automodel", "torch", "transformers"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def _wandb_section(run_dir: Path, name: str) -> dict[str, Any] | None:
     """The ``wandb:`` section when ``WANDB_API_KEY`` is set (the key stays in the environment)."""
     if not os.environ.get("WANDB_API_KEY"):
@@ -943,46 +914,12 @@ class _Watcher(threading.Thread):
                     reached = [s for s in self.ready_steps() if s >= self.interrupt_after]
                     if reached and self.proc.poll() is None:
                         self.interrupted_at = min(reached)
-                        _kill_group(self.proc, signal.SIGKILL)
+                        kill_group(self.proc, signal.SIGKILL)
                         return
             except BaseException as exc:  # reported by run()
                 self.error = exc
                 return
             self.stop_event.wait(self.poll_s)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Process ids below ``pid`` (from ``/proc``; empty where there is none)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _kill_group(proc: subprocess.Popen, sig: int, *, workers_only: bool = False) -> None:
-    """Send ``sig`` to the launcher and everything below it. torchrun starts each rank in a new
-    session, so its process group alone misses them; each rank's group (its data-loader
-    workers) is signalled too. ``workers_only``: spare torchrun itself (SIGTERM to the ranks
-    lets Automodel save a checkpoint; torchrun then exits with them)."""
-    pids = _descendants(proc.pid)
-    if not workers_only:
-        pids.append(proc.pid)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if sig == signal.SIGKILL or not workers_only:
-                os.killpg(os.getpgid(pid), sig)
-            else:
-                os.kill(pid, sig)
-    if not workers_only:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
 
 
 def run(
@@ -1109,7 +1046,7 @@ def run(
             )
             watcher = _Watcher(export, ready, proc, interrupt_after, WATCH_POLL_S)
             watcher.start()
-            previous = _forward_signals(proc)
+            previous = forward_signals(proc)
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -1118,9 +1055,9 @@ def run(
                         sys.stderr.write(line)
                 rc = proc.wait()
             finally:
-                _restore_signals(previous)
+                restore_signals(previous)
                 if proc.poll() is None:
-                    _kill_group(proc, signal.SIGKILL)
+                    kill_group(proc, signal.SIGKILL)
                     proc.wait()
                 watcher.stop_event.set()
                 watcher.join()
@@ -1142,24 +1079,6 @@ def run(
     if not rank0:
         return {}
     return _finish(cfg, layout, report, start=start, t_start=t_start, world=world, model_dir=model_dir)
-
-
-def _forward_signals(proc: subprocess.Popen) -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-
-    def forward(signum: int, _frame: Any) -> None:
-        _kill_group(proc, signum, workers_only=True)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, forward)
-    return previous
-
-
-def _restore_signals(previous: Mapping[int, Any]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
 
 
 def _finish(
@@ -1248,7 +1167,7 @@ def _finish(
             "how": "position ids restart after EOD, no attention mask, use_cache=False "
             "(transformers' packed-sequence masks); EOD-input labels set to -100",
         },
-        "versions": _versions(),
+        "versions": package_versions(AUTOMODEL_PACKAGES),
         "pid": os.getpid(),
     }
     write_json_atomic(layout.summary, summary)

@@ -76,7 +76,6 @@ from filmorph.train.common import (
     RunLayout,
     checkpoint_steps,
     complete_states,
-    detect_dist_env,
     eval_steps,
     lr_at,
     mfu,
@@ -90,6 +89,7 @@ from filmorph.train.common import (
     write_or_check_train_config,
 )
 from filmorph.train.config import TrainConfig
+from filmorph.train.launch import TrainingIncomplete, detect_dist_env
 
 __all__ = [
     "STOP_SIGNALS",
@@ -110,11 +110,6 @@ TOKENIZER_FILES = (*HF_TOKENIZER_FILES, "tokenizer_meta.json")  # + the family m
 # signals that end a run after the current step with a resumable state (Slurm: SIGTERM at the
 # time limit or from --signal=TERM@SECONDS; SIGUSR1 from --signal=USR1@SECONDS)
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
-
-
-class TrainingIncomplete(RuntimeError):
-    """Training stopped before ``max_steps`` with a resumable state (a stop signal); rerunning
-    resumes. ``python -m filmorph.train`` exits with 3."""
 
 
 class TrainingInterrupted(TrainingIncomplete):
@@ -256,7 +251,7 @@ def export_hf(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from filmorph.models import _relax_permissions
+    from filmorph.models import relax_permissions
 
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     base = getattr(model, "module", model)
@@ -280,7 +275,7 @@ def export_hf(
         fresh.save_pretrained(str(tmp), safe_serialization=True)
         _copy_tokenizer_files(Path(tokenizer_files_dir), tmp)
         write_json_atomic(tmp / TRAIN_META, dict(meta or {}))
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
 
 
 def _is_tied_key(model: Any, key: str) -> bool:
@@ -303,7 +298,7 @@ def _save_state(
     import torch
     from safetensors.torch import save_model
 
-    from filmorph.models import _relax_permissions
+    from filmorph.models import relax_permissions
 
     base = getattr(model, "module", model)
     with atomic_path(layout.state_dir(step)) as tmp:
@@ -321,7 +316,7 @@ def _save_state(
         }
         torch.save(rng, tmp / RNG_FILE)
         write_json_atomic(tmp / STATE_FILE, info)
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
     # only the newest state needs optimizer moments; older ones keep their weights (for hf/)
     for s in complete_states(layout.root):
         if s >= step:

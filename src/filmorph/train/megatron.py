@@ -56,7 +56,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import socket
 import sys
@@ -66,11 +65,12 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import read_json, write_json_atomic
+from filmorph.paths import ITER_RE, iter_name
+from filmorph.provenance import package_versions
 from filmorph.train.common import (
     MetricsWriter,
     RunLayout,
     checkpoint_steps,
-    detect_dist_env,
     eval_steps,
     mfu,
     model_flops_per_token,
@@ -81,6 +81,7 @@ from filmorph.train.common import (
     write_or_check_train_config,
 )
 from filmorph.train.config import TrainConfig
+from filmorph.train.launch import TrainingIncomplete, detect_dist_env
 
 __all__ = [
     "CHECKPOINT_SUBDIR",
@@ -102,7 +103,8 @@ __all__ = [
 ENGINE = "megatron"
 CHECKPOINT_SUBDIR = "megatron"
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
-ITER_RE = re.compile(r"^iter_(\d{7})$")
+# distributions whose versions the engine's and the conversions' records carry
+MEGATRON_PACKAGES = ("torch", "transformers", "megatron-core", "megatron-bridge", "transformer-engine")
 LOSS_KEY = "lm loss"
 
 # Process environment the Megatron-Bridge recipes set (existing values win): the expandable
@@ -137,11 +139,6 @@ ENGINE_PACKAGES = (
 
 class MissingEngineError(ImportError):
     """A package the megatron engine needs is not importable."""
-
-
-class TrainingIncomplete(RuntimeError):
-    """Training stopped before ``max_steps`` (signal, time limit, ``exit_interval``); the newest
-    checkpoint is saved, so rerunning the same command resumes."""
 
 
 def require_engine(what: str = "the megatron engine") -> None:
@@ -225,9 +222,7 @@ def usable_attention_backend(requested: Any, *, flash_available: bool | None = N
 # ============================================================================ pure helpers
 def megatron_iter_dir(run_dir: str | Path, step: int) -> Path:
     """``RUN_DIR/megatron/iter_NNNNNNN``: where :func:`train` saves the checkpoint of ``step``."""
-    if step < 0 or step > 9_999_999:
-        raise ValueError(f"step out of range: {step}")
-    return Path(run_dir) / CHECKPOINT_SUBDIR / f"iter_{step:07d}"
+    return Path(run_dir) / CHECKPOINT_SUBDIR / iter_name(step)
 
 
 def latest_iteration(save_dir: str | Path) -> int:
@@ -846,7 +841,7 @@ def _free_port() -> int:
 
 def _export_dist_env(env: Any) -> None:
     """Give torch.distributed (initialised inside Megatron-Bridge) the rank and world size of
-    :func:`filmorph.train.common.detect_dist_env`: explicit values stop Megatron-Bridge from
+    :func:`filmorph.train.launch.detect_dist_env`: explicit values stop Megatron-Bridge from
     guessing from Slurm variables of a batch script that starts one process."""
     os.environ.setdefault("RANK", str(env.rank))
     os.environ.setdefault("WORLD_SIZE", str(env.world_size))
@@ -1130,25 +1125,11 @@ def _summary(cfg, layout, report, settings, flops_tok, world, t_start) -> dict[s
             }
             for it in iters
         ],
-        "versions": _versions(),
+        "versions": package_versions(MEGATRON_PACKAGES),
         "pid": os.getpid(),
     }
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for dist in ("torch", "transformers", "megatron-core", "megatron-bridge", "transformer-engine"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    out["python"] = sys.version.split()[0]
-    return out
-
-
-# ============================================================================ command line
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m filmorph.train.megatron",
