@@ -41,7 +41,7 @@ CODE_FINETUNE = code_fingerprint(
     "models.py",
     "paths.py",
     "provenance.py",
-    "train/automodel.py",
+    "train/automodel",
     "train/common.py",
     "train/config.py",
     "train/launch.py",

@@ -652,10 +652,10 @@ def test_stop_request_records_the_first_signal():
     import os
     import signal
 
-    from filmorph.train.hf import _StopRequest
+    from filmorph.train.launch import StopRequest
 
     before = signal.getsignal(signal.SIGUSR1)
-    stop = _StopRequest().install()
+    stop = StopRequest().install()
     try:
         assert stop.signum is None and stop.name == "a stop signal on another rank"
         os.kill(os.getpid(), signal.SIGUSR1)

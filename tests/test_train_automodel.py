@@ -21,6 +21,8 @@ from _models import embedded_shards, tiny_model_dir
 
 from filmorph.io import read_json
 from filmorph.train import automodel as A
+from filmorph.train.automodel import recipe as R
+from filmorph.train.automodel import runner as RN
 from filmorph.train.common import RunLayout, checkpoint_steps, lr_at
 from filmorph.train.config import TrainConfig
 
@@ -224,7 +226,7 @@ def test_yaml_round_trip_and_no_secrets(tmp_path, monkeypatch):
     secrets = {"HF_TOKEN": "hf_SECRETtoken123", "WANDB_API_KEY": "wandbSECRET456"}
     for k, v in secrets.items():
         monkeypatch.setenv(k, v)
-    wandb = A._wandb_section(tmp_path / "run", "llama-run")
+    wandb = RN._wandb_section(tmp_path / "run", "llama-run")
     assert wandb is not None and wandb["project"] == "filmorph"
     cfg = _cfg(grad_clip=0.0)
     d = _config(cfg, tmp_path, wandb=wandb)
@@ -234,11 +236,11 @@ def test_yaml_round_trip_and_no_secrets(tmp_path, monkeypatch):
         assert v not in text
     assert "api_key" not in text.lower() and "token:" not in text.lower()
     back = yaml.safe_load(text)
-    assert back == A._plain(d)
+    assert back == R.plain_data(d)
     assert back["clip_grad_norm"]["max_norm"] == math.inf
     assert back["wandb"]["name"] == "llama-run"
     monkeypatch.delenv("WANDB_API_KEY")
-    assert A._wandb_section(tmp_path / "run", "x") is None
+    assert RN._wandb_section(tmp_path / "run", "x") is None
 
 
 # ============================================================================ LR schedule
@@ -593,7 +595,7 @@ def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, mon
     fake.write_text(f"#!{sys.executable}\n" + FAKE_TORCHRUN)
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_CKPT_PAUSE", "1.0")
-    monkeypatch.setattr(A, "WATCH_POLL_S", 0.05)
+    monkeypatch.setattr(RN, "WATCH_POLL_S", 0.05)
     cfg = TrainConfig.from_dict(
         dict(
             engine="automodel",

@@ -19,6 +19,7 @@ from filmorph.io import read_json, write_json_atomic
 from filmorph.train import megatron as M
 from filmorph.train.common import MetricsWriter, read_metrics
 from filmorph.train.config import TrainConfig
+from filmorph.train.megatron import engine as E
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Transformer Engine and Apex:UserWarning"),
@@ -488,7 +489,7 @@ def test_hf_flops_per_token_matches_the_instantiated_model(tmp_path):
 # ============================================================================ engine boundary
 def test_package_imports_without_the_engine():
     code = (
-        "import sys, filmorph.train.megatron, filmorph.convert\n"
+        "import sys, filmorph.train.megatron, filmorph.train.megatron.convert\n"
         "heavy = ('megatron.bridge', 'megatron.core', 'transformer_engine', 'torch')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -550,13 +551,13 @@ def test_cli_help_and_overrides():
     ).stdout
     for flag in ("--pretrained-checkpoint", "--shards", "--run-dir", "--tensor-parallel", "--model-override"):
         assert flag in out
-    assert M._parse_overrides(['cross_entropy_fusion_impl="te"', "recompute_granularity=null", "x=abc"]) == {
+    assert E._parse_overrides(['cross_entropy_fusion_impl="te"', "recompute_granularity=null", "x=abc"]) == {
         "cross_entropy_fusion_impl": "te",
         "recompute_granularity": None,
         "x": "abc",
     }
     with pytest.raises(ValueError, match="KEY=JSON"):
-        M._parse_overrides(["novalue"])
+        E._parse_overrides(["novalue"])
 
 
 def test_train_config_record_round_trips(tmp_path):
@@ -626,8 +627,8 @@ def fake_bridge(monkeypatch):
     }
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(M, "build_config_container", lambda settings, hf, model_overrides=None: settings)
-    monkeypatch.setattr(M, "_patch_compile_helpers", lambda: None)
+    monkeypatch.setattr(E, "build_config_container", lambda settings, hf, model_overrides=None: settings)
+    monkeypatch.setattr(E, "_patch_compile_helpers", lambda: None)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", *M.RUNTIME_ENV):
         monkeypatch.setenv(key, "0" if key in ("RANK", "LOCAL_RANK") else "1")
     return state
@@ -735,18 +736,18 @@ def test_train_runs_resumes_and_summarises(fake_bridge, tiny_run_inputs, capsys)
 
 
 def test_launch_id_and_rank0_wait(tmp_path):
-    assert M._launch_id({}) is None
-    assert M._launch_id({"TORCHELASTIC_RUN_ID": "abc", "MASTER_PORT": "29500"}) == "torchrun-abc-29500"
-    assert M._launch_id({"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}) == "slurm-77-0-0"
-    assert M._launch_id({"MASTER_ADDR": "n1", "MASTER_PORT": "5"}) == "n1:5"
-    layout = M.RunLayout(tmp_path)
+    assert E._launch_id({}) is None
+    assert E._launch_id({"TORCHELASTIC_RUN_ID": "abc", "MASTER_PORT": "29500"}) == "torchrun-abc-29500"
+    assert E._launch_id({"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}) == "slurm-77-0-0"
+    assert E._launch_id({"MASTER_ADDR": "n1", "MASTER_PORT": "5"}) == "n1:5"
+    layout = E.RunLayout(tmp_path)
     rank1 = types.SimpleNamespace(rank=1, world_size=2)
     write_json_atomic(layout.train_config, {"launch": "old"})
     with pytest.raises(TimeoutError):
-        M._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
+        E._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
     write_json_atomic(layout.train_config, {"launch": "new"})
-    M._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
-    M._wait_for_rank0(types.SimpleNamespace(rank=0, world_size=2), layout, "other", timeout_s=0.1)
+    E._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
+    E._wait_for_rank0(types.SimpleNamespace(rank=0, world_size=2), layout, "other", timeout_s=0.1)
 
 
 def test_train_cli_exit_codes(fake_bridge, tiny_run_inputs, tmp_path, capsys):

@@ -1,17 +1,17 @@
 """GPU proof of the ``megatron`` engine, in as few device calls as the transfer limits allow.
 
 Per family (Llama 3.2 1B shape, Gemma 3 1B shape; random weights drawn on the GPU, the real
-tokenizers): write the HF model → ``filmorph.convert import`` → ``verify`` (Megatron logits = HF
-logits) → ``export`` of the untrained import → ``verify`` (HF export = HF model) → ≥ 100 training
-steps with ``filmorph.train.megatron`` on shards made on the CPU machine with the real tokenizers
-(with thd document masking; when that fails, once more without) → ``export`` of the last
-iteration → transformers reloads it (loss on a shard window below the base model's) →
-``filmorph.evaluate`` (the scorer of the ``evaluate`` rule) scores it on two small benchmark
-files (:data:`PROOF_BENCHMARKS`) → negative control (``verify`` of the trained Megatron
-iteration against the base HF model must fail). Every step runs in its own process (one model
+tokenizers): write the HF model → ``filmorph.train.megatron.convert import`` → ``verify``
+(Megatron logits = HF logits) → ``export`` of the untrained import → ``verify`` (HF export = HF
+model) → ≥ 100 training steps with ``filmorph.train.megatron`` on shards made on the CPU machine
+with the real tokenizers (with thd document masking; when that fails, once more without) →
+``export`` of the last iteration → transformers reloads it (loss on a shard window below the
+base model's) → ``filmorph.evaluate`` (the scorer of the ``evaluate`` rule) scores it on two
+small benchmark files (:data:`PROOF_BENCHMARKS`) → negative control (``verify`` of the trained
+Megatron iteration against the base HF model must fail). Every step runs in its own process (one model
 family per process), its log is kept, and a table is printed last.
 
-Before training, ``verify-doc-mask`` (:func:`filmorph.convert.verify_document_masking`)
+Before training, ``verify-doc-mask`` (:func:`filmorph.train.megatron.convert.verify_document_masking`)
 checks the engine's document masking for the model on the GPU.
 
 ``sweep`` trains a list of settings for a few steps each from one import and prints
@@ -19,6 +19,10 @@ steady-state tokens/s, MFU and peak memory per setting (:data:`DEFAULT_SWEEPS`, 
 ``--variant NAME=JSON``).
 
 How to run it on a lent GPU, and what it measured: ``tools/README.md``.
+
+Over 800 lines on purpose: one lab program (wheel packing for the device, model shapes, the
+proof's stages and the sweeps share its constants and its runner); it is not installed and
+nothing imports it but ``gpu_proof_automodel`` and its tests.
 
 Nothing here imports torch, transformers or Megatron at module level.
 """
@@ -64,6 +68,8 @@ CARRY = REPO / ".megatron-carry"
 STASH = Path("/root/mc")
 SITE = Path("/root/site")
 WORK = Path("/root/proof")
+CONVERT_MODULE = "filmorph.train.megatron.convert"
+CONVERT = [sys.executable, "-m", CONVERT_MODULE]
 
 TE_VERSION = "2.20.2"
 TE_CORE_WHEEL = f"transformer_engine_cu13-{TE_VERSION}-py3-none-manylinux_2_28_x86_64.whl"
@@ -801,13 +807,13 @@ def _tar_logs(wdir: Path, dest: Path) -> None:
 
 
 def _doc_mask_stage(stage: _Runner, family: str, wdir: Path, model: Path, imp: Path) -> dict[str, Any]:
-    """Stage ``verify_doc_mask``: ``filmorph.convert verify-doc-mask`` of the import, in the
+    """Stage ``verify_doc_mask``: ``filmorph.train.megatron.convert verify-doc-mask`` of the import, in the
     family's ``doc_mask_mode``. The Gemma 3 shape's thd masking is refused by the engine: the
     check must reject it too (exit 1 is the expected outcome there)."""
     mode = FAMILIES[family]["doc_mask_mode"]
     return stage(
         "verify_doc_mask",
-        [sys.executable, "-m", "filmorph.convert", "verify-doc-mask", "--hf", model, "--candidate", imp]
+        [*CONVERT, "verify-doc-mask", "--hf", model, "--candidate", imp]
         + ["--results", wdir / "docmask.json"]
         + (["--mode", mode] if mode else []),
         expect_rc=1 if family == "gemma" else 0,
@@ -843,7 +849,7 @@ def _base_model(family: str, data: Path, work: Path, budget_s: float):
     if made["ok"]:
         stage(
             "import",
-            [py, "-m", "filmorph.convert", "import", "--hf", model, "--out", imp, "--tokenizer-dir", tok],
+            [*CONVERT, "import", "--hf", model, "--out", imp, "--tokenizer-dir", tok],
             timeout=300,
         )
     return wdir, stage, tok, shards, model, imp
@@ -875,7 +881,7 @@ def run_proof(
         raise ValueError(f"cannot skip {sorted(unknown)}; skippable: {sorted(SKIPPABLE)}")
     py = sys.executable
     wdir, stage, tok, shards, model, imp = _base_model(family, data, work, budget_s)
-    cvt = [py, "-m", "filmorph.convert"]
+    cvt = [py, "-m", CONVERT_MODULE]
     record: dict[str, Any] = {"family": family, "shape": spec["shape"], "architecture": spec["architecture"]}
     if (imp / "latest_checkpointed_iteration.txt").is_file():
         stage(

@@ -6,7 +6,7 @@ set -u
 export PYTHONPATH=/root/site:$PWD/src
 W=/root/proof/gemma; D=.megatron-carry/data
 ls $W/hf/config.json || exit 2
-python3 -m filmorph.convert import --hf $W/hf --out $W/import --tokenizer-dir $W/tok > $OUT/import.log 2>&1 || { tail -20 $OUT/import.log; exit 3; }
+python3 -m filmorph.train.megatron.convert import --hf $W/hf --out $W/import --tokenizer-dir $W/tok > $OUT/import.log 2>&1 || { tail -20 $OUT/import.log; exit 3; }
 for mode in doc nodoc; do
   python3 - "$mode" > $W/cfg_$mode.json <<'PY'
 import json, sys

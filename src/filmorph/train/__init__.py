@@ -5,7 +5,7 @@ One interface, several engines (``train.engine`` in the config):
 * ``hf`` (:mod:`filmorph.train.hf`): plain PyTorch over transformers models; CPU or GPU,
   one process or DDP. The engine of the embedded default config and of CI.
 * ``megatron`` (:mod:`filmorph.train.megatron`): Megatron-Bridge on GPUs, from an imported
-  Megatron checkpoint (:mod:`filmorph.convert`: HF -> Megatron -> HF with logit checks).
+  Megatron checkpoint (:mod:`filmorph.train.megatron.convert`: HF -> Megatron -> HF with logit checks).
 * ``automodel`` (:mod:`filmorph.train.automodel`): NeMo Automodel's pretraining recipe on GPUs.
 
 The GPU engines import their libraries lazily, so the package imports without them.

@@ -24,13 +24,16 @@ from typing import Any
 from filmorph.train.config import TrainConfig
 
 __all__ = [
+    "STOP_SIGNALS",
     "TORCHRUN_SHUTDOWN_S",
+    "StopRequest",
     "DistEnv",
     "TrainingIncomplete",
     "descendants",
     "detect_dist_env",
     "first_host",
     "forward_signals",
+    "ignore_stop_signals",
     "kill_group",
     "launch_argv",
     "module_argv",
@@ -217,3 +220,45 @@ def restore_signals(previous: Mapping[int, Any]) -> None:
     """Put back the handlers :func:`forward_signals` replaced."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+# signals that end a run after the current step with a resumable state (Slurm: SIGTERM at the
+# time limit or from --signal=TERM@SECONDS; SIGUSR1 from --signal=USR1@SECONDS)
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+class StopRequest:
+    """Records the first of :data:`STOP_SIGNALS` received between :meth:`install` and
+    :meth:`restore` (handlers only in the main thread; ``restore`` puts the previous ones back)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    @property
+    def name(self) -> str:
+        if self.signum is None:
+            return "a stop signal on another rank"
+        return signal.Signals(self.signum).name
+
+    def install(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a worker outlives a stop signal (its parent ends it)."""
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
