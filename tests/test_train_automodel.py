@@ -226,7 +226,7 @@ def test_yaml_round_trip_and_no_secrets(tmp_path, monkeypatch):
     secrets = {"HF_TOKEN": "hf_SECRETtoken123", "WANDB_API_KEY": "wandbSECRET456"}
     for k, v in secrets.items():
         monkeypatch.setenv(k, v)
-    wandb = RN._wandb_section(tmp_path / "run", "llama-run")
+    wandb = R.wandb_section(tmp_path / "run", "llama-run")
     assert wandb is not None and wandb["project"] == "filmorph"
     cfg = _cfg(grad_clip=0.0)
     d = _config(cfg, tmp_path, wandb=wandb)
@@ -240,7 +240,7 @@ def test_yaml_round_trip_and_no_secrets(tmp_path, monkeypatch):
     assert back["clip_grad_norm"]["max_norm"] == math.inf
     assert back["wandb"]["name"] == "llama-run"
     monkeypatch.delenv("WANDB_API_KEY")
-    assert RN._wandb_section(tmp_path / "run", "x") is None
+    assert R.wandb_section(tmp_path / "run", "x") is None
 
 
 # ============================================================================ LR schedule

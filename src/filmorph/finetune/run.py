@@ -26,7 +26,6 @@ forwards SIGTERM/SIGINT to the ranks). :class:`~filmorph.train.launch.TrainingIn
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from typing import Any
 from filmorph.finetune.config import AUTOMODEL_DIR, FinetuneConfig, automodel_finetune_config
 from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
 from filmorph.provenance import package_versions, sha256_file
+from filmorph.train.launch import node_rank, per_node_argv
 
 CONFIG_RECORD = "finetune_config.json"
 CONFIG_YAML = "automodel.yaml"
@@ -71,18 +71,10 @@ def run_record(
     }
 
 
-def node_rank(environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    return int(env.get("SLURM_NODEID", "0") or 0)
-
-
 def launcher_argv(cfg: FinetuneConfig, module_args: Sequence[str], python: str | None = None) -> list[str]:
     """How a job starts ``python -m filmorph.finetune MODULE_ARGS``: once per node (it starts
     torchrun itself), under ``srun --ntasks-per-node=1`` on several nodes."""
-    cmd = [python or sys.executable, "-m", "filmorph.finetune", *module_args]
-    if cfg.nodes == 1:
-        return cmd
-    return ["srun", f"--nodes={cfg.nodes}", "--ntasks-per-node=1", *cmd]
+    return per_node_argv("filmorph.finetune", module_args, nodes=cfg.nodes, python=python)
 
 
 def clear_run(run_dir: Path) -> None:
@@ -264,7 +256,7 @@ def train(
     are installed from it first (:func:`filmorph.finetune.kernels.install_wheels`). Writes
     ``final/`` (and ``merged/`` with ``merge`` for LoRA) and ``finetune_summary.json`` on node 0
     and returns the summary (``{}`` on other nodes)."""
-    from filmorph.train.automodel import check_launch, write_config_yaml
+    from filmorph.train.automodel import check_launch, wandb_section, write_config_yaml
     from filmorph.train.launch import TrainingIncomplete
 
     if on_config_change not in ("error", "restart"):
@@ -297,7 +289,7 @@ def train(
         # a local dir as an absolute path (never mistaken for a hub id); the record keeps it as given
         model=str(Path(model).resolve()) if Path(model).is_dir() else model,
         trust_remote_code_families=trust_remote_code_families,
-        wandb=_wandb_section(run_dir, cfg),
+        wandb=wandb_section(run_dir, f"finetune-{run_dir.name}"),
     )
     yaml_path = write_config_yaml(amcfg, run_dir / CONFIG_YAML)
     log_path = run_dir / f"automodel_node{node_rank()}.log"
@@ -339,20 +331,6 @@ def _last_step(run_dir: Path) -> int:
 
     done = automodel_checkpoints(run_dir / AUTOMODEL_DIR)
     return done[-1].step if done else 0
-
-
-def _wandb_section(run_dir: Path, cfg: FinetuneConfig) -> dict[str, Any] | None:
-    """The ``wandb:`` section when ``WANDB_API_KEY`` is set (the key stays in the environment)."""
-    if not os.environ.get("WANDB_API_KEY"):
-        return None
-    run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    return {
-        "project": os.environ.get("WANDB_PROJECT", "filmorph"),
-        "name": f"finetune-{run_dir.name}",
-        "id": run_id,
-        "resume": "allow",
-        "dir": str(run_dir),
-    }
 
 
 def write_summary(

@@ -37,6 +37,8 @@ __all__ = [
     "kill_group",
     "launch_argv",
     "module_argv",
+    "node_rank",
+    "per_node_argv",
     "restore_signals",
     "run_training_command",
 ]
@@ -123,6 +125,23 @@ def launch_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None
         return module_argv("filmorph.train", module_args, nproc=cfg.world_size, python=python)
     cmd = module_argv("filmorph.train", module_args, python=python)
     return ["srun", f"--nodes={cfg.nodes}", f"--ntasks-per-node={cfg.gpus_per_node}", *cmd]
+
+
+def per_node_argv(
+    module: str, module_args: Sequence[str] = (), *, nodes: int = 1, python: str | None = None
+) -> list[str]:
+    """``python -m MODULE ARGS`` once per node, for a process that starts torchrun itself: plain
+    on one node, under ``srun --ntasks-per-node=1`` on several."""
+    cmd = [python or sys.executable, "-m", module, *module_args]
+    if nodes == 1:
+        return cmd
+    return ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", *cmd]
+
+
+def node_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This node's rank (``SLURM_NODEID`` inside a Slurm step, else 0)."""
+    env = os.environ if environ is None else environ
+    return int(env.get("SLURM_NODEID", "0") or 0)
 
 
 def module_argv(

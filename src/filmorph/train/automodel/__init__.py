@@ -93,7 +93,7 @@ from filmorph.train.automodel.recipe import (
     launch_command,
     launcher_argv,
     lr_scheduler_config,
-    node_rank,
+    wandb_section,
     write_config_yaml,
 )
 from filmorph.train.automodel.runner import (
@@ -107,7 +107,7 @@ from filmorph.train.automodel.runner import (
     run,
     train,
 )
-from filmorph.train.launch import TrainingIncomplete
+from filmorph.train.launch import TrainingIncomplete, node_rank
 
 __all__ = [
     "AUTOMODEL_DIR",
@@ -139,5 +139,6 @@ __all__ = [
     "parse_automodel_metrics",
     "run",
     "train",
+    "wandb_section",
     "write_config_yaml",
 ]

@@ -27,6 +27,7 @@ from filmorph.train.config import TrainConfig, deep_merge
 from filmorph.train.launch import (
     detect_dist_env,
     first_host,
+    per_node_argv,
 )
 
 ENGINE = "automodel"
@@ -426,6 +427,23 @@ def plain_data(x: Any) -> Any:
     return x
 
 
+def wandb_section(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """The recipe's ``wandb:`` section when ``WANDB_API_KEY`` is set (the key stays in the
+    environment): run ``name``, a run id from ``run_dir`` (a rerun resumes the same W&B run)."""
+    if not os.environ.get("WANDB_API_KEY"):
+        return None
+    import hashlib
+
+    run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    return {
+        "project": os.environ.get("WANDB_PROJECT", "filmorph"),
+        "name": name,
+        "id": run_id,
+        "resume": "allow",
+        "dir": str(run_dir),
+    }
+
+
 # ============================================================================ launch
 def launch_command(
     cfg: TrainConfig,
@@ -468,22 +486,12 @@ def launch_command(
     return [*cmd, "-m", AUTOMODEL_RECIPE, "--config", str(config_path)]
 
 
-def node_rank(environ: Mapping[str, str] | None = None) -> int:
-    """This node's rank (``SLURM_NODEID`` inside a Slurm step, else 0)."""
-    env = os.environ if environ is None else environ
-    return int(env.get("SLURM_NODEID", "0") or 0)
-
-
 def launcher_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None = None) -> list[str]:
     """How a job starts ``python -m filmorph.train MODULE_ARGS`` for this engine: ONE process per
     node (it starts torchrun with ``gpus_per_node`` ranks itself): plain on one node,
     ``srun --ntasks-per-node=1`` on several (not :func:`filmorph.train.launch.launch_argv`,
     which starts one process per GPU)."""
-    py = python or sys.executable
-    cmd = [py, "-m", "filmorph.train", *module_args]
-    if cfg.nodes == 1:
-        return cmd
-    return ["srun", f"--nodes={cfg.nodes}", "--ntasks-per-node=1", *cmd]
+    return per_node_argv("filmorph.train", module_args, nodes=cfg.nodes, python=python)
 
 
 def check_launch(cfg: TrainConfig, environ: Mapping[str, str] | None = None) -> None:

@@ -37,8 +37,8 @@ from filmorph.train.automodel.recipe import (
     clear_automodel_run,
     document_attention,
     launch_command,
-    node_rank,
     plain_data,
+    wandb_section,
     write_config_yaml,
 )
 from filmorph.train.common import (
@@ -57,6 +57,7 @@ from filmorph.train.launch import (
     TrainingIncomplete,
     forward_signals,
     kill_group,
+    node_rank,
     restore_signals,
 )
 
@@ -327,22 +328,6 @@ def _device_name() -> str | None:
         return None
 
 
-def _wandb_section(run_dir: Path, name: str) -> dict[str, Any] | None:
-    """The ``wandb:`` section when ``WANDB_API_KEY`` is set (the key stays in the environment)."""
-    if not os.environ.get("WANDB_API_KEY"):
-        return None
-    import hashlib
-
-    run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    return {
-        "project": os.environ.get("WANDB_PROJECT", "filmorph"),
-        "name": name,
-        "id": run_id,
-        "resume": "allow",
-        "dir": str(run_dir),
-    }
-
-
 class _Watcher(threading.Thread):
     """Exports complete checkpoints while training runs; kills the job once ``ready_steps()``
     (the steps with an ``hf/`` dir) reaches ``interrupt_after``."""
@@ -433,7 +418,7 @@ def run(
         world_size=world,
         eod_id=report["eod_id"],
         shard_weights=[s["tokens"] for s in report["shards"]],
-        wandb=_wandb_section(layout.root, f"{model_dir.name}-{layout.root.name}"),
+        wandb=wandb_section(layout.root, f"{model_dir.name}-{layout.root.name}"),
         attn_implementation=document_attention(read_json(model_dir / "config.json")),
         overrides=overrides,
     )
