@@ -6,6 +6,7 @@ real tokenizers (the ``family_dirs`` fixture)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import types
@@ -200,6 +201,18 @@ def test_detect_dist_env():
     # a batch script of an --ntasks=8 job that starts one process is not 8 ranks
     assert L.detect_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}).world_size == 1
     assert L.detect_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "0"}).world_size == 1
+
+
+def test_child_processes_import_this_package():
+    """The ranks a launcher starts get the directory holding this very package on PYTHONPATH
+    (after the extra paths, before the caller's), whatever module computes it."""
+    import filmorph
+
+    env = L.with_package_path({"PYTHONPATH": "/old"}, first=["/wheels"])
+    parts = env["PYTHONPATH"].split(os.pathsep)
+    assert parts[0] == "/wheels" and parts[-1] == "/old" and len(parts) == 3
+    assert (Path(parts[1]) / "filmorph" / "__init__.py").resolve() == Path(filmorph.__file__).resolve()
+    assert L.with_package_path({})["PYTHONPATH"] == parts[1]
 
 
 def test_launch_argv():

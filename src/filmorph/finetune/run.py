@@ -29,8 +29,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Any
 from filmorph.finetune.config import AUTOMODEL_DIR, FinetuneConfig, automodel_finetune_config
 from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
 from filmorph.provenance import package_versions, sha256_file
-from filmorph.train.launch import node_rank, per_node_argv
+from filmorph.train.launch import node_rank, per_node_argv, run_streamed, with_package_path
 
 CONFIG_RECORD = "finetune_config.json"
 CONFIG_YAML = "automodel.yaml"
@@ -187,10 +185,7 @@ def merge_adapter(
 def _child_env(extra_paths: Sequence[str | Path] = ()) -> dict[str, str]:
     from filmorph.train.automodel import CHILD_ENV
 
-    env = {**os.environ, **CHILD_ENV}
-    src = str(Path(__file__).resolve().parents[2])  # the package's import root, for the ranks
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (*map(str, extra_paths), src, env.get("PYTHONPATH")) if x)
-    return env
+    return with_package_path({**os.environ, **CHILD_ENV}, first=extra_paths)
 
 
 def _launch(
@@ -203,38 +198,13 @@ def _launch(
     python: str | None,
 ) -> int:
     """torchrun with Automodel's recipe; output appended to ``log_path`` (and stderr)."""
-    import signal
-
     from filmorph.train.automodel import launch_command
-    from filmorph.train.launch import forward_signals, kill_group, restore_signals
 
     cmd = launch_command(cfg, yaml_path, python=python)  # type: ignore[arg-type]  # gpus_per_node, nodes
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"# filmorph {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        previous = forward_signals(proc)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                if progress:
-                    sys.stderr.write(line)
-            return proc.wait()
-        finally:
-            restore_signals(previous)
-            if proc.poll() is None:
-                kill_group(proc, signal.SIGKILL)
-                proc.wait()
+        return run_streamed(cmd, log, env, progress=progress)
 
 
 def train(

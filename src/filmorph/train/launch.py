@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ __all__ = [
     "node_rank",
     "per_node_argv",
     "restore_signals",
+    "with_package_path",
+    "run_streamed",
     "run_training_command",
 ]
 
@@ -125,6 +127,15 @@ def launch_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None
         return module_argv("filmorph.train", module_args, nproc=cfg.world_size, python=python)
     cmd = module_argv("filmorph.train", module_args, python=python)
     return ["srun", f"--nodes={cfg.nodes}", f"--ntasks-per-node={cfg.gpus_per_node}", *cmd]
+
+
+def with_package_path(env: Mapping[str, str], first: Sequence[str | Path] = ()) -> dict[str, str]:
+    """``env`` with the directory that holds this ``filmorph`` package on ``PYTHONPATH`` (after
+    the paths ``first``, before what was there), so that child processes (torchrun's ranks)
+    import the same code."""
+    root = str(Path(__file__).resolve().parents[2])  # src/filmorph/train/launch.py -> src
+    paths = (*map(str, first), root, env.get("PYTHONPATH"))
+    return {**env, "PYTHONPATH": os.pathsep.join(x for x in paths if x)}
 
 
 def per_node_argv(
@@ -281,3 +292,44 @@ def ignore_stop_signals(_worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: a worker outlives a stop signal (its parent ends it)."""
     for name in STOP_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def run_streamed(
+    cmd: Sequence[str],
+    log: Any,
+    env: Mapping[str, str],
+    *,
+    progress: bool,
+    started: Callable[[subprocess.Popen], Callable[[], None]] | None = None,
+) -> int:
+    """Run a launcher (torchrun) in its own session to its end and return its exit status: its
+    output appended to the open file ``log`` (and to stderr with ``progress``), SIGTERM/SIGINT
+    to this process passed on to its ranks (:func:`forward_signals`), and the whole process
+    tree killed when this returns early. ``started(proc)``, called once the process runs,
+    returns what to call after it is gone (e.g. to stop a watcher thread)."""
+    proc = subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    stop = started(proc) if started is not None else None
+    previous = forward_signals(proc)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if progress:
+                sys.stderr.write(line)
+        return proc.wait()
+    finally:
+        restore_signals(previous)
+        if proc.poll() is None:
+            kill_group(proc, signal.SIGKILL)
+            proc.wait()
+        if stop is not None:
+            stop()

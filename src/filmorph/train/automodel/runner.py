@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,10 @@ from filmorph.train.common import (
 from filmorph.train.config import TrainConfig
 from filmorph.train.launch import (
     TrainingIncomplete,
-    forward_signals,
     kill_group,
     node_rank,
-    restore_signals,
+    run_streamed,
+    with_package_path,
 )
 
 CKPT_RE = re.compile(r"^epoch_(\d+)_step_(\d+)$")
@@ -461,41 +461,27 @@ def run(
     interrupted_at = None
     if start < cfg.max_steps:
         cmd = launch_command(cfg, yaml_path, python=python)
-        env = {**os.environ, **CHILD_ENV}
-        src = str(Path(__file__).resolve().parents[2])  # the package's import root, for the ranks
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (src, env.get("PYTHONPATH")) if x)
+        env = with_package_path({**os.environ, **CHILD_ENV})
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(
                 f"# filmorph {time.strftime('%Y-%m-%dT%H:%M:%S')} resume_from_step={start}: {' '.join(cmd)}\n"
             )
             log.flush()
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                text=True,
-                errors="replace",
-                bufsize=1,
-            )
-            watcher = _Watcher(export, ready, proc, interrupt_after, WATCH_POLL_S)
-            watcher.start()
-            previous = forward_signals(proc)
-            try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    log.write(line)
-                    if progress:
-                        sys.stderr.write(line)
-                rc = proc.wait()
-            finally:
-                restore_signals(previous)
-                if proc.poll() is None:
-                    kill_group(proc, signal.SIGKILL)
-                    proc.wait()
-                watcher.stop_event.set()
-                watcher.join()
+            watchers: list[_Watcher] = []
+
+            def start_watcher(proc: subprocess.Popen) -> Callable[[], None]:
+                watcher = _Watcher(export, ready, proc, interrupt_after, WATCH_POLL_S)
+                watchers.append(watcher)
+                watcher.start()
+
+                def stop() -> None:
+                    watcher.stop_event.set()
+                    watcher.join()
+
+                return stop
+
+            rc = run_streamed(cmd, log, env, progress=progress, started=start_watcher)
+        watcher = watchers[0]
         if watcher.error is not None:
             raise watcher.error
         interrupted_at = watcher.interrupted_at
