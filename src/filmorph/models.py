@@ -30,14 +30,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from filmorph.io import atomic_path
-from filmorph.provenance import sha256_file
+from filmorph.provenance import package_versions, sha256_file
 from filmorph.tokenizers import default_cache_dir, ensure_fast, gemma3_gguf_path
 
 if TYPE_CHECKING:  # torch / transformers are imported lazily: importing them costs seconds
@@ -120,13 +119,6 @@ def _torch_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
     return getattr(torch, dtype)
-
-
-def _package_version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 def _source(name: str) -> GGUFSource:
@@ -299,11 +291,11 @@ def gguf_meta(name: str, gguf_path: Path, model: PreTrainedModel | None = None) 
         "name": name,
         "description": src.description,
         "source_package": src.package,
-        "source_package_version": _package_version(src.package),
+        "source_package_version": package_versions([src.package])[src.package],
         "gguf_file": gguf_path.name,
         "gguf_sha256": sha256_file(gguf_path),
         "gguf_size_bytes": gguf_path.stat().st_size,
-        "gguf_version": gguf.__version__ if hasattr(gguf, "__version__") else _package_version("gguf"),
+        "gguf_version": getattr(gguf, "__version__", None) or package_versions(["gguf"])["gguf"],
     }
     if model is not None:
         # transformers keeps the GGUF's general.name here (``_name_or_path`` is the local dir)

@@ -581,6 +581,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
+def wandb_run_id(run_dir: str | Path) -> str:
+    """The W&B run id of a run dir (from its absolute path): a rerun resumes the same W&B run."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
 def start_wandb(run_dir: str | Path, name: str, config: Mapping[str, Any]) -> Any:
     """A W&B run when ``WANDB_API_KEY`` is set (else ``None``). wandb reads the key from the
     environment itself; it is never passed, logged or stored here. Project:
@@ -593,7 +598,7 @@ def start_wandb(run_dir: str | Path, name: str, config: Mapping[str, Any]) -> An
     except ImportError:
         print("WANDB_API_KEY is set but wandb is not installed; W&B logging off", file=sys.stderr)
         return None
-    run_id = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    run_id = wandb_run_id(run_dir)
     return wandb.init(
         project=os.environ.get("WANDB_PROJECT", "filmorph"),
         name=name,

@@ -22,6 +22,7 @@ from filmorph.io import atomic_path
 from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.common import (
     RunLayout,
+    wandb_run_id,
 )
 from filmorph.train.config import TrainConfig, deep_merge
 from filmorph.train.launch import (
@@ -432,9 +433,7 @@ def wandb_section(run_dir: Path, name: str) -> dict[str, Any] | None:
     environment): run ``name``, a run id from ``run_dir`` (a rerun resumes the same W&B run)."""
     if not os.environ.get("WANDB_API_KEY"):
         return None
-    import hashlib
-
-    run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    run_id = wandb_run_id(run_dir)
     return {
         "project": os.environ.get("WANDB_PROJECT", "filmorph"),
         "name": name,
