@@ -1,5 +1,6 @@
 """Config defaults have one home, config/schema.yaml: the package's own defaults for the same
-settings (TrainConfig's fields, the megatron conversion tolerances) must equal the schema's."""
+settings (TrainConfig's fields, the megatron conversion tolerances) must equal the schema's. And
+the committed test config differs from the default config in the keys it says, and no other."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import yaml
 from filmorph.train.config import TrainConfig
 from filmorph.train.megatron import convert as C
 
-SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+SCHEMA = yaml.safe_load((CONFIG / "schema.yaml").read_text())
 TRAIN = SCHEMA["properties"]["train"]["properties"]
 
 
@@ -30,3 +32,13 @@ def test_conversion_tolerances_are_the_schema_defaults():
     megatron = TRAIN["megatron"]["properties"]
     assert megatron["verify_tolerance"]["default"] == C.DEFAULT_IMPORT_TOLERANCE
     assert megatron["export_tolerance"]["default"] == C.DEFAULT_EXPORT_TOLERANCE
+
+
+def test_test_config_is_the_default_config_trimmed():
+    default = yaml.safe_load((CONFIG / "config.yaml").read_text())
+    test = yaml.safe_load((CONFIG / "test.yaml").read_text())
+    assert test["benchmarks"]["items_per_task"] == {"hierarchical": 1, "addition": 4}
+    assert test["evaluate"]["reference_models"] == {} != default["evaluate"]["reference_models"]
+    default["benchmarks"]["items_per_task"] = test["benchmarks"]["items_per_task"]
+    default["evaluate"]["reference_models"] = {}
+    assert test == default
