@@ -27,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check src tests workflow_scripts envs
+	$(VENV)/bin/ruff check src tests workflow_scripts envs tools
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/snakemake --lint
 

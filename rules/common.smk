@@ -8,18 +8,27 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's filmorph
+# this checkout's filmorph (the modules imported by the rules need only the standard library)
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from filmorph.config_checks import check_config, refuse_credentials, train_settings
+from filmorph.paths import (
+    ARMS,
+    CHUNK_PATTERN,
+    STEP_DIGITS,
+    STEP_PATTERN,
+    chunk_name,
+    iter_name,
+    step_name,
+)
 
 refuse_credentials(config)  # before the schema: its messages quote values
 validate(config, schema="../config/schema.yaml")
 check_config(config)  # cross-field checks, naming the key
 
-ARMS = ["vanilla", "stochastok", "patok"]
 FAMILIES = list(config["families"])
 ENABLED_ARMS = [a for a in ARMS if a in config["arms"]]
 NUM_CHUNKS = int(config["corpus"]["num_chunks"])
-CHUNKS = [f"chunk_{i + 1:04d}" for i in range(NUM_CHUNKS)]
+CHUNKS = [chunk_name(i) for i in range(NUM_CHUNKS)]
 
 
 # Models: each family's base model (families.<f>.model) and the reference models scored as
@@ -44,9 +53,6 @@ if set(GENERATED_FILES) & set(EXTERNAL_FILES):
     )
 BENCH_FILES = GENERATED_FILES + EXTERNAL_FILES
 
-import sys as _bench_sys
-
-_bench_sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from filmorph.benchmarks import sources as _bench_sources
 
 
@@ -99,10 +105,6 @@ EVAL_STEPS = (
 TRAINED_FAMILIES = [f for f in FAMILIES if f in FAMILY_MODELS]
 
 
-def step_name(step):
-    return f"step_{step:07d}"
-
-
 def _alternatives(names):
     """A regex matching exactly these names (never matching anything if there are none)."""
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
@@ -110,10 +112,10 @@ def _alternatives(names):
 
 wildcard_constraints:
     family=_alternatives(FAMILIES),
-    arm=_alternatives(ARMS + ["base"]),
-    chunk=r"chunk_\d{4}",
+    arm=_alternatives([*ARMS, "base"]),
+    chunk=CHUNK_PATTERN,
     model=_alternatives(MODEL_SPECS),
-    ckpt=r"base|step_\d{7}",
+    ckpt=f"base|{STEP_PATTERN}",
     bench=_alternatives(BENCH_FILES),
 
 
@@ -133,7 +135,9 @@ def code_fingerprint(*modules):
 
 
 CODE = {
-    "corpus": code_fingerprint("corpus.py", "io.py", "rng.py"),
+    "corpus": code_fingerprint(
+        "corpus.py", "io.py", "rng.py", "paths.py", "progress.py"
+    ),
     "tokenize": code_fingerprint(
         "tokenize.py",
         "tokenizers.py",
@@ -142,15 +146,27 @@ CODE = {
         "affixes.py",
         "rng.py",
         "io.py",
+        "paths.py",
+        "phonology.py",
+        "progress.py",
+        "provenance.py",
     ),
     "summary": code_fingerprint(
-        "summary.py", "shards.py", "affixes.py", "tokenize.py", "tokenizers.py"
+        "summary.py",
+        "shards.py",
+        "affixes.py",
+        "tokenize.py",
+        "tokenizers.py",
+        "paths.py",
+        "phonology.py",
+        "provenance.py",
     ),
-    "models": code_fingerprint("models.py", "tokenizers.py", "io.py"),
+    "models": code_fingerprint("models.py", "tokenizers.py", "io.py", "provenance.py"),
     "benchmarks": code_fingerprint(
         "benchmarks",
         "items.py",
         "syllabify.py",
+        "phonology.py",
         "affixes.py",
         "rng.py",
         "io.py",
@@ -160,8 +176,10 @@ CODE = {
     "evaluate": code_fingerprint(
         "evaluate.py", "scoring.py", "items.py", "models.py", "io.py", "provenance.py"
     ),
-    "report": code_fingerprint("report.py", "io.py", "rng.py"),
-    "train": code_fingerprint("train", "models.py", "io.py", "shards.py"),
+    "report": code_fingerprint("report.py", "io.py", "rng.py", "paths.py"),
+    "train": code_fingerprint(
+        "train", "models.py", "io.py", "shards.py", "paths.py", "provenance.py"
+    ),
     "provenance": code_fingerprint("provenance.py", "io.py"),
     "audit": code_fingerprint(
         "audit.py",
@@ -175,6 +193,9 @@ CODE = {
         "io.py",
         "train/common.py",
         "train/config.py",
+        "paths.py",
+        "phonology.py",
+        "progress.py",
     ),
 }
 

@@ -3,7 +3,7 @@
 # trained without loading the weights and exported with mis-sliced QKV; these two jobs fail
 # on either. With document masking on (train.reset_attention_mask), verify_import also checks
 # on the GPU that the engine's masking keeps packed documents apart, forward and backward
-# (filmorph.convert verify-doc-mask), before any training job starts.
+# (filmorph.train.megatron.convert verify-doc-mask), before any training job starts.
 
 DOC_MASK_CHECK = bool(TRAIN.get("reset_attention_mask"))
 
@@ -40,7 +40,7 @@ if ENGINE == "megatron":
             ),
         shell:
             with_provenance(
-                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert import"
+                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.train.megatron.convert import"
                 " --hf {input.model} --out {output.ckpt} --tensor-parallel {params.tp}"
                 " --tokenizer-dir {input.tokenizer} --results {output.results} > {log} 2>&1"
             )
@@ -84,12 +84,12 @@ if ENGINE == "megatron":
         shell:
             with_provenance(
                 "(export PYTHONPATH={workflow.basedir}/src:$PYTHONPATH;"
-                " python -m filmorph.convert verify --hf {input.model} --candidate {input.ckpt}"
+                " python -m filmorph.train.megatron.convert verify --hf {input.model} --candidate {input.ckpt}"
                 " --tolerance {params.import_tol} --results {output.imported} &&"
-                " python -m filmorph.convert export --megatron {input.ckpt} --hf-base {input.model}"
+                " python -m filmorph.train.megatron.convert export --megatron {input.ckpt} --hf-base {input.model}"
                 " --out {output.roundtrip} --tokenizer-dir {input.tokenizer} &&"
-                " python -m filmorph.convert verify --hf {input.model} --candidate {output.roundtrip}"
+                " python -m filmorph.train.megatron.convert verify --hf {input.model} --candidate {output.roundtrip}"
                 " --tolerance {params.export_tol} --results {output.exported} &&"
-                " python -m filmorph.convert verify-doc-mask --hf {input.model} --candidate {input.ckpt}"
+                " python -m filmorph.train.megatron.convert verify-doc-mask --hf {input.model} --candidate {input.ckpt}"
                 " {params.doc_mask_args} --results {output.docmask}) > {log} 2>&1"
             )

@@ -16,7 +16,7 @@ if ENGINE == "megatron":
             "benchmarks/export_checkpoint/{family}/{arm}/{iter}.tsv"
         wildcard_constraints:
             family=_alternatives(TRAINED_FAMILIES),
-            iter=r"\d{7}",
+            iter=STEP_DIGITS,
         conda:
             ENGINE_CONDA_ENV
         container:
@@ -31,7 +31,7 @@ if ENGINE == "megatron":
             provenance=provenance_shell(code=CODE["train"]),
         shell:
             with_provenance(
-                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert export"
+                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.train.megatron.convert export"
                 " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
                 " --tokenizer-dir {input.tokenizer} > {log} 2>&1"
             )

@@ -1,8 +1,5 @@
 # Fine-tuning track: its config, run plans and input functions (the rules: finetune.smk).
-import sys as _sys
-
-# this checkout's filmorph (the modules imported here need only the standard library)
-_sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# this checkout's filmorph is on sys.path (rules/common.smk)
 from filmorph.finetune.config import (
     FinetuneConfig,
     hub_dir_name,
@@ -39,7 +36,15 @@ FT_SLURM = {
     if v
 }
 CODE_FINETUNE = code_fingerprint(
-    "finetune", "io.py", "train/automodel.py", "train/common.py", "train/config.py"
+    "finetune",
+    "io.py",
+    "models.py",
+    "paths.py",
+    "provenance.py",
+    "train/automodel",
+    "train/common.py",
+    "train/config.py",
+    "train/launch.py",
 )
 CODE_CHAT_DATA = code_fingerprint("finetune/data.py", "io.py")
 

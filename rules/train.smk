@@ -50,7 +50,7 @@ if ENGINE == "megatron":
         output:
             ckpts=[
                 directory(
-                    f"results/checkpoints/{{family}}/{{arm}}/megatron/iter_{s:07d}"
+                    f"results/checkpoints/{{family}}/{{arm}}/megatron/{iter_name(s)}"
                 )
                 for s in CKPT_STEPS
             ],

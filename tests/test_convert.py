@@ -1,4 +1,4 @@
-"""filmorph.convert on a CPU machine: the logit comparison, the guards against the published
+"""filmorph.train.megatron.convert on a CPU machine: the logit comparison, the guards against the published
 run's two conversion bugs (weights never loaded; fused QKV sliced contiguously), verify of HF
 checkpoints end to end, export bookkeeping, and clear errors where Megatron-Bridge is needed."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from filmorph import convert as C
 from filmorph.io import read_json
 from filmorph.train import megatron as M
+from filmorph.train.megatron import convert as C
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Transformer Engine and Apex:UserWarning"),
@@ -330,7 +330,10 @@ def test_megatron_functions_name_the_missing_package(
 
 def test_cli_help():
     out = subprocess.run(
-        [sys.executable, "-m", "filmorph.convert", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "filmorph.train.megatron.convert", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for word in ("import", "verify", "export", "argmax agreement", "tolerance"):
         assert word in out
@@ -340,7 +343,7 @@ def test_cli_help():
         ("export", ("--megatron", "--hf-base", "--out", "--tokenizer-dir")),
     ):
         out = subprocess.run(
-            [sys.executable, "-m", "filmorph.convert", cmd, "--help"],
+            [sys.executable, "-m", "filmorph.train.megatron.convert", cmd, "--help"],
             capture_output=True,
             text=True,
             check=True,
@@ -545,7 +548,7 @@ def test_verify_document_masking_checks_dirs_then_needs_a_gpu(tmp_path):
 
 def test_cli_verify_doc_mask_help():
     out = subprocess.run(
-        [sys.executable, "-m", "filmorph.convert", "verify-doc-mask", "--help"],
+        [sys.executable, "-m", "filmorph.train.megatron.convert", "verify-doc-mask", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -554,7 +557,10 @@ def test_cli_verify_doc_mask_help():
         assert flag in out, (flag, out)
     assert "thd" in out and "mask" in out
     top = subprocess.run(
-        [sys.executable, "-m", "filmorph.convert", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "filmorph.train.megatron.convert", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "verify-doc-mask" in top
 

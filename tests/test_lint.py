@@ -15,7 +15,7 @@ def _run(*cmd):
 
 
 def test_ruff():
-    _run(str(BIN / "ruff"), "check", "src", "tests", "workflow_scripts", "envs")
+    _run(str(BIN / "ruff"), "check", "src", "tests", "workflow_scripts", "envs", "tools")
 
 
 def test_snakefmt():

@@ -6,6 +6,7 @@ real tokenizers (the ``family_dirs`` fixture)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import types
@@ -18,6 +19,7 @@ from _models import embedded_shards, tiny_model, tiny_model_dir
 from filmorph.io import read_json
 from filmorph.shards import ShardWriter
 from filmorph.train import common as C
+from filmorph.train import launch as L
 from filmorph.train.config import TrainConfig, parse_split
 
 pytestmark = [
@@ -165,8 +167,8 @@ def test_find_resume_step(tmp_path):
 
 # ============================================================================ launch env, FLOPs, metrics
 def test_detect_dist_env():
-    assert C.detect_dist_env({}) == C.DistEnv()
-    tr = C.detect_dist_env(
+    assert L.detect_dist_env({}) == L.DistEnv()
+    tr = L.detect_dist_env(
         {
             "RANK": "3",
             "WORLD_SIZE": "8",
@@ -184,7 +186,7 @@ def test_detect_dist_env():
         "torchrun",
         29500,
     )
-    sl = C.detect_dist_env(
+    sl = L.detect_dist_env(
         {
             "SLURM_PROCID": "9",
             "SLURM_NTASKS": "16",
@@ -197,18 +199,30 @@ def test_detect_dist_env():
     assert (sl.rank, sl.world_size, sl.local_rank, sl.launcher) == (9, 16, 1, "slurm")
     assert sl.master_addr == "gpu03" and sl.master_port == 21234
     # a batch script of an --ntasks=8 job that starts one process is not 8 ranks
-    assert C.detect_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}).world_size == 1
-    assert C.detect_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "0"}).world_size == 1
+    assert L.detect_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}).world_size == 1
+    assert L.detect_dist_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_ID": "0"}).world_size == 1
+
+
+def test_child_processes_import_this_package():
+    """The ranks a launcher starts get the directory holding this very package on PYTHONPATH
+    (after the extra paths, before the caller's), whatever module computes it."""
+    import filmorph
+
+    env = L.with_package_path({"PYTHONPATH": "/old"}, first=["/wheels"])
+    parts = env["PYTHONPATH"].split(os.pathsep)
+    assert parts[0] == "/wheels" and parts[-1] == "/old" and len(parts) == 3
+    assert (Path(parts[1]) / "filmorph" / "__init__.py").resolve() == Path(filmorph.__file__).resolve()
+    assert L.with_package_path({})["PYTHONPATH"] == parts[1]
 
 
 def test_launch_argv():
     args = ["--config", "c.json"]
-    one = C.launch_argv(TrainConfig.from_dict({}), args, python="py")
+    one = L.launch_argv(TrainConfig.from_dict({}), args, python="py")
     assert one == ["py", "-m", "filmorph.train", *args]
-    eight = C.launch_argv(TrainConfig.from_dict({"gpus_per_node": 8}), args, python="py")
+    eight = L.launch_argv(TrainConfig.from_dict({"gpus_per_node": 8}), args, python="py")
     assert eight[:5] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=8"]
     assert eight[-3:] == ["filmorph.train", *args][-3:]
-    multi = C.launch_argv(TrainConfig.from_dict({"gpus_per_node": 8, "nodes": 2}), args, python="py")
+    multi = L.launch_argv(TrainConfig.from_dict({"gpus_per_node": 8, "nodes": 2}), args, python="py")
     assert multi[:3] == ["srun", "--nodes=2", "--ntasks-per-node=8"]
 
 
@@ -630,7 +644,7 @@ def test_job_script_outlives_the_stop_signal(tmp_path):
     )
     (tmp_path / "job.py").write_text(
         "import os, sys\n"
-        "from filmorph.train.common import run_training_command\n"
+        "from filmorph.train.launch import run_training_command\n"
         "engine, log, ready = sys.argv[1:]\n"
         "with open(log, 'w') as fh:\n"
         "    sys.exit(run_training_command([sys.executable, engine, ready], fh, dict(os.environ)))\n"
@@ -644,17 +658,17 @@ def test_job_script_outlives_the_stop_signal(tmp_path):
         time.sleep(0.01)
     os.killpg(job.pid, signal.SIGTERM)
     assert job.wait(timeout=60) == 3
-    assert (tmp_path / "log").read_text().strip() == str(C.TORCHRUN_SHUTDOWN_S)
+    assert (tmp_path / "log").read_text().strip() == str(L.TORCHRUN_SHUTDOWN_S)
 
 
 def test_stop_request_records_the_first_signal():
     import os
     import signal
 
-    from filmorph.train.hf import _StopRequest
+    from filmorph.train.launch import StopRequest
 
     before = signal.getsignal(signal.SIGUSR1)
-    stop = _StopRequest().install()
+    stop = StopRequest().install()
     try:
         assert stop.signum is None and stop.name == "a stop signal on another rank"
         os.kill(os.getpid(), signal.SIGUSR1)
@@ -707,7 +721,7 @@ def test_ddp_two_ranks_match_one_process(shards, models, tmp_path):
     args = _cli_args(cfg, tmp_path / "train.json", models["llama"], shards["llama"], tmp_path / "ddp")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    launch = C.launch_argv(cfg.with_overrides(gpus_per_node=2), args)
+    launch = L.launch_argv(cfg.with_overrides(gpus_per_node=2), args)
     res = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     from filmorph.train.hf import train

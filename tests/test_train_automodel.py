@@ -2,7 +2,7 @@
 not a golden file), batch arithmetic, the LR schedule mapping, the launch command, the
 document semantics of the samples, and run()'s bookkeeping (checkpoint export, metrics, resume)
 against a stand-in for Automodel's torchrun that writes Automodel's output layout. NeMo
-Automodel itself never runs here: it needs a GPU (see gpu_proof_automodel.py for the real run)."""
+Automodel itself never runs here: it needs a GPU (see tools/gpu_proof_automodel.py for the real run)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from _models import embedded_shards, tiny_model_dir
 
 from filmorph.io import read_json
 from filmorph.train import automodel as A
+from filmorph.train.automodel import recipe as R
+from filmorph.train.automodel import runner as RN
 from filmorph.train.common import RunLayout, checkpoint_steps, lr_at
 from filmorph.train.config import TrainConfig
 
@@ -224,7 +226,7 @@ def test_yaml_round_trip_and_no_secrets(tmp_path, monkeypatch):
     secrets = {"HF_TOKEN": "hf_SECRETtoken123", "WANDB_API_KEY": "wandbSECRET456"}
     for k, v in secrets.items():
         monkeypatch.setenv(k, v)
-    wandb = A._wandb_section(tmp_path / "run", "llama-run")
+    wandb = R.wandb_section(tmp_path / "run", "llama-run")
     assert wandb is not None and wandb["project"] == "filmorph"
     cfg = _cfg(grad_clip=0.0)
     d = _config(cfg, tmp_path, wandb=wandb)
@@ -234,11 +236,11 @@ def test_yaml_round_trip_and_no_secrets(tmp_path, monkeypatch):
         assert v not in text
     assert "api_key" not in text.lower() and "token:" not in text.lower()
     back = yaml.safe_load(text)
-    assert back == A._plain(d)
+    assert back == R.plain_data(d)
     assert back["clip_grad_norm"]["max_norm"] == math.inf
     assert back["wandb"]["name"] == "llama-run"
     monkeypatch.delenv("WANDB_API_KEY")
-    assert A._wandb_section(tmp_path / "run", "x") is None
+    assert R.wandb_section(tmp_path / "run", "x") is None
 
 
 # ============================================================================ LR schedule
@@ -522,7 +524,7 @@ def test_metrics_from_jsonl_and_log_lines(tmp_path):
 
 def test_importing_the_engine_imports_no_heavy_library():
     code = (
-        "import sys, filmorph.train.automodel, filmorph.train.gpu_proof_automodel\n"
+        "import sys, filmorph.train.automodel\n"
         "bad = [m for m in ('torch', 'transformers', 'nemo_automodel', 'megatron') if m in sys.modules]\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
@@ -593,7 +595,7 @@ def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, mon
     fake.write_text(f"#!{sys.executable}\n" + FAKE_TORCHRUN)
     fake.chmod(0o755)
     monkeypatch.setenv("FAKE_CKPT_PAUSE", "1.0")
-    monkeypatch.setattr(A, "WATCH_POLL_S", 0.05)
+    monkeypatch.setattr(RN, "WATCH_POLL_S", 0.05)
     cfg = TrainConfig.from_dict(
         dict(
             engine="automodel",
@@ -680,46 +682,3 @@ def test_run_reports_a_failed_training(llama_inputs, tmp_path):
     assert "CUDA is not available" in (tmp_path / "run" / "automodel_node0.log").read_text()
 
 
-def test_proof_unpack_takes_both_payload_layouts(tmp_path):
-    """``prove --payload`` reads its own payload (gzipped .bin) and the Megatron proof's carry
-    (plain .bin), so both engines can be timed on the same shards."""
-    import gzip
-
-    from filmorph.train import gpu_proof_automodel as P
-
-    for layout in ("gz", "plain"):
-        payload = tmp_path / layout
-        for fam in P.FAMILIES:
-            tok = payload / f"tok_{fam}"
-            tok.mkdir(parents=True)
-            with gzip.open(tok / "tokenizer.json.gz", "wb") as g:
-                g.write(b'{"fam": "%s"}' % fam.encode())
-            (tok / "tokenizer_meta.json").write_text("{}")
-            sh = payload / "shards" / fam
-            sh.mkdir(parents=True)
-            for k in (2, 1):
-                body = bytes([k]) * 8
-                if layout == "gz":
-                    with gzip.open(sh / f"chunk_{k:04d}.bin.gz", "wb") as g:
-                        g.write(body)
-                else:
-                    (sh / f"chunk_{k:04d}.bin").write_bytes(body)
-                (sh / f"chunk_{k:04d}.idx").write_bytes(b"idx")
-        work = tmp_path / f"work_{layout}"
-        got = P.unpack(payload, work)
-        for fam in P.FAMILIES:
-            prefixes = got[fam]["prefixes"]
-            assert prefixes == [str(work / "shards" / fam / f"chunk_{k:04d}") for k in (1, 2)], layout
-            for k, prefix in zip((1, 2), prefixes, strict=True):
-                assert Path(prefix + ".bin").read_bytes() == bytes([k]) * 8
-                assert Path(prefix + ".idx").is_file()
-            assert json.loads((got[fam]["tok"] / "tokenizer.json").read_text()) == {"fam": fam}
-
-
-def test_proof_rejects_an_unknown_phase(capsys):
-    from filmorph.train import gpu_proof_automodel as P
-
-    with pytest.raises(SystemExit) as e:
-        P.main(["prove", "--payload", "x", "--phases", "matched,bogus"])
-    assert e.value.code == 2
-    assert "bogus" in capsys.readouterr().err

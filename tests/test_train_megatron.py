@@ -19,6 +19,7 @@ from filmorph.io import read_json, write_json_atomic
 from filmorph.train import megatron as M
 from filmorph.train.common import MetricsWriter, read_metrics
 from filmorph.train.config import TrainConfig
+from filmorph.train.megatron import engine as E
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Transformer Engine and Apex:UserWarning"),
@@ -488,7 +489,7 @@ def test_hf_flops_per_token_matches_the_instantiated_model(tmp_path):
 # ============================================================================ engine boundary
 def test_package_imports_without_the_engine():
     code = (
-        "import sys, filmorph.train.megatron, filmorph.convert, filmorph.train.gpu_proof_megatron\n"
+        "import sys, filmorph.train.megatron, filmorph.train.megatron.convert\n"
         "heavy = ('megatron.bridge', 'megatron.core', 'transformer_engine', 'torch')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -550,13 +551,13 @@ def test_cli_help_and_overrides():
     ).stdout
     for flag in ("--pretrained-checkpoint", "--shards", "--run-dir", "--tensor-parallel", "--model-override"):
         assert flag in out
-    assert M._parse_overrides(['cross_entropy_fusion_impl="te"', "recompute_granularity=null", "x=abc"]) == {
+    assert E._parse_overrides(['cross_entropy_fusion_impl="te"', "recompute_granularity=null", "x=abc"]) == {
         "cross_entropy_fusion_impl": "te",
         "recompute_granularity": None,
         "x": "abc",
     }
     with pytest.raises(ValueError, match="KEY=JSON"):
-        M._parse_overrides(["novalue"])
+        E._parse_overrides(["novalue"])
 
 
 def test_train_config_record_round_trips(tmp_path):
@@ -626,8 +627,8 @@ def fake_bridge(monkeypatch):
     }
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(M, "build_config_container", lambda settings, hf, model_overrides=None: settings)
-    monkeypatch.setattr(M, "_patch_compile_helpers", lambda: None)
+    monkeypatch.setattr(E, "build_config_container", lambda settings, hf, model_overrides=None: settings)
+    monkeypatch.setattr(E, "_patch_compile_helpers", lambda: None)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", *M.RUNTIME_ENV):
         monkeypatch.setenv(key, "0" if key in ("RANK", "LOCAL_RANK") else "1")
     return state
@@ -735,18 +736,18 @@ def test_train_runs_resumes_and_summarises(fake_bridge, tiny_run_inputs, capsys)
 
 
 def test_launch_id_and_rank0_wait(tmp_path):
-    assert M._launch_id({}) is None
-    assert M._launch_id({"TORCHELASTIC_RUN_ID": "abc", "MASTER_PORT": "29500"}) == "torchrun-abc-29500"
-    assert M._launch_id({"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}) == "slurm-77-0-0"
-    assert M._launch_id({"MASTER_ADDR": "n1", "MASTER_PORT": "5"}) == "n1:5"
-    layout = M.RunLayout(tmp_path)
+    assert E._launch_id({}) is None
+    assert E._launch_id({"TORCHELASTIC_RUN_ID": "abc", "MASTER_PORT": "29500"}) == "torchrun-abc-29500"
+    assert E._launch_id({"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0"}) == "slurm-77-0-0"
+    assert E._launch_id({"MASTER_ADDR": "n1", "MASTER_PORT": "5"}) == "n1:5"
+    layout = E.RunLayout(tmp_path)
     rank1 = types.SimpleNamespace(rank=1, world_size=2)
     write_json_atomic(layout.train_config, {"launch": "old"})
     with pytest.raises(TimeoutError):
-        M._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
+        E._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
     write_json_atomic(layout.train_config, {"launch": "new"})
-    M._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
-    M._wait_for_rank0(types.SimpleNamespace(rank=0, world_size=2), layout, "other", timeout_s=0.1)
+    E._wait_for_rank0(rank1, layout, "new", timeout_s=0.5)
+    E._wait_for_rank0(types.SimpleNamespace(rank=0, world_size=2), layout, "other", timeout_s=0.1)
 
 
 def test_train_cli_exit_codes(fake_bridge, tiny_run_inputs, tmp_path, capsys):
@@ -786,90 +787,6 @@ def test_train_cli_exit_codes(fake_bridge, tiny_run_inputs, tmp_path, capsys):
     assert M.main([*argv, "--model-override", 'cross_entropy_fusion_impl="te"']) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["engine"] == "megatron" and out["steps"] == 10
-
-
-# ============================================================================ proof script, CPU parts
-def test_proof_packing_and_table():
-    from filmorph.train import gpu_proof_megatron as G
-
-    bins = G.plan_bins([("a", 50), ("b", 30), ("c", 25), ("d", 5)], [60, 60])
-    assert bins == [["a", "d"], ["b", "c"]]
-    with pytest.raises(ValueError, match="fits in no call"):
-        G.plan_bins([("big", 70)], [60, 60])
-    assert 5 * G.PART_BYTES >= G.TE_CORE_BYTES > 4 * G.PART_BYTES  # five parts, as the plan says
-    assert G.PART_BYTES + 4 * 2**20 <= 64 * 2**20  # a part and the working tree fit one call
-    TrainConfig.from_dict(G.PROOF_TRAIN)  # the proof's training config is valid
-    assert G.PROOF_TRAIN["max_steps"] >= 100
-    record = {
-        "family": "llama",
-        "architecture": "llama",
-        "train_config": G.PROOF_TRAIN,
-        "train_summary": {
-            "steps": 100,
-            "first_logged_loss": 11.9,
-            "final_loss": 7.1,
-            "final_val_loss": 7.3,
-            "tokens_per_s": 40000.0,
-            "mfu": 0.35,
-            "peak_memory_gib": 30.2,
-            "document_masking": "thd",
-        },
-        "stages": [
-            {
-                "stage": "verify_import",
-                "ok": True,
-                "seconds": 30.0,
-                "result": {"max_abs_diff": 0.002, "argmax_agreement": 1.0, "passed": True},
-            },
-            {
-                "stage": "verify_doc_mask",
-                "ok": True,
-                "seconds": 60.0,
-                "result": {
-                    "check": "document_masking",
-                    "mode": "mask",
-                    "packed_mean_abs_diff": 0.017,
-                    "unmasked_mean_abs_diff": 1.06,
-                    "grad_rel_diff": 0.023,
-                    "argmax_agreement": 0.999,
-                    "passed": True,
-                },
-            },
-            {
-                "stage": "train_doc_mask",
-                "ok": False,
-                "seconds": 9.0,
-                "result": None,
-                "tail": "x\nValueError: a|b",
-            },
-            {
-                "stage": "evaluate_hierarchical_mcq",
-                "ok": True,
-                "seconds": 12.0,
-                "result": {"n_items": 190, "overall": {"mcq": {"acc": 0.25, "acc_norm": 0.3}}},
-            },
-            {"stage": "negative_control", "ok": None, "seconds": 0.0, "result": None, "skipped": "20 s left"},
-        ],
-        "metrics": [
-            {"step": 10, "tokens_per_s": 9000.0, "mfu": 0.07},  # warm-up interval: not steady
-            {"step": 20, "tokens_per_s": 41000.0, "mfu": 0.36},
-            {"step": 30, "tokens_per_s": 43000.0, "mfu": 0.38},
-            {"step": 40, "tokens_per_s": 42000.0, "mfu": None},
-        ],
-    }
-    assert G.steady_state(record["metrics"]) == {"tokens_per_s": 42000.0, "mfu": 0.37}
-    assert G.steady_state(record["metrics"][:1]) == {"tokens_per_s": None, "mfu": None}
-    table = G.proof_table(record)
-    assert "| evaluate_hierarchical_mcq | yes | 12.0 | 190 items, acc 0.25, acc_norm 0.3 |" in table
-    assert (
-        "| verify_import | yes | 30.0 | max abs diff 0.002, argmax agreement 100.00%, passed True |" in table
-    )
-    assert (
-        "| verify_doc_mask | yes | 60.0 | mode mask: later docs vs one by one 0.017 (control 1.06), "
-        "gradient rel. diff 2.3%, argmax agreement 99.90%, passed True |" in table
-    )
-    assert "ValueError: a/b" in table and "skipped: 20 s left" in table
-    assert "| 100 | 16/4 | 1024 | 11.9 -> 7.1 | 7.3 | 40000 | 35.0% | 42000 | 37.0% | 30.2 | thd |" in table
 
 
 def test_attention_backend_falls_back_without_flash_attn():
@@ -1008,176 +925,8 @@ def test_gemma2_workarounds_without_bridge_or_cuda_extension(monkeypatch):
     assert M.masked_softmax_fusion_available() is True
 
 
-# ============================================================================ proof script: families, sweep
-def test_proof_parse_variant():
-    from filmorph.train import gpu_proof_megatron as G
-
-    assert G.parse_variant(
-        'mb16={"train": {"micro_batch_size": 16}, "overrides": {"cross_entropy_fusion_impl": "te"}}'
-    ) == (
-        "mb16",
-        {"micro_batch_size": 16},
-        {"cross_entropy_fusion_impl": "te"},
-    )
-    assert G.parse_variant("x=") == ("x", {}, {})
-    assert G.parse_variant("x=  ") == ("x", {}, {})
-    assert G.parse_variant('y={"train": {"reset_attention_mask": false}}') == (
-        "y",
-        {"reset_attention_mask": False},
-        {},
-    )
-    assert G.parse_variant('z={"overrides": {"a": 1}, "train": null}') == ("z", {}, {"a": 1})
-    for bad in ("mb16", '={"train": {}}', 'x={"trian": {}}', 'x={"train": {}, "extra": 1}', "x=[1]"):
-        with pytest.raises(ValueError):
-            G.parse_variant(bad)
-    with pytest.raises(ValueError):  # not JSON (json.JSONDecodeError is a ValueError)
-        G.parse_variant("x={train}")
-
-
-def test_proof_refuses_unknown_skips_before_any_work(tmp_path):
-    from filmorph.train import gpu_proof_megatron as G
-
-    assert {"verify_doc_mask", "export_untrained", "train", "evaluate", "negative_control"} == G.SKIPPABLE
-    with pytest.raises(ValueError, match=r"cannot skip \['bogus'\]"):
-        G.run_proof("llama", tmp_path, tmp_path / "out", work=tmp_path / "w", skip=["bogus", "train"])
-    assert not (tmp_path / "w").exists() and not (tmp_path / "out").exists()
-
-
-def test_proof_families_and_default_sweeps():
-    from filmorph.train import gpu_proof_megatron as G
-
-    assert {"llama", "gemma", "gemma2"} <= set(G.FAMILIES)
-    assert G.FAMILIES["gemma2"]["data"] == "gemma" and G.FAMILIES["gemma2"]["architecture"] == "gemma2"
-    for name, spec in G.FAMILIES.items():
-        assert {"architecture", "shape", "tokenizer", "data", "doc_mask_mode", "train"} <= set(spec), name
-        assert spec["data"] in G.FAMILIES, name
-        assert spec["tokenizer"]["source"], name
-        # a family's shards come from its own tokenizer
-        assert G.FAMILIES[spec["data"]]["tokenizer"] == spec["tokenizer"], name
-        assert spec["doc_mask_mode"] in (None, "thd", "mask"), name
-        cfg = TrainConfig.from_dict({**G.PROOF_TRAIN, **spec["train"]})  # a valid training config
-        assert cfg.global_batch_size % cfg.micro_batch_size == 0, name
-    assert set(G.DEFAULT_SWEEPS) <= set(G.FAMILIES)
-    for family, variants in G.DEFAULT_SWEEPS.items():
-        names = [v[0] for v in variants]
-        assert names and len(set(names)) == len(names), family
-        for _, train_over, overrides in variants:
-            assert isinstance(overrides, dict)
-            cfg = TrainConfig.from_dict(
-                {
-                    **G.PROOF_TRAIN,
-                    **G.FAMILIES[family]["train"],
-                    "max_steps": G.SWEEP_STEPS,
-                    "checkpoint_interval": G.SWEEP_STEPS,
-                    "eval_iters": 0,
-                    "warmup_steps": min(G.PROOF_TRAIN["warmup_steps"], G.SWEEP_STEPS - 1),
-                    **train_over,
-                }
-            )
-            assert cfg.global_batch_size % cfg.micro_batch_size == 0, (family, train_over)
-
-
-def test_sweep_table():
-    from filmorph.train import gpu_proof_megatron as G
-
-    def variant(name, mbs, overrides, masking, tps, mfu, ok=True):
-        return {
-            "variant": name,
-            "ok": ok,
-            "micro_batch_size": mbs,
-            "global_batch_size": 16,
-            "seq_length": 1024,
-            "overrides": overrides,
-            "document_masking": masking,
-            "steady_tokens_per_s": tps,
-            "steady_mfu": mfu,
-            "peak_memory_gib": 59.04,
-            "first_loss": 10.37,
-            "last_loss": 6.307,
-            "max_grad_norm": 4.938,
-            "seconds": 101.2,
-            "metrics": [],
-        }
-
-    record = {
-        "family": "llama",
-        "architecture": "llama",
-        "steps": 30,
-        "stages": [
-            {"stage": "model", "rc": 0, "ok": True, "seconds": 20.0, "result": None},
-            {
-                "stage": "verify_doc_mask",
-                "rc": 0,
-                "ok": True,
-                "seconds": 40.0,
-                "result": {
-                    "mode": "thd",
-                    "passed": True,
-                    "packed_mean_abs_diff": 0.0123,
-                    "unmasked_mean_abs_diff": 1.5,
-                    "argmax_agreement": 0.995,
-                    "grad_rel_diff": 0.0042,
-                },
-            },
-            {
-                "stage": "train_mb8",
-                "rc": 1,
-                "ok": False,
-                "seconds": 5.0,
-                "result": None,
-                "tail": "x\nOOM here\n",
-            },
-        ],
-        "variants": [
-            variant("mb16_te_ce", 16, {"cross_entropy_fusion_impl": "te"}, "thd", 52608.0, 0.416),
-            variant("mb8", 8, {}, None, None, None, ok=False),
-        ],
-    }
-    table = G.sweep_table(record)
-    assert table.startswith("### megatron engine speed sweep: llama (llama, 30 steps per variant, 1 GPU(s))")
-    assert (
-        "verify_doc_mask (thd): passed True, packed vs separate mean abs diff 0.0123 (unmasked row 1.5), "
-        "argmax agreement 99.50%, gradient rel. diff 0.0042; rc 0 (as expected)" in table
-    )
-    assert (
-        "| mb16_te_ce | yes | 16/16 | 1024 | cross_entropy_fusion_impl=te | thd | 52608 | 52608 | 41.6% | "
-        "59.0 | 10.37 -> 6.307 | 4.938 | 101.2 |" in table
-    )
-    assert "| mb8 | **NO** | 16/8 | 1024 | - | - | - | - | - | 59.0 |" in table
-    assert "train_mb8 failed (rc 1): OOM here" in table
-    # a doc-mask check that did not behave as expected says so; no stages: no doc-mask line
-    record["stages"][1].update(ok=False, rc=1, result=None)
-    assert "verify_doc_mask (None): passed None" in G.sweep_table(record)
-    assert "NOT as expected" in G.sweep_table(record)
-    bare = G.sweep_table({**record, "stages": [], "variants": []})
-    assert "verify_doc_mask" not in bare and bare.splitlines()[-1].startswith("|---|")
-
-
-def test_sweep_table_per_gpu_throughput():
-    from filmorph.train import gpu_proof_megatron as G
-
-    row = {
-        "variant": "study",
-        "ok": True,
-        "micro_batch_size": 1,
-        "global_batch_size": 64,
-        "gpus": 8,
-        "seq_length": 512,
-        "overrides": {},
-        "document_masking": "thd",
-        "steady_tokens_per_s": 80000.0,
-        "steady_mfu": 0.4,
-        "seconds": 1.0,
-    }
-    table = G.sweep_table(
-        {"family": "llama31_8b", "architecture": "llama", "steps": 30, "gpus": 8, "variants": [row]}
-    )
-    assert "30 steps per variant, 8 GPU(s))" in table
-    assert "| thd | 80000 | 10000 | 40.0% |" in table
-
-
 def test_sweep_launches_through_module_argv():
-    from filmorph.train.common import module_argv
+    from filmorph.train.launch import module_argv
 
     assert module_argv("filmorph.train.megatron", python="py") == ["py", "-m", "filmorph.train.megatron"]
     eight = module_argv("filmorph.train.megatron", nproc=8, python="py")
@@ -1188,54 +937,3 @@ def test_sweep_launches_through_module_argv():
         module_argv("filmorph.train.megatron", nproc=0, python="py")
 
 
-def test_study_batch_under_each_variant():
-    from filmorph.train import gpu_proof_megatron as G
-    from filmorph.train.config import TrainConfig
-
-    variants = [("a", {}, {}), ("b", {"micro_batch_size": 2}, {"x": 1})]
-    assert G._with_study_batch(variants, False) == variants
-    got = G._with_study_batch(variants, True)
-    assert got[0] == ("a", G.STUDY_BATCH, {})
-    assert got[1] == ("b", {**G.STUDY_BATCH, "micro_batch_size": 2}, {"x": 1})
-    # the study's settings from config/study.yaml, so the 8-GPU sweep times what the study runs
-    study = TrainConfig.from_dict({**G.PROOF_TRAIN, **G.STUDY_BATCH})
-    assert (study.global_batch_size, study.micro_batch_size, study.seq_length) == (64, 1, 512)
-    import yaml
-
-    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "study.yaml").read_text())
-    assert {k: cfg["train"][k] for k in G.STUDY_BATCH} == G.STUDY_BATCH
-
-
-def test_matched_settings_are_the_same_for_both_engines(monkeypatch):
-    """The engine comparison trains the same (seq, global, micro) settings on Megatron-Bridge
-    (sweep --matched) and on Automodel (prove --phases matched), and the CLI picks them."""
-    from filmorph.train import gpu_proof_automodel as A
-    from filmorph.train import gpu_proof_megatron as G
-
-    mega = G.matched_variants()
-    auto = A.matched_variants()
-    triples = [(t["seq_length"], t["global_batch_size"], t["micro_batch_size"]) for _, t, _ in mega]
-    assert triples == [(seq, G.MATCHED_GLOBAL_BATCH, mb) for seq, mb in G.MATCHED]
-    assert [(c.seq_length, c.global_batch_size, c.micro_batch_size) for _, c, _ in auto] == triples
-    assert all(c.max_steps == G.SWEEP_STEPS and c.engine == "automodel" for _, c, _ in auto)
-    assert all(c.reset_attention_mask for _, c, _ in auto)  # document masking on, as in the sweep
-    for _, train_over, _ in mega:  # valid training configs on the Megatron side too
-        cfg = TrainConfig.from_dict({**G.PROOF_TRAIN, **G.FAMILIES["llama"]["train"], **train_over})
-        assert cfg.global_batch_size % cfg.micro_batch_size == 0
-    # the Automodel proof's table row names carry the same setting names as the sweep's rows
-    assert [n.removeprefix("matched: ") for n, _, _ in auto] == [n for n, _, _ in mega]
-
-    seen = {}
-
-    def fake_sweep(family, data, out, **kw):
-        seen.update(family=family, **kw)
-        return {"variants": [{"ok": True}]}
-
-    monkeypatch.setattr(G, "sweep", fake_sweep)
-    argv = ["sweep", "--family", "llama", "--data", "d", "--out", "o"]
-    assert G.main([*argv, "--matched"]) == 0
-    assert seen["variants"] == mega
-    assert G.main(argv) == 0
-    assert seen["variants"] == list(G.DEFAULT_SWEEPS["llama"])
-    assert G.main([*argv, "--matched", "--variant", "x={}"]) == 0  # an explicit --variant wins
-    assert seen["variants"] == [("x", {}, {})]

@@ -12,7 +12,7 @@ sys.path.insert(0, str(SRC))  # this checkout's filmorph
 from filmorph.finetune.config import FinetuneConfig  # noqa: E402
 from filmorph.finetune.run import launcher_argv  # noqa: E402
 from filmorph.io import atomic_path  # noqa: E402
-from filmorph.train.common import run_training_command  # noqa: E402
+from filmorph.train.launch import run_training_command  # noqa: E402
 from filmorph.workflow import job_log, job_provenance  # noqa: E402
 
 # the log first: a failure of any step below lands in it and on the console

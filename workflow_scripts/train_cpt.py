@@ -10,8 +10,8 @@ SRC = Path(snakemake.scriptdir).parent / "src"
 sys.path.insert(0, str(SRC))  # this checkout's filmorph
 
 from filmorph.io import atomic_path  # noqa: E402
-from filmorph.train.common import launch_argv, run_training_command  # noqa: E402
 from filmorph.train.config import TrainConfig  # noqa: E402
+from filmorph.train.launch import launch_argv, run_training_command  # noqa: E402
 from filmorph.workflow import job_log, job_provenance  # noqa: E402
 
 # the log first: a failure of any step below lands in it and on the console

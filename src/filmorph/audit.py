@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 import time
 from collections import defaultdict
@@ -55,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.paths import ARMS, CHUNK_GLOB, STEP_GLOB
 from filmorph.provenance import (
     PROVENANCE_DIR,
     hash_path,
@@ -62,6 +62,7 @@ from filmorph.provenance import (
     sha256_file,
     sha256_tree,
 )
+from filmorph.shards import check_shard
 
 __all__ = ["CHECKS", "Auditor", "Row", "check_shard", "main", "run_audit"]
 
@@ -69,9 +70,6 @@ CHECKS = ("records", "manifest", "hash", "lineage", "shard", "retokenize", "conf
           "checkpoint", "evaluation")
 MANIFEST = "results/manifest.json"
 SELF_RULES = frozenset({"audit"})  # their records are not audited
-STUDY_ARMS = ("vanilla", "stochastok", "patok")  # evaluated checkpoints of results/checkpoints/
-_IDX_HEADER = b"MMIDIDX\x00\x00"
-_IDX_FIXED = 34  # header 9 + version 8 + dtype code 1 + sequence count 8 + document count 8
 _MAX_LISTED = 8
 
 
@@ -99,96 +97,6 @@ def _bar(total: int | None, desc: str, enabled: bool, unit: str = "it"):
 
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", disable=not enabled,
                 file=sys.stderr, leave=False)
-
-
-# ------------------------------------------------------------------------------- shard format
-def _dtype_from_code(code: int) -> np.dtype:
-    from megatron.core.datasets.indexed_dataset import DType
-
-    return np.dtype(DType.dtype_from_code(code))
-
-
-def check_shard(prefix: str | Path, *, stats: Mapping[str, Any] | None = None) -> list[str]:
-    """Structural problems of the shard ``prefix.{idx,bin}`` (empty when sound), each naming the
-    file: megatron-core's index layout (header, version, dtype code, counts, then int32 lengths,
-    int64 pointers, int64 document indices) must fill the ``.idx`` exactly, the pointers must
-    follow from the lengths, the ``.bin`` must be exactly as long as the lengths say, and, with
-    the tokenize stage's ``stats`` (``eod_id``, ``tokenizer.vocab_size``, ``documents_out``,
-    ``tokens_written``, ``dtype``), every entry ends with the EOD id and every id is in the
-    vocabulary. ``prefix.doc_ids.txt`` must have one line per entry."""
-    prefix = Path(prefix)
-    idx, bin_ = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
-    problems = [f"{p}: missing" for p in (idx, bin_) if not p.is_file()]
-    if problems:
-        return problems
-    raw = idx.read_bytes()
-    if len(raw) < _IDX_FIXED:
-        return [f"{idx}: {len(raw)} bytes, shorter than the {_IDX_FIXED}-byte index header"]
-    if raw[:9] != _IDX_HEADER:
-        return [f"{idx}: bad magic {raw[:9]!r} (not a megatron-core index)"]
-    (version,) = struct.unpack_from("<Q", raw, 9)
-    (code,) = struct.unpack_from("<B", raw, 17)
-    n_seq, n_doc = struct.unpack_from("<QQ", raw, 18)
-    if version != 1:
-        return [f"{idx}: index version {version}, expected 1"]
-    try:
-        dtype = _dtype_from_code(code)
-    except (KeyError, ValueError):
-        return [f"{idx}: unknown dtype code {code}"]
-    expected = _IDX_FIXED + 12 * n_seq + 8 * n_doc
-    if len(raw) != expected:
-        return [f"{idx}: {len(raw)} bytes, expected {expected} for {n_seq} sequences and "
-                f"{n_doc} document indices ({'truncated' if len(raw) < expected else 'extra bytes'})"]
-    lengths = np.frombuffer(raw, dtype=np.int32, count=n_seq, offset=_IDX_FIXED).astype(np.int64)
-    pointers = np.frombuffer(raw, dtype=np.int64, count=n_seq, offset=_IDX_FIXED + 4 * n_seq)
-    docs = np.frombuffer(raw, dtype=np.int64, count=n_doc, offset=_IDX_FIXED + 12 * n_seq)
-    size = dtype.itemsize
-    if n_seq and (lengths <= 0).any():
-        problems.append(f"{idx}: {int((lengths <= 0).sum())} entries with length <= 0")
-    want = np.concatenate([[0], np.cumsum(lengths)[:-1]]) * size if n_seq else lengths
-    if not np.array_equal(pointers, want):
-        bad = int(np.flatnonzero(pointers != want)[0])
-        problems.append(f"{idx}: sequence pointer {bad} is {int(pointers[bad])}, the lengths say "
-                        f"{int(want[bad])}")
-    if n_doc < 1 or docs[0] != 0 or docs[-1] != n_seq or (np.diff(docs) < 0).any():
-        problems.append(f"{idx}: document indices do not run from 0 to {n_seq}")
-    tokens = int(lengths.sum())
-    bin_bytes = bin_.stat().st_size
-    if bin_bytes != tokens * size:
-        problems.append(f"{bin_}: {bin_bytes} bytes, the index expects {tokens * size} "
-                        f"({tokens} {dtype.name} tokens)")
-    stats = dict(stats or {})
-    if not problems and n_seq:
-        data = np.memmap(bin_, dtype=dtype, mode="r")
-        eod = stats.get("eod_id")
-        if eod is not None:
-            ends = data[pointers // size + lengths - 1]
-            if (ends != eod).any():
-                bad = int(np.flatnonzero(ends != eod)[0])
-                problems.append(f"{bin_}: entry {bad} ends with id {int(ends[bad])}, not the EOD "
-                                f"id {eod}")
-        vocab = (stats.get("tokenizer") or {}).get("vocab_size")
-        if vocab is not None:
-            lo, hi = int(data.min()), int(data.max())
-            if lo < 0 or hi >= int(vocab):
-                problems.append(f"{bin_}: token ids in [{lo}, {hi}], outside the vocabulary "
-                                f"[0, {vocab})")
-        del data
-    if stats:
-        if stats.get("dtype") not in (None, dtype.name):
-            problems.append(f"{idx}: dtype {dtype.name}, stats.json says {stats['dtype']}")
-        if stats.get("documents_out") not in (None, n_seq):
-            problems.append(f"{idx}: {n_seq} entries, stats.json says {stats['documents_out']}")
-        if stats.get("tokens_written") not in (None, tokens):
-            problems.append(f"{idx}: {tokens} tokens, stats.json says {stats['tokens_written']}")
-    ids = Path(f"{prefix}.doc_ids.txt")
-    if not ids.is_file():
-        problems.append(f"{ids}: missing")
-    else:
-        n_ids = len(ids.read_text(encoding="utf-8").splitlines())
-        if n_ids != n_seq:
-            problems.append(f"{ids}: {n_ids} document ids for {n_seq} shard entries")
-    return problems
 
 
 # ------------------------------------------------------------------------------------ config
@@ -445,7 +353,7 @@ class Auditor:
         from filmorph.rng import rng_for
 
         corpus = self.run / "resources/corpus"
-        chunks = sorted(corpus.glob("chunk_*.jsonl")) if corpus.is_dir() else []
+        chunks = sorted(corpus.glob(f"{CHUNK_GLOB}.jsonl")) if corpus.is_dir() else []
         counts_file = corpus / "counts.json"
         counts = None
         if counts_file.is_file():
@@ -654,7 +562,7 @@ class Auditor:
                 problems.append(f"{self.rel(idx)}: changed since training (sha256 "
                                 f"{_short(sha256_file(idx))}, trained on {_short(s.get('idx_sha256'))})")
         # checkpoints and summary say the same
-        hf = sorted(layout.hf_root.glob("step_*")) if layout.hf_root.is_dir() else []
+        hf = sorted(layout.hf_root.glob(STEP_GLOB)) if layout.hf_root.is_dir() else []
         if not hf:
             problems.append(f"{self.rel(layout.hf_root)}: no checkpoints")
         for ckpt in hf:
@@ -732,7 +640,7 @@ class Auditor:
                         problems.append(f"model {model}: sha256 now {_short(trees[key])}, scored "
                                         f"{_short(scores['model_sha256'])}")
                 ckpt = labels.get("checkpoint")
-                if labels.get("arm") in STUDY_ARMS and ckpt not in (None, "base"):
+                if labels.get("arm") in ARMS and ckpt not in (None, "base"):
                     want = f"results/checkpoints/{labels.get('model')}/{labels['arm']}/hf/{ckpt}"
                     if self.rel(self.path(model)) != want:
                         problems.append(f"model {model} is not the checkpoint its labels name "

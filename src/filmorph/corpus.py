@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, write_json_atomic
+from filmorph.paths import chunk_name
+from filmorph.progress import progress_bar
 from filmorph.rng import rng_for
 
 BAD_REASONS = ("invalid_utf8", "invalid_json", "not_an_object", "missing_text", "non_string_text",
@@ -245,11 +247,6 @@ def iter_documents(path: str | Path, *, id_prefix: str, on_bad_record: str = "er
         yield f"{id_prefix}-{rec.number:09d}", rec.text  # type: ignore[misc]
 
 
-def chunk_name(index: int) -> str:
-    """`chunk_0001` for index 0: 1-based, four digits, like the study's files."""
-    return f"chunk_{index + 1:04d}"
-
-
 def chunk_sizes(documents: int, num_chunks: int) -> list[int]:
     """Documents per chunk when :func:`split_corpus` splits `documents` into `num_chunks`:
     ``ceil(D/N)`` each, the last one what is left."""
@@ -312,7 +309,7 @@ def split_corpus(path: str | Path, out_dir: str | Path, num_chunks: int, *, id_p
     counts = Counts()
     docs = iter_documents(path, id_prefix=id_prefix, on_bad_record=on_bad_record, fmt=fmt,
                           text_field=text_field, counts=counts)
-    bar = _progress(total, "split", progress)
+    bar = progress_bar(total, "split", progress)
     chunk_docs, chunk_bytes = [], []
     for k in range(num_chunks):
         n = nbytes = 0
@@ -364,7 +361,7 @@ def fetch_hf(dataset: str, out_path: str | Path, *, config: str | None = None,
 
     stream = load_dataset(dataset, name=config, split=split, streaming=True, revision=revision)
     n = 0
-    bar = _progress(max_documents, f"fetch {dataset}", progress)
+    bar = progress_bar(max_documents, f"fetch {dataset}", progress)
     with atomic_path(Path(out_path)) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as fh:
         for row in stream:
             fh.write(json.dumps({"text": row.get(text_field)}, ensure_ascii=False) + "\n")
@@ -423,22 +420,6 @@ def synthesize(out_path: str | Path, target_bytes: int, *, seed: int = 0,
             written += len(text.encode("utf-8"))
             n += 1
     return {"documents": n, "text_bytes": written, "seed": seed}
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int | None, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="doc", mininterval=2.0, smoothing=0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,22 +43,20 @@ writes): on 200 generated MCQ items with SmolLM2-135M every item's ``acc`` and `
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import platform
 import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filmorph import scoring
 from filmorph.io import atomic_path, write_json_atomic
 from filmorph.items import Item, read_items
+from filmorph.provenance import package_versions, sha256_file
 
 if TYPE_CHECKING:  # torch / transformers are imported lazily: importing them costs seconds
     import torch
@@ -770,24 +768,6 @@ def summarize(preds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; anything else as given."""
     if device != "auto":
@@ -858,7 +838,7 @@ def evaluate_file(
         "model_meta": json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None,
         "model_params": sum(p.numel() for p in model.parameters()),
         "benchmark_file": str(benchmark),
-        "benchmark_sha256": _sha256(benchmark),
+        "benchmark_sha256": sha256_file(benchmark),
         "n_items": len(items),
         "max_items": max_items,
         "dtype": dtype,
@@ -870,7 +850,7 @@ def evaluate_file(
         "seconds": round(secs, 3),
         "items_per_s": round(len(items) / secs, 3) if secs > 0 else None,
         "stats": stats,
-        "versions": _versions(),
+        "versions": package_versions(VERSIONED_PACKAGES),
         **summary,
     }
     with atomic_path(predictions_path) as tmp, tmp.open("w", encoding="utf-8") as fh:

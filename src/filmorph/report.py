@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_path
+from .paths import step_of
 from .rng import derive_seed
 
 METRICS = {"mcq": ("acc", "acc_norm"), "gen": ("exact_match", "edit_sim")}
@@ -73,8 +74,7 @@ class Run:
 
     @property
     def step(self) -> int:
-        m = re.fullmatch(r"step_(\d+)", self.checkpoint)
-        return int(m.group(1)) if m else 0
+        return step_of(self.checkpoint)
 
 
 def parse_prediction_path(path: str | Path) -> dict[str, str]:

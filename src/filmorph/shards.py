@@ -10,8 +10,10 @@ This module knows nothing about arms or tokenizers.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import struct
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,3 +109,97 @@ def read_shard(prefix: str | Path):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     return IndexedDataset(str(prefix), mmap=True)
+
+
+# ---------------------------------------------------------------------------- checking a shard
+_IDX_HEADER = b"MMIDIDX\x00\x00"
+_IDX_FIXED = 34  # header 9 + version 8 + dtype code 1 + sequence count 8 + document count 8
+
+
+def _dtype_from_code(code: int) -> np.dtype:
+    from megatron.core.datasets.indexed_dataset import DType
+
+    return np.dtype(DType.dtype_from_code(code))
+
+
+def check_shard(prefix: str | Path, *, stats: Mapping[str, Any] | None = None) -> list[str]:
+    """Structural problems of the shard ``prefix.{idx,bin}`` (empty when sound), each naming the
+    file: megatron-core's index layout (header, version, dtype code, counts, then int32 lengths,
+    int64 pointers, int64 document indices) must fill the ``.idx`` exactly, the pointers must
+    follow from the lengths, the ``.bin`` must be exactly as long as the lengths say, and, with
+    the tokenize stage's ``stats`` (``eod_id``, ``tokenizer.vocab_size``, ``documents_out``,
+    ``tokens_written``, ``dtype``), every entry ends with the EOD id and every id is in the
+    vocabulary. ``prefix.doc_ids.txt`` must have one line per entry."""
+    prefix = Path(prefix)
+    idx, bin_ = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
+    problems = [f"{p}: missing" for p in (idx, bin_) if not p.is_file()]
+    if problems:
+        return problems
+    raw = idx.read_bytes()
+    if len(raw) < _IDX_FIXED:
+        return [f"{idx}: {len(raw)} bytes, shorter than the {_IDX_FIXED}-byte index header"]
+    if raw[:9] != _IDX_HEADER:
+        return [f"{idx}: bad magic {raw[:9]!r} (not a megatron-core index)"]
+    (version,) = struct.unpack_from("<Q", raw, 9)
+    (code,) = struct.unpack_from("<B", raw, 17)
+    n_seq, n_doc = struct.unpack_from("<QQ", raw, 18)
+    if version != 1:
+        return [f"{idx}: index version {version}, expected 1"]
+    try:
+        dtype = _dtype_from_code(code)
+    except (KeyError, ValueError):
+        return [f"{idx}: unknown dtype code {code}"]
+    expected = _IDX_FIXED + 12 * n_seq + 8 * n_doc
+    if len(raw) != expected:
+        return [f"{idx}: {len(raw)} bytes, expected {expected} for {n_seq} sequences and "
+                f"{n_doc} document indices ({'truncated' if len(raw) < expected else 'extra bytes'})"]
+    lengths = np.frombuffer(raw, dtype=np.int32, count=n_seq, offset=_IDX_FIXED).astype(np.int64)
+    pointers = np.frombuffer(raw, dtype=np.int64, count=n_seq, offset=_IDX_FIXED + 4 * n_seq)
+    docs = np.frombuffer(raw, dtype=np.int64, count=n_doc, offset=_IDX_FIXED + 12 * n_seq)
+    size = dtype.itemsize
+    if n_seq and (lengths <= 0).any():
+        problems.append(f"{idx}: {int((lengths <= 0).sum())} entries with length <= 0")
+    want = np.concatenate([[0], np.cumsum(lengths)[:-1]]) * size if n_seq else lengths
+    if not np.array_equal(pointers, want):
+        bad = int(np.flatnonzero(pointers != want)[0])
+        problems.append(f"{idx}: sequence pointer {bad} is {int(pointers[bad])}, the lengths say "
+                        f"{int(want[bad])}")
+    if n_doc < 1 or docs[0] != 0 or docs[-1] != n_seq or (np.diff(docs) < 0).any():
+        problems.append(f"{idx}: document indices do not run from 0 to {n_seq}")
+    tokens = int(lengths.sum())
+    bin_bytes = bin_.stat().st_size
+    if bin_bytes != tokens * size:
+        problems.append(f"{bin_}: {bin_bytes} bytes, the index expects {tokens * size} "
+                        f"({tokens} {dtype.name} tokens)")
+    stats = dict(stats or {})
+    if not problems and n_seq:
+        data = np.memmap(bin_, dtype=dtype, mode="r")
+        eod = stats.get("eod_id")
+        if eod is not None:
+            ends = data[pointers // size + lengths - 1]
+            if (ends != eod).any():
+                bad = int(np.flatnonzero(ends != eod)[0])
+                problems.append(f"{bin_}: entry {bad} ends with id {int(ends[bad])}, not the EOD "
+                                f"id {eod}")
+        vocab = (stats.get("tokenizer") or {}).get("vocab_size")
+        if vocab is not None:
+            lo, hi = int(data.min()), int(data.max())
+            if lo < 0 or hi >= int(vocab):
+                problems.append(f"{bin_}: token ids in [{lo}, {hi}], outside the vocabulary "
+                                f"[0, {vocab})")
+        del data
+    if stats:
+        if stats.get("dtype") not in (None, dtype.name):
+            problems.append(f"{idx}: dtype {dtype.name}, stats.json says {stats['dtype']}")
+        if stats.get("documents_out") not in (None, n_seq):
+            problems.append(f"{idx}: {n_seq} entries, stats.json says {stats['documents_out']}")
+        if stats.get("tokens_written") not in (None, tokens):
+            problems.append(f"{idx}: {tokens} tokens, stats.json says {stats['tokens_written']}")
+    ids = Path(f"{prefix}.doc_ids.txt")
+    if not ids.is_file():
+        problems.append(f"{ids}: missing")
+    else:
+        n_ids = len(ids.read_text(encoding="utf-8").splitlines())
+        if n_ids != n_seq:
+            problems.append(f"{ids}: {n_ids} document ids for {n_seq} shard entries")
+    return problems

@@ -32,8 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from filmorph.arms.patok import VOWELS
 from filmorph.io import read_json, write_json_atomic
+from filmorph.paths import ARMS, CHUNK_GLOB
+from filmorph.phonology import VOWEL_LETTERS
 from filmorph.rng import derive_seed
 
 WORD = re.compile(r"[^\W\d_]+")
@@ -69,9 +70,9 @@ class BoundaryAnalyzer:
 
     @staticmethod
     def _redup(w: str) -> int | None:
-        if len(w) >= 4 and w[0] not in VOWELS and w[1] in VOWELS and w[:2] == w[2:4]:
+        if len(w) >= 4 and w[0] not in VOWEL_LETTERS and w[1] in VOWEL_LETTERS and w[:2] == w[2:4]:
             return 2
-        if len(w) >= 3 and w[0] in VOWELS and w[0] == w[1]:
+        if len(w) >= 3 and w[0] in VOWEL_LETTERS and w[0] == w[1]:
             return 1
         return None
 
@@ -94,7 +95,7 @@ class BoundaryAnalyzer:
                         cuts.update((len(p), len(p) + r))
                         break
             for i in self.infixes:
-                if len(w) > len(i) + 2 and w[0] not in VOWELS and w[1:1 + len(i)] == i \
+                if len(w) > len(i) + 2 and w[0] not in VOWEL_LETTERS and w[1:1 + len(i)] == i \
                         and self._root_ok(w[0] + w[1 + len(i):]):
                     cuts.update((1, 1 + len(i)))
                     break
@@ -145,7 +146,7 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
     from filmorph.tokenize import Family
 
     shard_dir, corpus_dir = Path(shard_dir), Path(corpus_dir)
-    stats_files = sorted(shard_dir.glob("chunk_*.stats.json"))
+    stats_files = sorted(shard_dir.glob(f"{CHUNK_GLOB}.stats.json"))
     if not stats_files:
         raise FileNotFoundError(f"no chunk stats in {shard_dir}")
     totals: Counter = Counter()
@@ -222,15 +223,14 @@ def write_table(summaries: Sequence[Mapping[str, Any]], out_tsv: str | Path,
 
     from filmorph.io import atomic_path
 
-    rows = sorted(summaries, key=lambda s: (s["family"], ("vanilla", "stochastok",
-                                                         "patok").index(s["arm"])))
+    rows = sorted(summaries, key=lambda s: (s["family"], ARMS.index(s["arm"])))
     with atomic_path(out_tsv) as tmp:
         lines = ["\t".join(COLUMNS)]
         lines += ["\t".join("" if r.get(c) is None else str(r.get(c)) for c in COLUMNS)
                   for r in rows]
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     families = sorted({r["family"] for r in rows})
-    arms = [a for a in ("vanilla", "stochastok", "patok") if any(r["arm"] == a for r in rows)]
+    arms = [a for a in ARMS if any(r["arm"] == a for r in rows)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     width = 0.8 / max(1, len(arms))
     for ax, key, title in ((axes[0], "tokens_per_word", "tokens per word"),

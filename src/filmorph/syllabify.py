@@ -83,6 +83,8 @@ import string
 import unicodedata
 from functools import cache, lru_cache
 
+from filmorph.phonology import ACCENTED_VOWELS, VOWELS
+
 __all__ = [
     "ONSET_CLUSTERS",
     "VALID_LETTERS",
@@ -95,7 +97,7 @@ __all__ = [
     "syllabify",
 ]
 
-_VOWEL_BASES = frozenset("aeiouAEIOU")
+_VOWEL_BASES = VOWELS | {v.upper() for v in VOWELS}
 
 #: Two-consonant sequences that may begin a syllable inside a word (rule 5, ``k >= 3``). Lower case;
 #: the check ignores case and diacritics.
@@ -109,11 +111,10 @@ ONSET_CLUSTERS: frozenset[str] = frozenset(
     + ["by", "dy", "gy", "ky", "py", "sy", "ty"]
 )
 
-_DIACRITIC_VOWELS = "áàâéèêíìîóòôúùû"
 #: The characters :func:`is_valid_filipino_word` accepts (besides internal hyphens): the 26 Latin
 #: letters, ``ñ``, and the accented vowels, in both cases.
 VALID_LETTERS: frozenset[str] = frozenset(
-    string.ascii_letters + "ñÑ" + _DIACRITIC_VOWELS + _DIACRITIC_VOWELS.upper()
+    string.ascii_letters + "ñÑ" + ACCENTED_VOWELS + ACCENTED_VOWELS.upper()
 )
 
 

@@ -260,7 +260,8 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
                    workers: int = 1, batch_size: int = 64, affix_path: str | None = None,
                    progress: bool = False) -> dict[str, Any]:
     """Tokenize one chunk with one arm into `out_prefix`.{bin,idx,doc_ids.txt,stats.json}."""
-    from filmorph.corpus import _progress, read_chunk
+    from filmorph.corpus import read_chunk
+    from filmorph.progress import progress_bar
     from filmorph.shards import ShardWriter
 
     if arm not in ARMS:
@@ -269,7 +270,7 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
     t0 = time.perf_counter()
     meta = read_json(Path(tokenizer_dir) / "tokenizer_meta.json")
     counts = Counter()
-    bar = _progress(None, f"{arm} {Path(chunk).name}", progress)
+    bar = progress_bar(None, f"{arm} {Path(chunk).name}", progress)
     doc_ids: list[str] = []  # chunk order = shard order; its length counts documents in
 
     def id_tracked() -> Iterator[tuple[str, str]]:

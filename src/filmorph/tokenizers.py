@@ -28,7 +28,6 @@ are reported by :func:`decoder_strips_leading_spaces`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filmorph.io import atomic_path
+from filmorph.provenance import sha256_file
 
 if TYPE_CHECKING:  # transformers is imported lazily: importing it costs seconds
     import tiktoken
@@ -128,7 +128,7 @@ def _public_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _ensure_fast(tok: Any, what: str) -> PreTrainedTokenizerFast:
+def ensure_fast(tok: Any, what: str) -> PreTrainedTokenizerFast:
     from transformers import PreTrainedTokenizerFast
 
     if not isinstance(tok, PreTrainedTokenizerFast) or not getattr(tok, "is_fast", False):
@@ -186,7 +186,7 @@ def _load_hf(spec: Mapping[str, Any]) -> PreTrainedTokenizerFast:
     if spec.get("revision"):
         kwargs["revision"] = spec["revision"]
     tok = AutoTokenizer.from_pretrained(str(name), **kwargs)
-    return _ensure_fast(tok, f"AutoTokenizer.from_pretrained({str(name)!r})")
+    return ensure_fast(tok, f"AutoTokenizer.from_pretrained({str(name)!r})")
 
 
 def _load_local(spec: Mapping[str, Any]) -> PreTrainedTokenizerFast:
@@ -199,10 +199,10 @@ def _load_local(spec: Mapping[str, Any]) -> PreTrainedTokenizerFast:
         # Do not let transformers take a missing directory for a Hub repo id.
         raise FileNotFoundError(f"tokenizer directory {path} does not exist")
     tok = AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True)
-    return _ensure_fast(tok, f"the tokenizer directory {path}")
+    return ensure_fast(tok, f"the tokenizer directory {path}")
 
 
-def _gemma3_gguf_path(cache_dir: Path) -> Path:
+def gemma3_gguf_path(cache_dir: Path) -> Path:
     """Assemble the Gemma 3 270M GGUF into ``cache_dir`` (once; atomically) and return its path.
 
     An existing file is checked against the package's sha256 by the package itself.
@@ -228,9 +228,9 @@ def _load_gemma3_gguf(spec: Mapping[str, Any]) -> PreTrainedTokenizerFast:
     from transformers import AutoTokenizer
 
     cache_dir = Path(spec.get("cache_dir") or default_cache_dir()).expanduser()
-    gguf = _gemma3_gguf_path(cache_dir)
+    gguf = gemma3_gguf_path(cache_dir)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tok = _ensure_fast(tok, f"the Gemma 3 GGUF {gguf}")
+    tok = ensure_fast(tok, f"the Gemma 3 GGUF {gguf}")
     if len(tok) != GEMMA3_VOCAB_SIZE:
         raise RuntimeError(
             f"Gemma 3 tokenizer from {gguf} has {len(tok)} tokens, expected {GEMMA3_VOCAB_SIZE}"
@@ -390,20 +390,12 @@ def _load_llama3_tiktoken() -> PreTrainedTokenizerFast:
         pad_token=LLAMA3_PAD,
         clean_up_tokenization_spaces=False,
     )
-    return _ensure_fast(tok, "the Llama 3 tiktoken conversion")
+    return ensure_fast(tok, "the Llama 3 tiktoken conversion")
 
 
 # --------------------------------------------------------------------------------------------
 # saving
 # --------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_tokenizer(
@@ -433,7 +425,7 @@ def save_tokenizer(
 
     _check_no_secrets(spec)
     out_dir = Path(out_dir)
-    tok = load_tokenizer(spec) if tokenizer is None else _ensure_fast(tokenizer, "tokenizer=")
+    tok = load_tokenizer(spec) if tokenizer is None else ensure_fast(tokenizer, "tokenizer=")
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         tok.save_pretrained(str(tmp))
@@ -450,7 +442,7 @@ def save_tokenizer(
             "special_ids": sorted(special_token_ids(tok)),
             "decoder_kind": decoder_kind(tok),
             "decoder_strips_leading_spaces": decoder_strips_leading_spaces(tok),
-            "tokenizer_json_sha256": _sha256(tokenizer_json),
+            "tokenizer_json_sha256": sha256_file(tokenizer_json),
             "transformers_version": transformers.__version__,
             "tokenizers_version": tokenizers.__version__,
         }

@@ -46,7 +46,8 @@ from filmorph.arms.patok_morph import MorphParams, PatokMorph
 from filmorph.arms.patok_published import PatokPublished, PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
 
-ARMS = ("vanilla", "stochastok", "patok")
+from filmorph.paths import ARMS
+
 PATOK_VARIANTS = ("v1", "published", "morph")
 DEFAULT_PATOK_VARIANT = "v1"
 

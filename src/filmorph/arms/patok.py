@@ -54,8 +54,8 @@ import ahocorasick
 
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
 from filmorph.arms.stochastok import stochastok_expand
+from filmorph.phonology import VOWEL_LETTERS as VOWELS
 
-VOWELS = frozenset("aeiouáàâéèêíìîóòôúùû")
 _SPLIT_KEY = {k: f"split_{k}" for k in ("prefix", "infix", "suffix")}
 _ONES = {k: b"\x01" * k for k in range(1, 5)}
 _V = "aeiouáàâéèêíìîóòôúùû"

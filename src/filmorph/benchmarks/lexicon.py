@@ -30,13 +30,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TypeVar
 
+from ..phonology import VOWELS
 from ..syllabify import count_syllables, is_valid_filipino_word
 
 T = TypeVar("T")
 
 FREQ_WEIGHT = 0.75
 NATIVE_LETTERS = frozenset("abdeghiklmnoprstuwy")
-VOWELS = frozenset("aeiou")
 _ALPHA = re.compile(r"[a-z]+")
 #: Function words that are never roots: pronouns, demonstratives, question words, particles,
 #: conjunctions, prepositions, markers, modals and time adverbs.

@@ -196,9 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(json.dumps(fetch_url(args.url, args.out)))
     elif cmd == "download-model":
-        from filmorph.finetune.models import download_model
+        from filmorph.models import HUB_PATTERNS_WITH_CODE, download_model
 
-        print(json.dumps(download_model(args.id, args.out, revision=args.revision)))
+        meta = download_model(args.id, args.out, revision=args.revision, patterns=HUB_PATTERNS_WITH_CODE)
+        print(json.dumps(meta))
     elif cmd == "config":
         import yaml
 
@@ -216,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(yaml.safe_dump(out, sort_keys=False))
     elif cmd == "train":
         from filmorph.finetune.run import train
+        from filmorph.train.launch import TrainingIncomplete
 
         cfg = _run_config(args)
         try:
@@ -231,11 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.no_progress,
                 on_config_change=args.on_config_change,
             )
-        except Exception as exc:
-            if type(exc).__name__ == "TrainingIncomplete":
-                print(f"fine-tuning incomplete, rerun to resume: {exc}", file=sys.stderr)
-                return 3
-            raise
+        except TrainingIncomplete as exc:
+            print(f"fine-tuning incomplete, rerun to resume: {exc}", file=sys.stderr)
+            return 3
         if summary:
             print(
                 json.dumps(

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from filmorph.train.config import deep_merge
+
 RECIPE_MODULE = "nemo_automodel.recipes.llm.train_ft"
 RECIPE_CLASS = "TrainFinetuneRecipeForNextTokenPrediction"
 MODEL_TARGET = "nemo_automodel.NeMoAutoModelForCausalLM.from_pretrained"
@@ -239,16 +241,6 @@ class FinetuneConfig:
         return {"gpu": self.world_size, "mem_mb": self.mem_mb, "runtime": self.runtime}
 
 
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = dict(v) if isinstance(v, Mapping) else v
-    return out
-
-
 def lr_scheduler_section(cfg: FinetuneConfig) -> dict[str, Any]:
     """Automodel's ``lr_scheduler`` (Megatron-style ``OptimizerParamScheduler``) for ``cfg``."""
     constant = cfg.lr_schedule == "constant"
@@ -383,7 +375,7 @@ def automodel_finetune_config(
     if wandb:
         out["wandb"] = dict(wandb)
     if cfg.automodel_overrides:
-        out = _deep_merge(out, cfg.automodel_overrides)
+        out = deep_merge(out, cfg.automodel_overrides)
     return out
 
 

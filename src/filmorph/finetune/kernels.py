@@ -35,7 +35,6 @@ The workflow keys the source dir by the versions and the wheelhouse by versions 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.provenance import sha256_file
 
 # build order: causal-conv1d first (mamba-ssm uses it at run time, not at build time)
 PACKAGES = ("causal-conv1d", "mamba-ssm")
@@ -92,14 +92,6 @@ def arch_key(arch_list: str) -> str:
 
 def wheelhouse_key(versions: Mapping[str, str], arch_list: str) -> str:
     return f"{source_key(versions)}_{arch_key(arch_list)}"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _pip(python: str | None) -> list[str]:

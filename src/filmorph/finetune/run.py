@@ -20,25 +20,24 @@ Training is started ONCE per node (this module starts ``torchrun`` with one rank
 :mod:`filmorph.train.automodel` does, and reuses its launch helpers). Rerunning after a kill,
 time limit or preemption resumes from Automodel's newest complete checkpoint
 (``checkpoint.restore_from: LATEST``; SIGTERM makes Automodel save one first, and this process
-forwards SIGTERM/SIGINT to the ranks). :class:`~filmorph.train.automodel.TrainingIncomplete`
+forwards SIGTERM/SIGINT to the ranks). :class:`~filmorph.train.launch.TrainingIncomplete`
 (exit status 3 on the command line) says the run stopped before ``max_steps``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from filmorph.finetune.config import AUTOMODEL_DIR, FinetuneConfig, automodel_finetune_config
-from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
+from filmorph.provenance import package_versions, sha256_file
+from filmorph.train.launch import node_rank, per_node_argv, run_streamed, with_package_path
 
 CONFIG_RECORD = "finetune_config.json"
 CONFIG_YAML = "automodel.yaml"
@@ -48,14 +47,8 @@ MERGED_DIR = "merged"
 KERNELS_DIR = "kernels"
 META = "filmorph_finetune.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+# distributions whose versions the run summary records
+FINETUNE_PACKAGES = ("nemo_automodel", "torch", "transformers", "peft", "mamba-ssm", "causal-conv1d")
 
 
 def run_record(
@@ -76,18 +69,10 @@ def run_record(
     }
 
 
-def node_rank(environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    return int(env.get("SLURM_NODEID", "0") or 0)
-
-
 def launcher_argv(cfg: FinetuneConfig, module_args: Sequence[str], python: str | None = None) -> list[str]:
     """How a job starts ``python -m filmorph.finetune MODULE_ARGS``: once per node (it starts
     torchrun itself), under ``srun --ntasks-per-node=1`` on several nodes."""
-    cmd = [python or sys.executable, "-m", "filmorph.finetune", *module_args]
-    if cfg.nodes == 1:
-        return cmd
-    return ["srun", f"--nodes={cfg.nodes}", "--ntasks-per-node=1", *cmd]
+    return per_node_argv("filmorph.finetune", module_args, nodes=cfg.nodes, python=python)
 
 
 def clear_run(run_dir: Path) -> None:
@@ -136,7 +121,7 @@ def export_final(
     tokenizer files saved beside it; ``base_model_name_or_path`` is set to the model the run
     started from. Full SFT: the consolidated HF checkpoint (``model/consolidated/``) with
     ``use_cache`` on. Files are hard-linked where possible; written atomically."""
-    from filmorph.train.automodel import _enable_cache, _link_or_copy
+    from filmorph.train.automodel import enable_cache
 
     src = Path(ckpt_model_dir)
     if not peft:
@@ -151,16 +136,16 @@ def export_final(
         tmp.mkdir()
         for f in sorted(src.iterdir()):
             if f.is_file() and f.name not in ("config.json", "adapter_config.json"):
-                _link_or_copy(f, tmp / f.name)
+                link_or_copy(f, tmp / f.name)
         if peft:
             acfg = read_json(src / "adapter_config.json")
             acfg["base_model_name_or_path"] = str(meta.get("model", acfg.get("base_model_name_or_path")))
             write_json_atomic(tmp / "adapter_config.json", acfg)
             if (src / "config.json").is_file():
-                _link_or_copy(src / "config.json", tmp / "config.json")
+                link_or_copy(src / "config.json", tmp / "config.json")
         else:
             config = read_json(src / "config.json")
-            _enable_cache(config)
+            enable_cache(config)
             write_json_atomic(tmp / "config.json", config)
         write_json_atomic(tmp / META, dict(meta))
     return Path(out_dir)
@@ -200,10 +185,7 @@ def merge_adapter(
 def _child_env(extra_paths: Sequence[str | Path] = ()) -> dict[str, str]:
     from filmorph.train.automodel import CHILD_ENV
 
-    env = {**os.environ, **CHILD_ENV}
-    src = str(Path(__file__).resolve().parents[2])  # the package's import root, for the ranks
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (*map(str, extra_paths), src, env.get("PYTHONPATH")) if x)
-    return env
+    return with_package_path({**os.environ, **CHILD_ENV}, first=extra_paths)
 
 
 def _launch(
@@ -216,37 +198,13 @@ def _launch(
     python: str | None,
 ) -> int:
     """torchrun with Automodel's recipe; output appended to ``log_path`` (and stderr)."""
-    import signal
-
-    from filmorph.train.automodel import _forward_signals, _kill_group, _restore_signals, launch_command
+    from filmorph.train.automodel import launch_command
 
     cmd = launch_command(cfg, yaml_path, python=python)  # type: ignore[arg-type]  # gpus_per_node, nodes
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"# filmorph {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        previous = _forward_signals(proc)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                if progress:
-                    sys.stderr.write(line)
-            return proc.wait()
-        finally:
-            _restore_signals(previous)
-            if proc.poll() is None:
-                _kill_group(proc, signal.SIGKILL)
-                proc.wait()
+        return run_streamed(cmd, log, env, progress=progress)
 
 
 def train(
@@ -268,7 +226,8 @@ def train(
     are installed from it first (:func:`filmorph.finetune.kernels.install_wheels`). Writes
     ``final/`` (and ``merged/`` with ``merge`` for LoRA) and ``finetune_summary.json`` on node 0
     and returns the summary (``{}`` on other nodes)."""
-    from filmorph.train.automodel import TrainingIncomplete, check_launch, write_config_yaml
+    from filmorph.train.automodel import check_launch, wandb_section, write_config_yaml
+    from filmorph.train.launch import TrainingIncomplete
 
     if on_config_change not in ("error", "restart"):
         raise ValueError(f"on_config_change must be 'error' or 'restart', not {on_config_change!r}")
@@ -300,7 +259,7 @@ def train(
         # a local dir as an absolute path (never mistaken for a hub id); the record keeps it as given
         model=str(Path(model).resolve()) if Path(model).is_dir() else model,
         trust_remote_code_families=trust_remote_code_families,
-        wandb=_wandb_section(run_dir, cfg),
+        wandb=wandb_section(run_dir, f"finetune-{run_dir.name}"),
     )
     yaml_path = write_config_yaml(amcfg, run_dir / CONFIG_YAML)
     log_path = run_dir / f"automodel_node{node_rank()}.log"
@@ -344,20 +303,6 @@ def _last_step(run_dir: Path) -> int:
     return done[-1].step if done else 0
 
 
-def _wandb_section(run_dir: Path, cfg: FinetuneConfig) -> dict[str, Any] | None:
-    """The ``wandb:`` section when ``WANDB_API_KEY`` is set (the key stays in the environment)."""
-    if not os.environ.get("WANDB_API_KEY"):
-        return None
-    run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    return {
-        "project": os.environ.get("WANDB_PROJECT", "filmorph"),
-        "name": f"finetune-{run_dir.name}",
-        "id": run_id,
-        "resume": "allow",
-        "dir": str(run_dir),
-    }
-
-
 def write_summary(
     cfg: FinetuneConfig, run_dir: Path, *, record: Mapping[str, Any], resumed_from: int, seconds: float
 ) -> dict[str, Any]:
@@ -381,20 +326,7 @@ def write_summary(
         "final": FINAL_DIR,
         "merged": MERGED_DIR if (run_dir / MERGED_DIR).is_dir() else None,
         "seconds": seconds,
-        "versions": _versions(),
+        "versions": package_versions(FINETUNE_PACKAGES),
     }
     write_json_atomic(run_dir / SUMMARY, summary)
     return summary
-
-
-def _versions() -> dict[str, Any]:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, Any] = {"python": platform.python_version()}
-    for name in ("nemo_automodel", "torch", "transformers", "peft", "mamba-ssm", "causal-conv1d"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out

@@ -13,6 +13,7 @@ from typing import Any
 
 from filmorph.io import read_json
 from filmorph.train.config import ENGINES, TrainConfig
+from filmorph.train.launch import TrainingIncomplete
 
 DESCRIPTION = """\
 Continue pretraining an HF checkpoint (--model) on a blend of Megatron shards (--shards: the
@@ -142,11 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             on_config_change=args.on_config_change,
         )
-    except Exception as exc:
-        if type(exc).__name__ == "TrainingIncomplete":  # stopped early (signal, exit interval)
-            print(f"training incomplete, rerun to resume: {exc}", file=sys.stderr)
-            return 3
-        raise
+    except TrainingIncomplete as exc:  # stopped early (signal, exit interval)
+        print(f"training incomplete, rerun to resume: {exc}", file=sys.stderr)
+        return 3
     if summary:
         keys = ("engine", "steps", "tokens_seen", "final_loss", "final_val_loss", "seconds")
         print(json.dumps({k: summary.get(k) for k in keys}))

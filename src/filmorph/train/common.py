@@ -1,6 +1,6 @@
 """What every training engine shares: the run-dir layout, the pre-flight check, the LR schedule,
 checkpoint/resume bookkeeping, per-step metrics (``metrics.jsonl``, optional W&B), FLOP/MFU
-arithmetic and the distributed launch environment.
+arithmetic (launching, the distributed environment and signals: :mod:`filmorph.train.launch`).
 
 Run dir (``RUN_DIR``) layout, the same for every engine::
 
@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,46 +28,35 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
+from filmorph.paths import STEP_RE, step_name
+from filmorph.provenance import sha256_file
 from filmorph.train.config import TrainConfig
 
 __all__ = [
     "PEAK_FLOPS_BF16",
-    "TORCHRUN_SHUTDOWN_S",
-    "DistEnv",
     "MetricsWriter",
     "PreflightError",
     "RunLayout",
     "checkpoint_steps",
     "clear_run",
     "complete_states",
-    "detect_dist_env",
     "eval_steps",
     "find_resume_step",
     "flops_per_token",
-    "launch_argv",
     "lr_at",
     "mfu",
     "model_flops_per_token",
     "peak_flops",
     "preflight",
-    "run_training_command",
     "shard_identity",
     "step_name",
     "write_or_check_train_config",
 ]
 
-STEP_RE = re.compile(r"^step_(\d{7})$")
 STATE_FILE = "state.json"
 
 
 # ============================================================================ run dir layout
-def step_name(step: int) -> str:
-    """``step_NNNNNNN`` (7 digits), the name of a checkpoint dir."""
-    if step < 0 or step > 9_999_999:
-        raise ValueError(f"step out of range: {step}")
-    return f"step_{step:07d}"
-
-
 @dataclass(frozen=True)
 class RunLayout:
     """Paths inside a run dir (see the module docstring)."""
@@ -175,14 +163,6 @@ def find_resume_step(run_dir: str | Path, required: Iterable[str] = (STATE_FILE,
 
 
 # ============================================================================ identities
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shard_stats(prefix: str | Path) -> dict[str, Any]:
     """``PREFIX.stats.json`` written by the tokenize stage (``PreflightError`` when missing)."""
     path = Path(f"{prefix}.stats.json")
@@ -601,6 +581,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
+def wandb_run_id(run_dir: str | Path) -> str:
+    """The W&B run id of a run dir (from its absolute path): a rerun resumes the same W&B run."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
 def start_wandb(run_dir: str | Path, name: str, config: Mapping[str, Any]) -> Any:
     """A W&B run when ``WANDB_API_KEY`` is set (else ``None``). wandb reads the key from the
     environment itself; it is never passed, logged or stored here. Project:
@@ -613,7 +598,7 @@ def start_wandb(run_dir: str | Path, name: str, config: Mapping[str, Any]) -> An
     except ImportError:
         print("WANDB_API_KEY is set but wandb is not installed; W&B logging off", file=sys.stderr)
         return None
-    run_id = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    run_id = wandb_run_id(run_dir)
     return wandb.init(
         project=os.environ.get("WANDB_PROJECT", "filmorph"),
         name=name,
@@ -622,121 +607,3 @@ def start_wandb(run_dir: str | Path, name: str, config: Mapping[str, Any]) -> An
         dir=str(run_dir),
         config=dict(config),
     )
-
-
-# ============================================================================ distributed env
-@dataclass(frozen=True)
-class DistEnv:
-    """Where this process sits in a (possibly distributed) launch."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    launcher: str = "single"  # single | torchrun | slurm
-    master_addr: str | None = None
-    master_port: int | None = None
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def _first_host(nodelist: str) -> str:
-    """First host of a Slurm node list (``gpu[03-05,07],cpu1`` -> ``gpu03``)."""
-    m = re.match(r"^([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
-    if not m:
-        return nodelist
-    base, rng = m.group(1), m.group(2)
-    if not rng:
-        return base
-    return base + rng.split(",")[0].split("-")[0]
-
-
-def detect_dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
-    """Rank and world size from the launcher's variables.
-
-    torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) wins;
-    else an ``srun`` step (``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS`` or ``SLURM_NTASKS``,
-    ``SLURM_LOCALID``; only inside a step, i.e. with ``SLURM_STEP_ID`` set, so a batch script
-    with ``--ntasks=8`` that starts one process is not mistaken for eight), with the master
-    address from ``MASTER_ADDR`` or the first host of ``SLURM_STEP_NODELIST`` /
-    ``SLURM_JOB_NODELIST`` and the port from ``MASTER_PORT`` or the job id; else one process.
-    """
-    env = os.environ if environ is None else environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return DistEnv(
-            rank=int(env["RANK"]),
-            world_size=int(env["WORLD_SIZE"]),
-            local_rank=int(env.get("LOCAL_RANK", 0)),
-            launcher="torchrun",
-            master_addr=env.get("MASTER_ADDR"),
-            master_port=int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else None,
-        )
-    if "SLURM_PROCID" in env and ("SLURM_STEP_ID" in env or "SLURM_STEPID" in env):
-        world = int(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or 1)
-        if world > 1:
-            nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or "localhost"
-            port = env.get("MASTER_PORT")
-            job = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or "0"
-            return DistEnv(
-                rank=int(env["SLURM_PROCID"]),
-                world_size=world,
-                local_rank=int(env.get("SLURM_LOCALID", 0)),
-                launcher="slurm",
-                master_addr=env.get("MASTER_ADDR") or _first_host(nodes),
-                master_port=int(port) if port else 20000 + int(re.sub(r"\D", "", job) or 0) % 20000,
-            )
-    return DistEnv()
-
-
-def launch_argv(cfg: TrainConfig, module_args: Sequence[str], python: str | None = None) -> list[str]:
-    """The command that starts ``python -m filmorph.train MODULE_ARGS`` with ``cfg``'s ranks.
-
-    One process when ``gpus_per_node`` × ``nodes`` is 1; ``torchrun --standalone
-    --nproc-per-node G`` on one node; on several nodes one task per GPU through ``srun``
-    (each reads its rank from ``SLURM_PROCID``, see :func:`detect_dist_env`)."""
-    if cfg.nodes == 1:
-        return module_argv("filmorph.train", module_args, nproc=cfg.world_size, python=python)
-    cmd = module_argv("filmorph.train", module_args, python=python)
-    return ["srun", f"--nodes={cfg.nodes}", f"--ntasks-per-node={cfg.gpus_per_node}", *cmd]
-
-
-def module_argv(
-    module: str, args: Sequence[str] = (), *, nproc: int = 1, python: str | None = None
-) -> list[str]:
-    """``python -m MODULE ARGS`` as one process, or under ``torchrun --standalone
-    --nproc-per-node NPROC`` (as ``python -m torch.distributed.run``) on this host's GPUs."""
-    if nproc < 1:
-        raise ValueError(f"nproc must be >= 1, not {nproc}")
-    py = python or sys.executable
-    cmd = ["-m", module, *args]
-    if nproc == 1:
-        return [py, *cmd]
-    return [py, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *cmd]
-
-
-# seconds torchrun waits, after passing a stop signal on to its ranks, before it kills them
-# (torch's default: 30): room for their checkpoint within the slurm profile's --signal=TERM@300
-TORCHRUN_SHUTDOWN_S = 240
-
-
-def run_training_command(cmd: Sequence[str], log: Any, env: Mapping[str, str]) -> int:
-    """Run a training command to its end, its stdout and stderr into the open file ``log``, and
-    return its exit status (for the job script that starts it).
-
-    Under Slurm a stop signal (SIGTERM at the time limit, or from ``--signal=TERM@SECONDS``)
-    reaches every process of the job step: the engine saves a resumable state and exits (3:
-    incomplete). Meanwhile this process ignores SIGTERM and SIGUSR1 and waits: were it to die
-    first, the step would end and kill the engine mid-save. torchrun gets
-    ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` = :data:`TORCHRUN_SHUTDOWN_S` unless ``env`` sets it."""
-    import signal
-    import subprocess
-
-    env = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(TORCHRUN_SHUTDOWN_S), **env}
-    proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env)
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        return proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ENGINES", "LR_SCHEDULES", "PRECISIONS", "TrainConfig", "parse_split"]
+__all__ = ["ENGINES", "LR_SCHEDULES", "PRECISIONS", "TrainConfig", "deep_merge", "parse_split"]
 
 ENGINES = ("hf", "megatron", "automodel")
 LR_SCHEDULES = ("cosine", "linear", "constant")
@@ -22,6 +22,17 @@ PRECISIONS = ("bf16", "fp32")
 
 # keys that do not change what is trained (a run may be resumed with other values)
 NON_SEMANTIC_KEYS = frozenset({"log_interval", "num_workers"})
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in: mappings recursively, anything else (``None`` too) replaced."""
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = dict(v) if isinstance(v, Mapping) else v
+    return out
 
 
 def parse_split(split: str) -> tuple[float, float, float]:

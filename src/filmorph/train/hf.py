@@ -58,9 +58,7 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -76,7 +74,6 @@ from filmorph.train.common import (
     RunLayout,
     checkpoint_steps,
     complete_states,
-    detect_dist_env,
     eval_steps,
     lr_at,
     mfu,
@@ -90,6 +87,13 @@ from filmorph.train.common import (
     write_or_check_train_config,
 )
 from filmorph.train.config import TrainConfig
+from filmorph.train.launch import (
+    STOP_SIGNALS,
+    StopRequest,
+    TrainingIncomplete,
+    detect_dist_env,
+    ignore_stop_signals,
+)
 
 __all__ = [
     "STOP_SIGNALS",
@@ -107,55 +111,8 @@ RNG_FILE = "rng.pt"
 TRAIN_META = "filmorph_train_meta.json"
 SUPPORTED_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 TOKENIZER_FILES = (*HF_TOKENIZER_FILES, "tokenizer_meta.json")  # + the family meta
-# signals that end a run after the current step with a resumable state (Slurm: SIGTERM at the
-# time limit or from --signal=TERM@SECONDS; SIGUSR1 from --signal=USR1@SECONDS)
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
-
-
-class TrainingIncomplete(RuntimeError):
-    """Training stopped before ``max_steps`` with a resumable state (a stop signal); rerunning
-    resumes. ``python -m filmorph.train`` exits with 3."""
-
-
 class TrainingInterrupted(TrainingIncomplete):
     """Raised by ``train(..., interrupt_after=k)`` after step ``k`` (to test resuming)."""
-
-
-class _StopRequest:
-    """Records the first of :data:`STOP_SIGNALS` received between :meth:`install` and
-    :meth:`restore` (handlers only in the main thread; ``restore`` puts the previous ones back)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is None:
-            self.signum = signum
-
-    @property
-    def name(self) -> str:
-        if self.signum is None:
-            return "a stop signal on another rank"
-        return signal.Signals(self.signum).name
-
-    def install(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for name in STOP_SIGNALS:
-                sig = getattr(signal, name)
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: a worker outlives a stop signal (its parent ends it)."""
-    for name in STOP_SIGNALS:
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 # ============================================================================ model helpers
@@ -256,7 +213,7 @@ def export_hf(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from filmorph.models import _relax_permissions
+    from filmorph.models import relax_permissions
 
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     base = getattr(model, "module", model)
@@ -280,7 +237,7 @@ def export_hf(
         fresh.save_pretrained(str(tmp), safe_serialization=True)
         _copy_tokenizer_files(Path(tokenizer_files_dir), tmp)
         write_json_atomic(tmp / TRAIN_META, dict(meta or {}))
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
 
 
 def _is_tied_key(model: Any, key: str) -> bool:
@@ -303,7 +260,7 @@ def _save_state(
     import torch
     from safetensors.torch import save_model
 
-    from filmorph.models import _relax_permissions
+    from filmorph.models import relax_permissions
 
     base = getattr(model, "module", model)
     with atomic_path(layout.state_dir(step)) as tmp:
@@ -321,7 +278,7 @@ def _save_state(
         }
         torch.save(rng, tmp / RNG_FILE)
         write_json_atomic(tmp / STATE_FILE, info)
-        _relax_permissions(tmp)
+        relax_permissions(tmp)
     # only the newest state needs optimizer moments; older ones keep their weights (for hf/)
     for s in complete_states(layout.root):
         if s >= step:
@@ -440,7 +397,7 @@ def train(
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" per checkpoint
-    stop = _StopRequest().install()
+    stop = StopRequest().install()
     try:
         return _train(
             cfg,
@@ -479,7 +436,7 @@ def _train(
     env: Any,
     device: Any,
     t_start: float,
-    stop: _StopRequest,
+    stop: StopRequest,
 ) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -606,7 +563,7 @@ def _train(
         batch_size=cfg.micro_batch_size,
         sampler=StepSampler(start, cfg.max_steps, cfg.global_batch_size, rank, world),
         num_workers=cfg.num_workers,
-        worker_init_fn=_ignore_stop_signals if cfg.num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals if cfg.num_workers > 0 else None,
         pin_memory=device.type == "cuda",
         drop_last=False,
         persistent_workers=False,

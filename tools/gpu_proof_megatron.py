@@ -1,105 +1,28 @@
 """GPU proof of the ``megatron`` engine, in as few device calls as the transfer limits allow.
 
 Per family (Llama 3.2 1B shape, Gemma 3 1B shape; random weights drawn on the GPU, the real
-tokenizers): write the HF model → ``filmorph.convert import`` → ``verify`` (Megatron logits = HF
-logits) → ``export`` of the untrained import → ``verify`` (HF export = HF model) → ≥ 100 training
-steps with ``filmorph.train.megatron`` on shards made on the CPU machine with the real tokenizers
-(with thd document masking; when that fails, once more without) → ``export`` of the last
-iteration → transformers reloads it (loss on a shard window below the base model's) →
-``filmorph.evaluate`` (the scorer of the ``evaluate`` rule) scores it on two small benchmark
-files (:data:`PROOF_BENCHMARKS`) → negative control (``verify`` of the trained Megatron
-iteration against the base HF model must fail). Every step runs in its own process (one model
+tokenizers): write the HF model → ``filmorph.train.megatron.convert import`` → ``verify``
+(Megatron logits = HF logits) → ``export`` of the untrained import → ``verify`` (HF export = HF
+model) → ≥ 100 training steps with ``filmorph.train.megatron`` on shards made on the CPU machine
+with the real tokenizers (with thd document masking; when that fails, once more without) →
+``export`` of the last iteration → transformers reloads it (loss on a shard window below the
+base model's) → ``filmorph.evaluate`` (the scorer of the ``evaluate`` rule) scores it on two
+small benchmark files (:data:`PROOF_BENCHMARKS`) → negative control (``verify`` of the trained
+Megatron iteration against the base HF model must fail). Every step runs in its own process (one model
 family per process), its log is kept, and a table is printed last.
 
-Before training, ``verify-doc-mask`` (:func:`filmorph.convert.verify_document_masking`)
+Before training, ``verify-doc-mask`` (:func:`filmorph.train.megatron.convert.verify_document_masking`)
 checks the engine's document masking for the model on the GPU.
 
 ``sweep`` trains a list of settings for a few steps each from one import and prints
 steady-state tokens/s, MFU and peak memory per setting (:data:`DEFAULT_SWEEPS`, or
 ``--variant NAME=JSON``).
 
-Seen on 2026-11-24 (``.ci/device/measured/``; summary in
-``megatron_tuning_and_docmask_2026-11-24.md``):
+How to run it on a lent GPU, and what it measured: ``tools/README.md``.
 
-- **Llama 3.2 1B shape:** every stage passed. Micro batch 16 gave 52.6k tokens/s, 41.6 % MFU
-  (38.8 % in a second run), against 32-36.8 % at micro batch 8.
-- **Gemma 3 1B shape:** import, verify and export passed. Training passed without document
-  masking: 100 steps, export, reload and evaluate.
-  - Under thd, ``verify-doc-mask`` found exact logits but NaN gradients, so the engine
-    refuses that combination.
-- **Gemma 2 2B shape:** its compiled FlexAttention failed on the H100 and the unfused path
-  needed megatron's fused-softmax extension; with both avoided, import, verify (0.0066),
-  ``verify-doc-mask`` in ``mask`` mode, 30 steps, export and reload passed (14 % MFU).
-- **Both engines matched** (``sweep --matched`` and ``gpu_proof_automodel prove --phases
-  matched`` on one H100 in one session): at seq 2048, global batch 16, micro batch 4 this
-  engine gave 42.5 % MFU and Automodel 39.4 %; at micro batch 8, 47.8 % and 41.6 %.
-- **Two H200s** (``--nproc 2``): 59.8k tokens/s per GPU, 47.3 % MFU.
-
-## How to run it
-
-Device facts (../shared/notes/gpu-device.md): at most 64 MiB travels per call (the working
-tree included, ~1 MiB now), 10 minutes per command, 30 device-minutes per session; the
-machine keeps ``/root`` while it stays warm (plan for 30 s between calls: send the calls
-back to back). Transformer Engine's core wheel (276,522,776 bytes) travels in five parts.
-
-On the CPU machine, once (about 3 minutes; writes ``.megatron-carry/``, which
-``.git/info/exclude`` must ignore: ``/.megatron-carry/``)::
-
-    python -m filmorph.train.gpu_proof_megatron prepare
-
-It downloads the wheels (``pip download --no-deps``, cp312, manylinux) listed in
-:data:`WHEELS` plus Transformer Engine 2.20.2 (``transformer-engine`` and
-``transformer-engine-cu13``), takes the torch extension built for the device's torch from
-``../shared/wheels/transformer_engine_torch-2.20.2-cp312-cp312-linux_x86_64.whl``, checks the
-core wheel's sha256, checks that every key :func:`filmorph.train.megatron.megatron_settings`
-emits is a field of the downloaded Megatron-Bridge / megatron-core config classes, cuts the
-core wheel into 62,000,000-byte parts, packs everything into the call folders ``c1``…``c6``
-(≤ 60 MiB each) and builds ``data/`` (the two tokenizers, gzipped, and 2 chunks × 2 families
-of vanilla-arm shards of a synthesized 8 MB Filipino corpus: 2.68 M Llama 3 / 2.34 M Gemma 3
-tokens), then prints the plan. ``.megatron-carry/MANIFEST.json`` lists every file. Measured
-on 2026-11-23: c1-c5 60.0 MiB each (a part plus wheels filling the room), c6 37.5 MiB, data
-27.3 MiB, working tree 1.0 MiB; 50 wheels and one sdist.
-
-Device calls (kind ``nvidia-h100-x1``, ``timeout_s`` 600; each command runs in the repo root;
-``P`` stands for ``python3 -m filmorph.train.gpu_proof_megatron``):
-
-1. to 5. carry ``.megatron-carry/cK``; ``PYTHONPATH=src P stash .megatron-carry/cK``: copies
-   TE core part K (c5 also a share of the wheels) to ``/root/mc``. ~60 s each.
-6. carry ``.megatron-carry/c6``; ``PYTHONPATH=src P install .megatron-carry/c6 --out $OUT``:
-   joins the parts and checks their sha256, ``pip install --no-deps --target /root/site`` of
-   every wheel in one command (the antlr4 sdist with ``--no-build-isolation``), makes sure the
-   TE torch extension's files are there, then a smoke test (TE ``Linear`` in bf16 on the GPU,
-   ``import megatron.bridge``). ~90 s.
-7. carry ``.megatron-carry/data``;
-   ``PYTHONPATH=/root/site:src P run --family llama --data .megatron-carry/data --out $OUT``:
-   the proof for the Llama 3.2 1B shape. ≤ 560 s.
-8. the same with ``--family gemma``: the Gemma 3 1B shape. The stages run serially, so not
-   all of them fit in one 10-minute call. Use ``--skip export_untrained --skip
-   verify_doc_mask --skip negative_control`` to give the training its time; those three
-   passed in an earlier call.
-9. ``--family gemma2 --steps 30 --skip export_untrained --skip evaluate --skip
-   negative_control``: the Gemma 2 2B shape.
-10. ``P sweep --family llama --data .megatron-carry/data --out $OUT``: the speed sweep.
-    About 100-140 s per variant, 105 s for the model and import. ``--matched`` trains the
-    engine comparison's settings (:data:`MATCHED`) instead; on the same machine, run
-    ``gpu_proof_automodel prove --phases matched`` (its docstring) for Automodel's rows.
-11. On a host with several GPUs (kinds ``nvidia-h200-x2`` / ``-x8``; the same install calls):
-    ``P sweep --family llama31_8b --nproc 8 --study-batch --no-doc-mask-check --variant
-    study= --data .megatron-carry/data --out $OUT``. This is the Llama 3.1 8B shape at the
-    study's global batch 64, micro batch 1 and seq 512, data parallel through torchrun with
-    NCCL multicast off. The table gives tokens/s per GPU, for scaling efficiency against
-    ``--nproc 1`` and ``2`` (``gemma2`` for a model that one GPU holds). Run on
-    ``nvidia-h200-x2`` with ``--nproc 2`` and the Llama 3.2 1B shape only (the 8B shape and
-    eight GPUs have not been lent).
-
-Calls 1-6 cost about 6 device-minutes, 7-8 about 18; each run call stops its optional
-steps near ``--budget-s`` (default 580) so that the table always comes back. ``$OUT`` gets
-``proof_FAMILY.json`` (every stage, the train summary and metrics), ``proof_FAMILY.md`` (the
-table) and ``logs_FAMILY.tar.gz`` (each stage's log, tails of large ones). If the machine
-went back between calls (``/root/mc`` or ``/root/site`` missing: the commands say so),
-start again at call 1. Tuning for the MFU target: ``run ... --micro-batch 8
---model-override cross_entropy_fusion_impl='"te"'`` (repeatable; any Megatron provider
-field).
+Over 800 lines on purpose: one lab program (wheel packing for the device, model shapes, the
+proof's stages and the sweeps share its constants and its runner); it is not installed and
+nothing imports it but ``gpu_proof_automodel`` and its tests.
 
 Nothing here imports torch, transformers or Megatron at module level.
 """
@@ -108,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -120,7 +42,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from filmorph.train.common import module_argv, read_metrics
+from filmorph.paths import chunk_name
+from filmorph.provenance import sha256_file
+from filmorph.train.common import read_metrics
+from filmorph.train.launch import module_argv
 
 __all__ = [
     "DEFAULT_SWEEPS",
@@ -138,11 +63,13 @@ __all__ = [
     "sweep_table",
 ]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 CARRY = REPO / ".megatron-carry"
 STASH = Path("/root/mc")
 SITE = Path("/root/site")
 WORK = Path("/root/proof")
+CONVERT_MODULE = "filmorph.train.megatron.convert"
+CONVERT = [sys.executable, "-m", CONVERT_MODULE]
 
 TE_VERSION = "2.20.2"
 TE_CORE_WHEEL = f"transformer_engine_cu13-{TE_VERSION}-py3-none-manylinux_2_28_x86_64.whl"
@@ -348,14 +275,6 @@ TOKENIZER_KEEP = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map
 
 
 # ============================================================================ helpers
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _say(msg: str) -> None:
     print(f"[gpu_proof_megatron {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -457,17 +376,17 @@ def _build_data(out: Path, build: Path, corpus_mb: float) -> list[str]:
                 shutil.copyfile(src, tok_out / name)
                 files.append(str((tok_out / name).relative_to(out)))
         for k in (1, 2):
-            prefix = build / "shards" / fam / "vanilla" / f"chunk_{k:04d}"
+            prefix = build / "shards" / fam / "vanilla" / chunk_name(k - 1)
             if not Path(f"{prefix}.stats.json").is_file():
                 _say(f"tokenizing chunk {k} for {fam}")
                 tokenize_chunk(
-                    chunks / f"chunk_{k:04d}.jsonl", tok_build, "vanilla", {}, 7, prefix, workers=2
+                    chunks / f"{chunk_name(k - 1)}.jsonl", tok_build, "vanilla", {}, 7, prefix, workers=2
                 )
             dst = out / "shards" / fam
             dst.mkdir(parents=True, exist_ok=True)
             for ext in (".bin", ".idx", ".stats.json"):
-                shutil.copyfile(f"{prefix}{ext}", dst / f"chunk_{k:04d}{ext}")
-                files.append(str((dst / f"chunk_{k:04d}{ext}").relative_to(out)))
+                shutil.copyfile(f"{prefix}{ext}", dst / f"{chunk_name(k - 1)}{ext}")
+                files.append(str((dst / f"{chunk_name(k - 1)}{ext}").relative_to(out)))
     files += _build_benchmarks(out / "bench")
     return files
 
@@ -575,7 +494,7 @@ def prepare(carry: Path = CARRY, *, corpus_mb: float = 8.0, download: bool = Tru
     core = dl / TE_CORE_WHEEL
     if not core.is_file() or core.stat().st_size != TE_CORE_BYTES:
         raise RuntimeError(f"{core} is missing or not {TE_CORE_BYTES} bytes")
-    if _sha256(core) != TE_CORE_SHA256:
+    if sha256_file(core) != TE_CORE_SHA256:
         raise RuntimeError(f"{core}: sha256 differs from the one the device notes record")
     check_settings_fields(dl)
     _say("megatron_settings' keys are all fields of the downloaded Megatron-Bridge config classes")
@@ -674,7 +593,7 @@ def install(
         for p in parts:
             with open(p, "rb") as fi:
                 shutil.copyfileobj(fi, fo)
-    sha = _sha256(core)
+    sha = sha256_file(core)
     if sha != manifest["te_core"]["sha256"]:
         raise SystemExit(f"joined TE core wheel sha256 {sha} != {manifest['te_core']['sha256']}")
     wanted = {n for c in manifest["calls"].values() for n in c["files"] if n.endswith((".whl", ".tar.gz"))}
@@ -888,13 +807,13 @@ def _tar_logs(wdir: Path, dest: Path) -> None:
 
 
 def _doc_mask_stage(stage: _Runner, family: str, wdir: Path, model: Path, imp: Path) -> dict[str, Any]:
-    """Stage ``verify_doc_mask``: ``filmorph.convert verify-doc-mask`` of the import, in the
+    """Stage ``verify_doc_mask``: ``filmorph.train.megatron.convert verify-doc-mask`` of the import, in the
     family's ``doc_mask_mode``. The Gemma 3 shape's thd masking is refused by the engine: the
     check must reject it too (exit 1 is the expected outcome there)."""
     mode = FAMILIES[family]["doc_mask_mode"]
     return stage(
         "verify_doc_mask",
-        [sys.executable, "-m", "filmorph.convert", "verify-doc-mask", "--hf", model, "--candidate", imp]
+        [*CONVERT, "verify-doc-mask", "--hf", model, "--candidate", imp]
         + ["--results", wdir / "docmask.json"]
         + (["--mode", mode] if mode else []),
         expect_rc=1 if family == "gemma" else 0,
@@ -923,14 +842,14 @@ def _base_model(family: str, data: Path, work: Path, budget_s: float):
     env["PYTHONPATH"] = ":".join(dict.fromkeys(paths))
     stage = _Runner(wdir / "logs", env, budget_s)
     tok = _unpack_tokenizer(Path(data) / f"tok_{spec['data']}", wdir / "tok")
-    shards = [str(Path(data) / "shards" / spec["data"] / f"chunk_{k:04d}") for k in (1, 2)]
+    shards = [str(Path(data) / "shards" / spec["data"] / chunk_name(k - 1)) for k in (1, 2)]
     model, imp = wdir / "hf", wdir / "import"
     args = {"architecture": spec["architecture"], "tok": str(tok), "out": str(model), "shape": spec["shape"]}
     made = stage("model", [py, "-c", MAKE_MODEL, json.dumps({**args, "seed": 0})], timeout=180)
     if made["ok"]:
         stage(
             "import",
-            [py, "-m", "filmorph.convert", "import", "--hf", model, "--out", imp, "--tokenizer-dir", tok],
+            [*CONVERT, "import", "--hf", model, "--out", imp, "--tokenizer-dir", tok],
             timeout=300,
         )
     return wdir, stage, tok, shards, model, imp
@@ -962,7 +881,7 @@ def run_proof(
         raise ValueError(f"cannot skip {sorted(unknown)}; skippable: {sorted(SKIPPABLE)}")
     py = sys.executable
     wdir, stage, tok, shards, model, imp = _base_model(family, data, work, budget_s)
-    cvt = [py, "-m", "filmorph.convert"]
+    cvt = [py, "-m", CONVERT_MODULE]
     record: dict[str, Any] = {"family": family, "shape": spec["shape"], "architecture": spec["architecture"]}
     if (imp / "latest_checkpointed_iteration.txt").is_file():
         stage(
@@ -1285,7 +1204,7 @@ def sweep(
     last loss, largest gradient norm. Variants run until the budget ends. With
     ``doc_mask_check``, ``verify-doc-mask`` of the import runs first. ``nproc`` > 1 trains
     data-parallel on that many GPUs of the host (torchrun through
-    :func:`filmorph.train.common.module_argv`; NCCL multicast off, see
+    :func:`filmorph.train.launch.module_argv`; NCCL multicast off, see
     :data:`filmorph.train.megatron.RUNTIME_ENV`); tokens/s per GPU goes in the table for
     scaling efficiency. Writes ``out/sweep_FAMILY[_gpuN].{json,md}`` and the logs next to them.
     """
@@ -1519,7 +1438,7 @@ def _with_study_batch(variants: list[Any], on: bool) -> list[Any]:
 # ============================================================================ command line
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m filmorph.train.gpu_proof_megatron",
+        prog="python -m tools.gpu_proof_megatron",
         description="GPU proof of the megatron engine (the plan: this module's docstring).",
     )
     sub = p.add_subparsers(dest="command", required=True)

@@ -1,7 +1,7 @@
 """Benchmarks that print figures (never asserted in tests).
 
-    python -m filmorph.bench tokenize [--mb 5] [--families gemma,llama] [--cache DIR]
-    python -m filmorph.bench evaluate [--model DIR] [--items FILE.jsonl] [--mcq 500] [--gen 200]
+    python -m tools.bench tokenize [--mb 5] [--families gemma,llama] [--cache DIR]
+    python -m tools.bench evaluate [--model DIR] [--items FILE.jsonl] [--mcq 500] [--gen 200]
         [--batch-size auto] [--max-new-tokens 32] [--device auto] [--dtype auto] [--threads N]
 
 `tokenize`: synthesizes a deterministic Filipino corpus of at least `--mb` MB, then for
@@ -109,10 +109,11 @@ def _fallback_items(fmt: str, n: int, seed: int) -> list:
     """Spelling and 3-digit addition items built here (for when the generators cannot run)."""
     import random
 
+    from filmorph.benchmarks.lexicon import data_path
     from filmorph.corpus import iter_documents
     from filmorph.items import Item
 
-    src = Path(__file__).parent / "data" / "embedded_corpus.jsonl"
+    src = data_path("embedded_corpus.jsonl")
     words = sorted(
         {
             w.lower()
@@ -293,7 +294,7 @@ def bench_evaluate(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m filmorph.bench",
+        prog="python -m tools.bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,15 +1,16 @@
 #!/bin/bash
 # Gemma 3 1B shape under the megatron engine: which TE attention backend, and does it learn,
 # with and without thd document masking (20 steps each). Needs /root/site and /root/proof/gemma/hf.
+# How to run it: tools/README.md.
 set -u
 export PYTHONPATH=/root/site:$PWD/src
 W=/root/proof/gemma; D=.megatron-carry/data
 ls $W/hf/config.json || exit 2
-python3 -m filmorph.convert import --hf $W/hf --out $W/import --tokenizer-dir $W/tok > $OUT/import.log 2>&1 || { tail -20 $OUT/import.log; exit 3; }
+python3 -m filmorph.train.megatron.convert import --hf $W/hf --out $W/import --tokenizer-dir $W/tok > $OUT/import.log 2>&1 || { tail -20 $OUT/import.log; exit 3; }
 for mode in doc nodoc; do
   python3 - "$mode" > $W/cfg_$mode.json <<'PY'
 import json, sys
-from filmorph.train.gpu_proof_megatron import PROOF_TRAIN
+from tools.gpu_proof_megatron import PROOF_TRAIN
 c = dict(PROOF_TRAIN, max_steps=20, checkpoint_interval=20, eval_interval=20, log_interval=5, micro_batch_size=8)
 if sys.argv[1] == "nodoc":
     c["reset_attention_mask"] = False

@@ -1,13 +1,6 @@
 """GPU proof of the ``automodel`` engine: real architectures, real tokenizers, our shards.
 
-Two steps, one per machine::
-
-    # here (CPU): corpus -> chunks -> shards with the real Llama 3 / Gemma 3 tokenizers, gzipped
-    python -m filmorph.train.gpu_proof_automodel prepare --out .devdata-automodel/payload
-
-    # on the lent GPU, in one device call, after installing the carried wheels:
-    python -m filmorph.train.gpu_proof_automodel prove --payload .devdata-automodel/payload \\
-        --out "$OUT" --phases mask,llama,gemma,tune
+``prepare`` runs on the CPU machine, ``prove`` on the lent GPU (``tools/README.md`` says how).
 
 ``prove`` writes models of the real shapes with random bf16 weights (Llama 3.2 1B: 1.24 B
 parameters, vocab 128,256, tied; Gemma 3 1B: 1.0 B, vocab 262,144, sliding window 512) with
@@ -22,14 +15,9 @@ the family's tokenizer files, then per phase:
 * ``tune``: short runs of the Llama shape with other local batches / sequence lengths / loss,
   without checkpoints, for tokens/s and MFU;
 * ``matched``: the engine comparison: 30-step runs of the Llama shape at the settings of
-  :data:`filmorph.train.gpu_proof_megatron.MATCHED` (global batch 16; seq 2048 micro 4 and 8,
+  :data:`tools.gpu_proof_megatron.MATCHED` (global batch 16; seq 2048 micro 4 and 8,
   seq 1024 micro 16 and 8), for the same table as the Megatron ``sweep --matched``. Run both in
-  one device session, on the same shards: ``--payload`` also takes the Megatron proof's carry
-  (``.megatron-carry/data``, whose ``.bin`` files are not gzipped)::
-
-      python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl-automodel/*.whl
-      PYTHONPATH=/tmp/site:src python3 -m filmorph.train.gpu_proof_automodel prove \\
-          --payload .megatron-carry/data --out "$OUT" --phases matched
+  one device session, on the same shards (``tools/README.md``).
 
 It prints one table last (model, seq, global/micro batch, steps, loss first -> last, tokens/s,
 MFU = tokens/s × (6 N + 12 L H Q T) / 989e12, peak GPU memory). Phases stop early when the
@@ -50,6 +38,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from filmorph.paths import chunk_name, step_name
 
 FAMILIES = {
     "llama": {"source": "llama3_tiktoken_package"},
@@ -91,10 +81,10 @@ def prepare(out: Path, target_mb: int = 14, chunks: int = 2, seed: int = 7) -> N
             else:
                 shutil.copyfile(tdir / name, dst / name)
         for k in range(1, chunks + 1):
-            prefix = work / "shards" / fam / f"chunk_{k:04d}"
+            prefix = work / "shards" / fam / chunk_name(k - 1)
             if not Path(f"{prefix}.stats.json").is_file():
                 tokenize_chunk(
-                    work / "chunks" / f"chunk_{k:04d}.jsonl",
+                    work / "chunks" / f"{chunk_name(k - 1)}.jsonl",
                     tdir,
                     "vanilla",
                     {},
@@ -369,7 +359,8 @@ def main_run(
     interrupt: int | None,
     micro: int,
 ) -> None:
-    from filmorph.train.automodel import TrainingIncomplete, run
+    from filmorph.train.automodel import run
+    from filmorph.train.launch import TrainingIncomplete
 
     cfg = proof_cfg(micro_batch_size=micro)
     run_dir = work / "runs" / fam
@@ -398,7 +389,7 @@ def main_run(
             f"  step {m['step']:4d} loss {m['loss']:.4f} val {m['val_loss']} lr {m['lr']:.3e} "
             f"tok/s {tps:,.0f} mfu {mf:.3f} mem {m['peak_memory_gib']}"
         )
-    final = run_dir / "hf" / f"step_{cfg.max_steps:07d}"
+    final = run_dir / "hf" / step_name(cfg.max_steps)
     rel = reload_check(final, models[fam])
     keep = {
         k: summary.get(k)
@@ -521,12 +512,12 @@ PHASES = ("mask", "llama", "gemma", "tune", "matched")
 
 
 def matched_variants() -> list[tuple[str, Any, dict[str, Any]]]:
-    """The engine comparison's settings (:data:`filmorph.train.gpu_proof_megatron.MATCHED`,
+    """The engine comparison's settings (:data:`tools.gpu_proof_megatron.MATCHED`,
     global batch 16) as Automodel bench runs of as many steps as the Megatron sweep's
     (``SWEEP_STEPS``), with the engine's own defaults (document masking, flex attention for the
     Llama shape)."""
-    from filmorph.train.gpu_proof_megatron import SWEEP_STEPS
-    from filmorph.train.gpu_proof_megatron import matched_variants as megatron_variants
+    from tools.gpu_proof_megatron import SWEEP_STEPS
+    from tools.gpu_proof_megatron import matched_variants as megatron_variants
 
     # the Megatron variants' names and batch settings; their overrides are Megatron provider
     # fields, so none of them applies here
@@ -626,7 +617,7 @@ def prove(payload: Path, work: Path, phases: Sequence[str], budget_s: float) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m filmorph.train.gpu_proof_automodel",
+        prog="python -m tools.gpu_proof_automodel",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

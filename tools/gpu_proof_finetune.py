@@ -1,14 +1,6 @@
 """GPU proof of the fine-tuning track: LoRA SFT with NeMo Automodel's recipe, end to end.
 
-One device call on the lent H100 (nothing else to prepare: data, tokenizer and models are made
-on the device; ``.whl-automodel/`` is the NeMo Automodel 0.7.0 wheel set of
-``../shared/notes/gpu-device.md``, listed in ``.git/info/exclude``, ~30 MB; the device has
-peft, transformers' other needs and torch 2.11.0+cu130)::
-
-    run(kind="nvidia-h100-x1", carry=[".whl-automodel"], timeout_s=600, command=
-        "python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl-automodel/*.whl"
-        " && export PYTHONPATH=/tmp/site:$PWD/src TOKENIZERS_PARALLELISM=false"
-        " && python3 -m filmorph.finetune.gpu_proof --out $OUT")
+One device call (``tools/README.md`` says how to run it).
 
 What it does, per model (a small Llama of the real architecture run by Automodel's own Llama
 class; a small NemotronH hybrid Mamba-attention-MoE config through transformers' NemotronH class,
@@ -383,7 +375,7 @@ def print_table(out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m filmorph.finetune.gpu_proof",
+        prog="python -m tools.gpu_proof_finetune",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

