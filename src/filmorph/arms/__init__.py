@@ -45,7 +45,6 @@ from filmorph.arms.patok import Patok, PatokParams
 from filmorph.arms.patok_morph import MorphParams, PatokMorph
 from filmorph.arms.patok_published import PatokPublished, PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
-
 from filmorph.paths import ARMS
 
 PATOK_VARIANTS = ("v1", "published", "morph")

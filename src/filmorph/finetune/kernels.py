@@ -35,6 +35,7 @@ The workflow keys the source dir by the versions and the wheelhouse by versions 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
