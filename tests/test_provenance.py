@@ -270,3 +270,16 @@ def test_shell_rules_record_their_provenance(tmp_path):
         "model.safetensors"]["sha256"] == _sha(b"weights\n")
     assert rec["inputs"]["resources/tokenizers/llama"]["files"]["tokenizer.json"]["sha256"] == _sha(b"{}")
     assert rec["log"] == "logs/export_checkpoint/llama/patok/0000004.log" and rec["start"] <= rec["end"]
+
+
+def test_package_versions_reads_a_target_dir_first(tmp_path):
+    """A package installed with ``pip --target`` for a job's subprocesses (the fine-tuning run's
+    Mamba kernels) is reported from that dir; elsewhere it is absent (null)."""
+    from filmorph.provenance import package_versions
+
+    info = tmp_path / "mamba_ssm-2.3.2.post1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mamba_ssm\nVersion: 2.3.2.post1\n")
+    assert package_versions(["mamba-ssm"])["mamba-ssm"] is None
+    assert package_versions(["mamba-ssm"], paths=[tmp_path])["mamba-ssm"] == "2.3.2.post1"
+    assert package_versions(["mamba-ssm"], paths=[tmp_path / "missing"])["mamba-ssm"] is None

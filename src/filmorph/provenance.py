@@ -290,12 +290,26 @@ def code_version(root: str | Path | None = None) -> dict[str, Any]:
     return dict(out)
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed version of each distribution (``null`` when absent), and ``python``."""
-    from importlib.metadata import PackageNotFoundError, version
+def package_versions(
+    names: Iterable[str] = PACKAGES, *, paths: Iterable[str | Path] = ()
+) -> dict[str, str | None]:
+    """Installed version of each distribution (``null`` when absent), and ``python``.
 
+    ``paths``: directories searched first (packages installed with ``pip --target`` for a job's
+    subprocesses only, such as a fine-tuning run's Mamba kernels)."""
+    from importlib.metadata import PackageNotFoundError, distributions, version
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    found: dict[str, str] = {}
+    for dist in distributions(path=[str(p) for p in paths]) if paths else ():
+        found.setdefault(norm(dist.metadata["Name"] or ""), dist.version)
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
+        if norm(name) in found:
+            out[name] = found[norm(name)]
+            continue
         try:
             out[name] = version(name)
         except PackageNotFoundError:

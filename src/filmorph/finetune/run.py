@@ -326,7 +326,8 @@ def write_summary(
         "final": FINAL_DIR,
         "merged": MERGED_DIR if (run_dir / MERGED_DIR).is_dir() else None,
         "seconds": seconds,
-        "versions": package_versions(FINETUNE_PACKAGES),
+        # the Mamba kernels are installed for the run's processes only (kernels/)
+        "versions": package_versions(FINETUNE_PACKAGES, paths=[run_dir / KERNELS_DIR]),
     }
     write_json_atomic(run_dir / SUMMARY, summary)
     return summary
