@@ -91,6 +91,15 @@ ENGINE_CONDA_ENVS = {
 }
 
 
+# train.megatron.allow_untested_versions, as the environment variable the megatron engine's
+# version check reads (filmorph.train.versions), prefixed to the megatron shell commands
+from filmorph.train.versions import ALLOW_ENV as _ALLOW_UNTESTED_ENV
+
+MEGATRON_VERSIONS_ENV = (
+    f"{_ALLOW_UNTESTED_ENV}={int(bool(MEGATRON['allow_untested_versions']))}"
+)
+
+
 def family_conda_env(wildcards):
     """The conda env of the family's engine (a `conda:` function of the family wildcard)."""
     return ENGINE_CONDA_ENVS[FAMILY_ENGINES[wildcards.family]]

@@ -40,6 +40,7 @@ if MEGATRON_FAMILIES:
             ),
         shell:
             with_provenance(
+                f"{MEGATRON_VERSIONS_ENV} "
                 "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert import"
                 " --hf {input.model} --out {output.ckpt} --tensor-parallel {params.tp}"
                 " --tokenizer-dir {input.tokenizer} --results {output.results} > {log} 2>&1"
@@ -83,7 +84,7 @@ if MEGATRON_FAMILIES:
             ),
         shell:
             with_provenance(
-                "(export PYTHONPATH={workflow.basedir}/src:$PYTHONPATH;"
+                f"(export {MEGATRON_VERSIONS_ENV} PYTHONPATH={{workflow.basedir}}/src:$PYTHONPATH;"
                 " python -m filmorph.convert verify --hf {input.model} --candidate {input.ckpt}"
                 " --tolerance {params.import_tol} --results {output.imported} &&"
                 " python -m filmorph.convert export --megatron {input.ckpt} --hf-base {input.model}"

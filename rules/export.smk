@@ -31,6 +31,7 @@ if MEGATRON_FAMILIES:
             provenance=provenance_shell(code=CODE["train"]),
         shell:
             with_provenance(
+                f"{MEGATRON_VERSIONS_ENV} "
                 "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.convert export"
                 " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
                 " --tokenizer-dir {input.tokenizer} > {log} 2>&1"

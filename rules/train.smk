@@ -77,6 +77,7 @@ if MEGATRON_FAMILIES:
             train_config=get_train_config,
             engine="megatron",
             tp=MEGATRON["tensor_parallel"],
+            allow_untested_versions=MEGATRON["allow_untested_versions"],
             code=CODE["train"],
         script:
             "../workflow_scripts/train_cpt.py"
