@@ -126,6 +126,26 @@ def test_mixed_engine_config_families_engine_default_is_train_engine(tmp_path):
     assert "train_cpt" not in counts
 
 
+def test_gpu_config_plans_the_whole_dag_with_one_engine_per_family(tmp_path):
+    """config/gpu.yaml (the DAG on one GPU machine): from the synthetic corpus to the audit,
+    gemma (real Gemma 3 270M) on automodel, llama (random Llama shape) on megatron; GPU jobs
+    take the one GPU (--resources gpu=1), evaluation runs beside them."""
+    res = snakemake(tmp_path, "-n", "all", "--profile", str(REPO / "profiles" / "local"),
+                    "--resources", "gpu=1", config="config/gpu.yaml")
+    out = res.stdout + res.stderr
+    counts, jobs = job_counts(out), _jobs_by_rule(out)
+    assert counts["synthesize_corpus"] == 1 and counts["tokenize_chunk"] == 2 * 3 * 2
+    assert counts["import_checkpoint"] == counts["verify_import"] == 1
+    assert counts["train_cpt"] == counts["train_cpt_megatron"] == 3
+    assert counts["export_checkpoint"] == 3 * 2  # steps 150 and 300
+    assert counts["evaluate"] == (2 + 6) * 6  # base + last checkpoint of 6 runs, 6 files
+    assert counts["report_results"] == counts["summarize_training"] == counts["audit"] == 1
+    for rule in ("import_checkpoint", "verify_import", "train_cpt_megatron", "export_checkpoint"):
+        assert all("checkpoints/llama/" in j and "gpu=1" in j for j in jobs[rule]), rule
+    assert all("checkpoints/gemma/" in j and "gpu=1" in j for j in jobs["train_cpt"])
+    assert not any("gpu=" in j for j in jobs["evaluate"])
+
+
 def test_arm_target_dry_run_touches_only_that_arm(tmp_path):
     res = snakemake(tmp_path, "-n", "arm_patok", "-p", config="config/study.yaml")
     out = res.stdout + res.stderr
