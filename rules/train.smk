@@ -33,7 +33,9 @@ if DIRECT_FAMILIES:
             mem_mb=lambda wc, attempt: 16000 * attempt,
             runtime=lambda wc, attempt: 240 * attempt,
             # automodel families hold the GPUs (--resources gpu=N serializes GPU jobs locally)
-            gpu=lambda wc: 0 if FAMILY_ENGINES[wc.family] == "hf" else TRAIN["gpus_per_node"],
+            gpu=lambda wc: (
+                0 if FAMILY_ENGINES[wc.family] == "hf" else TRAIN["gpus_per_node"]
+            ),
         params:
             train_config=get_train_config,
             engine=get_family_engine,

@@ -120,7 +120,7 @@ def test_each_engine_rule_names_its_env(engine, tmp_path):
     assert not {r for e, rs in ENGINE_RULES.items() if e != engine for r in rs
                 if r != "train_cpt" or engine == "megatron"} & set(rules)
     if engine == "megatron":
-        image = "docker://nvcr.io/nvidia/nemo:25.09"
+        image = "docker://nvcr.io/nvidia/nemo:26.08.01"
         rules = _rules(tmp_path, {"engine": engine, "megatron": {"container": image}})
         for name in ENGINE_RULES[engine]:
             assert rules[name].conda_env is None and rules[name].container_img == image, name
