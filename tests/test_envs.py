@@ -124,3 +124,33 @@ def test_each_engine_rule_names_its_env(engine, tmp_path):
         rules = _rules(tmp_path, {"engine": engine, "megatron": {"container": image}})
         for name in ENGINE_RULES[engine]:
             assert rules[name].conda_env is None and rules[name].container_img == image, name
+
+
+def test_train_cpt_takes_each_familys_engine_env_and_settings(tmp_path):
+    """families.<name>.engine: one train_cpt rule, its conda env and the engine in the train
+    settings it passes chosen per family (gemma on automodel, llama on train.engine hf)."""
+    import json
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(
+                configfiles=[REPO / "config" / "config.yaml"],
+                config={"families": {"gemma": {"engine": "automodel"}}}),
+            snakefile=REPO / "Snakefile",
+            workdir=tmp_path,
+        )
+        wf = workflow._workflow
+        rules = {r.name: r for r in wf.rules}
+        assert "train_cpt_megatron" not in rules and "import_checkpoint" not in rules
+        train = rules["train_cpt"]
+        assert _conda_env(train, "gemma") == "../envs/gpu/automodel.yaml"
+        assert _conda_env(train, "llama") == "../envs/data.yaml"
+        settings = wf.globals["get_train_config"]
+        for family, engine in (("gemma", "automodel"), ("llama", "hf")):
+            assert json.loads(settings(SimpleNamespace(family=family)))["engine"] == engine
+            assert wf.globals["get_family_engine"](SimpleNamespace(family=family)) == engine
+        assert wf.config["families"]["gemma"]["tokenizer"]["source"] == "gemma3_gguf_package"
