@@ -68,3 +68,26 @@ def test_transformer_engine_is_found_under_its_aliases(monkeypatch):
     assert V.installed_version("transformer-engine") == "2.20.2"
     assert seen[-1] == "transformer-engine-cu13" and len(seen) > 1
     assert V.installed_version("megatron-bridge") is None
+
+
+def test_ensure_checks_once_per_process_and_logs_the_warnings(monkeypatch, capsys):
+    calls = []
+
+    def fake_check():
+        calls.append(1)
+        return ["megatron-core 0.19.1: the megatron engine was tested with 0.19.2"]
+
+    monkeypatch.setattr(V, "check_megatron_versions", fake_check)
+    monkeypatch.setattr(V, "_CHECKED", None)
+    assert V.ensure_megatron_versions() == V.ensure_megatron_versions()
+    assert len(calls) == 1
+    assert capsys.readouterr().err.count("warning: megatron-core 0.19.1") == 1
+
+
+def test_ensure_raises_for_an_untested_bridge(monkeypatch):
+    monkeypatch.setattr(V, "_CHECKED", None)
+    monkeypatch.setattr(V, "installed_version", lambda d: {"megatron-bridge": "0.1.0rc3"}.get(d))
+    monkeypatch.setenv(V.ALLOW_ENV, "0")
+    with pytest.raises(V.UntestedVersionError, match="0.1.0rc3"):
+        V.ensure_megatron_versions()
+    assert V._CHECKED is None  # not cached: the next call raises again

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import TextIO
 
 __all__ = [
     "ALLOW_ENV",
     "TESTED",
     "UntestedVersionError",
     "check_megatron_versions",
+    "ensure_megatron_versions",
     "installed_version",
 ]
 
@@ -79,7 +82,7 @@ def _env_allows(environ: Mapping[str, str]) -> bool:
 
 def check_megatron_versions(
     allow_untested: bool | None = None,
-    read_version: VersionReader = installed_version,
+    read_version: VersionReader | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Compare the installed megatron-bridge / megatron-core / transformer-engine with
@@ -88,9 +91,11 @@ def check_megatron_versions(
     Megatron-Bridge absent, or outside the tested minor series (another ``major.minor``, or a
     pre-release of it), raises :class:`UntestedVersionError` naming both versions, unless
     `allow_untested` (default: the environment variable :data:`ALLOW_ENV`, which the workflow
-    sets from ``train.megatron.allow_untested_versions``), which makes it a warning."""
+    sets from ``train.megatron.allow_untested_versions``), which makes it a warning.
+    `read_version` (default :func:`installed_version`) maps a distribution to its version."""
     if allow_untested is None:
         allow_untested = _env_allows(os.environ if environ is None else environ)
+    read_version = read_version or installed_version
     warnings: list[str] = []
     for dist, tested in TESTED.items():
         found = read_version(dist)
@@ -115,3 +120,19 @@ def check_megatron_versions(
             raise UntestedVersionError(msg)
         warnings.append(msg + " (allowed by train.megatron.allow_untested_versions)")
     return warnings
+
+
+_CHECKED: list[str] | None = None
+
+
+def ensure_megatron_versions(log: TextIO | None = None) -> list[str]:
+    """:func:`check_megatron_versions` once per process (the engine's entry points all call it
+    at start-up): raise for an untested Megatron-Bridge, print each warning to `log` (default
+    stderr, i.e. the job's log) the first time; return the warnings."""
+    global _CHECKED
+    if _CHECKED is None:
+        notes = check_megatron_versions()
+        for note in notes:
+            print(f"warning: {note}", file=log or sys.stderr, flush=True)
+        _CHECKED = notes
+    return _CHECKED
