@@ -10,7 +10,12 @@ from snakemake.utils import validate
 
 # this checkout's filmorph (the modules imported by the rules need only the standard library)
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from filmorph.config_checks import check_config, refuse_credentials, train_settings
+from filmorph.config_checks import (
+    check_config,
+    family_engines,
+    refuse_credentials,
+    train_settings,
+)
 from filmorph.paths import (
     ARMS,
     CHUNK_PATTERN,
@@ -77,18 +82,35 @@ def external_option_args(name):
     return args
 
 
-# Continued pretraining: checkpoints every checkpoint_interval and at max_steps.
+# Continued pretraining: checkpoints every checkpoint_interval and at max_steps. Each family
+# trains on its own engine (families.<name>.engine, default train.engine).
 TRAIN = config["train"]
-ENGINE = TRAIN["engine"]
 MEGATRON = TRAIN["megatron"]
+FAMILY_ENGINES = family_engines(config)
 # The conda env (--sdm conda) of each engine's rules, relative to rules/. The megatron rules
 # run in train.megatron.container when one is set (--sdm apptainer), with no conda env: with
 # both directives Snakemake would build the env inside the container.
-ENGINE_CONDA_ENV = {
+ENGINE_CONDA_ENVS = {
     "hf": "../envs/data.yaml",
     "automodel": "../envs/gpu/automodel.yaml",
     "megatron": None if MEGATRON["container"] else "../envs/gpu/megatron.yaml",
-}[ENGINE]
+}
+
+
+# train.megatron.allow_untested_versions, as the environment variable the megatron engine's
+# version check reads (filmorph.train.versions), prefixed to the megatron shell commands
+from filmorph.train.versions import ALLOW_ENV as _ALLOW_UNTESTED_ENV
+
+MEGATRON_VERSIONS_ENV = (
+    f"{_ALLOW_UNTESTED_ENV}={int(bool(MEGATRON['allow_untested_versions']))}"
+)
+
+
+def family_conda_env(wildcards):
+    """The conda env of the family's engine (a `conda:` function of the family wildcard)."""
+    return ENGINE_CONDA_ENVS[FAMILY_ENGINES[wildcards.family]]
+
+
 CKPT_STEPS = sorted(
     {
         *range(
@@ -103,6 +125,10 @@ EVAL_STEPS = (
     CKPT_STEPS if config["evaluate"]["checkpoints"] == "all" else CKPT_STEPS[-1:]
 )
 TRAINED_FAMILIES = [f for f in FAMILIES if f in FAMILY_MODELS]
+# megatron families: import + verify before training, export of every saved iteration after
+MEGATRON_FAMILIES = [f for f in TRAINED_FAMILIES if FAMILY_ENGINES[f] == "megatron"]
+# hf / automodel families: training writes the HF checkpoints itself
+DIRECT_FAMILIES = [f for f in TRAINED_FAMILIES if FAMILY_ENGINES[f] != "megatron"]
 
 
 def _alternatives(names):
@@ -230,10 +256,15 @@ def with_provenance(cmd):
     )
 
 
-def get_train_config(wildcards=None):
-    """The train: section as the engine reads it (engine-specific blocks removed; seed from the
-    root seed unless train.seed is set)."""
-    return json.dumps(train_settings(config), sort_keys=True)
+def get_train_config(wildcards):
+    """The train: section as the family's engine reads it (engine-specific blocks removed; the
+    family's engine; seed from the root seed unless train.seed is set)."""
+    settings = {**train_settings(config), "engine": FAMILY_ENGINES[wildcards.family]}
+    return json.dumps(settings, sort_keys=True)
+
+
+def get_family_engine(wildcards):
+    return FAMILY_ENGINES[wildcards.family]
 
 
 def get_train_shards(wildcards):

@@ -1,4 +1,4 @@
-# megatron engine only: HF -> Megatron import of each family's base model, then a check that
+# megatron families only (families.<name>.engine, default train.engine): HF -> Megatron import of each family's base model, then a check that
 # the import (and its export back to HF) reproduces the HF model's logits. The published run
 # trained without loading the weights and exported with mis-sliced QKV; these two jobs fail
 # on either. With document masking on (train.reset_attention_mask), verify_import also checks
@@ -8,7 +8,7 @@
 DOC_MASK_CHECK = bool(TRAIN.get("reset_attention_mask"))
 
 
-if ENGINE == "megatron":
+if MEGATRON_FAMILIES:
 
     rule import_checkpoint:
         input:
@@ -22,9 +22,9 @@ if ENGINE == "megatron":
         benchmark:
             "benchmarks/import_checkpoint/{family}.tsv"
         wildcard_constraints:
-            family=_alternatives(TRAINED_FAMILIES),
+            family=_alternatives(MEGATRON_FAMILIES),
         conda:
-            ENGINE_CONDA_ENV
+            ENGINE_CONDA_ENVS["megatron"]
         container:
             MEGATRON["container"]
         threads: 8
@@ -40,6 +40,7 @@ if ENGINE == "megatron":
             ),
         shell:
             with_provenance(
+                f"{MEGATRON_VERSIONS_ENV} "
                 "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.train.megatron.convert import"
                 " --hf {input.model} --out {output.ckpt} --tensor-parallel {params.tp}"
                 " --tokenizer-dir {input.tokenizer} --results {output.results} > {log} 2>&1"
@@ -60,9 +61,9 @@ if ENGINE == "megatron":
         benchmark:
             "benchmarks/verify_import/{family}.tsv"
         wildcard_constraints:
-            family=_alternatives(TRAINED_FAMILIES),
+            family=_alternatives(MEGATRON_FAMILIES),
         conda:
-            ENGINE_CONDA_ENV
+            ENGINE_CONDA_ENVS["megatron"]
         container:
             MEGATRON["container"]
         threads: 8
@@ -83,7 +84,7 @@ if ENGINE == "megatron":
             ),
         shell:
             with_provenance(
-                "(export PYTHONPATH={workflow.basedir}/src:$PYTHONPATH;"
+                f"(export {MEGATRON_VERSIONS_ENV} PYTHONPATH={{workflow.basedir}}/src:$PYTHONPATH;"
                 " python -m filmorph.train.megatron.convert verify --hf {input.model} --candidate {input.ckpt}"
                 " --tolerance {params.import_tol} --results {output.imported} &&"
                 " python -m filmorph.train.megatron.convert export --megatron {input.ckpt} --hf-base {input.model}"

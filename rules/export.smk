@@ -1,7 +1,7 @@
-# megatron engine only: each saved iteration back to an HF checkpoint the evaluation reads.
+# megatron families only (families.<name>.engine, default train.engine): each saved iteration back to an HF checkpoint the evaluation reads.
 
 
-if ENGINE == "megatron":
+if MEGATRON_FAMILIES:
 
     rule export_checkpoint:
         input:
@@ -15,10 +15,10 @@ if ENGINE == "megatron":
         benchmark:
             "benchmarks/export_checkpoint/{family}/{arm}/{iter}.tsv"
         wildcard_constraints:
-            family=_alternatives(TRAINED_FAMILIES),
+            family=_alternatives(MEGATRON_FAMILIES),
             iter=STEP_DIGITS,
         conda:
-            ENGINE_CONDA_ENV
+            ENGINE_CONDA_ENVS["megatron"]
         container:
             MEGATRON["container"]
         threads: 8
@@ -31,6 +31,7 @@ if ENGINE == "megatron":
             provenance=provenance_shell(code=CODE["train"]),
         shell:
             with_provenance(
+                f"{MEGATRON_VERSIONS_ENV} "
                 "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.train.megatron.convert export"
                 " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
                 " --tokenizer-dir {input.tokenizer} > {log} 2>&1"

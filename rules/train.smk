@@ -1,10 +1,13 @@
 # Continued pretraining of each family's base model on one arm's shards. The run dir
 # results/checkpoints/{family}/{arm}/ keeps the resumable state (state/, not an output, so a
 # failed or timed-out job keeps it and its retry resumes); the HF checkpoints hf/step_NNNNNNN
-# and train_summary.json are the outputs.
+# and train_summary.json are the outputs. Each family trains on its engine (FAMILY_ENGINES):
+# train_cpt for the hf / automodel families, train_cpt_megatron for the megatron ones (their
+# iterations become hf/step_NNNNNNN through export_checkpoint); the family constraints keep
+# the two rules apart.
 
 
-if ENGINE in ("hf", "automodel"):
+if DIRECT_FAMILIES:
 
     rule train_cpt:
         input:
@@ -22,24 +25,28 @@ if ENGINE in ("hf", "automodel"):
         benchmark:
             "benchmarks/train_cpt/{family}/{arm}.tsv"
         wildcard_constraints:
-            family=_alternatives(TRAINED_FAMILIES),
+            family=_alternatives(DIRECT_FAMILIES),
         conda:
-            ENGINE_CONDA_ENV
+            family_conda_env
         threads: 2
         resources:
             mem_mb=lambda wc, attempt: 16000 * attempt,
             runtime=lambda wc, attempt: 240 * attempt,
+            # automodel families hold the GPUs (--resources gpu=N serializes GPU jobs locally)
+            gpu=lambda wc: (
+                0 if FAMILY_ENGINES[wc.family] == "hf" else TRAIN["gpus_per_node"]
+            ),
         params:
             train_config=get_train_config,
-            engine=ENGINE,
+            engine=get_family_engine,
             code=CODE["train"],
         script:
             "../workflow_scripts/train_cpt.py"
 
 
-if ENGINE == "megatron":
+if MEGATRON_FAMILIES:
 
-    rule train_cpt:
+    rule train_cpt_megatron:
         input:
             shards=get_train_shards,
             model=lambda wc: model_dir(wc.family),
@@ -60,9 +67,9 @@ if ENGINE == "megatron":
         benchmark:
             "benchmarks/train_cpt/{family}/{arm}.tsv"
         wildcard_constraints:
-            family=_alternatives(TRAINED_FAMILIES),
+            family=_alternatives(MEGATRON_FAMILIES),
         conda:
-            ENGINE_CONDA_ENV
+            ENGINE_CONDA_ENVS["megatron"]
         container:
             MEGATRON["container"]
         threads: 8
@@ -72,8 +79,9 @@ if ENGINE == "megatron":
             gpu=TRAIN["gpus_per_node"],
         params:
             train_config=get_train_config,
-            engine=ENGINE,
+            engine="megatron",
             tp=MEGATRON["tensor_parallel"],
+            allow_untested_versions=MEGATRON["allow_untested_versions"],
             code=CODE["train"],
         script:
             "../workflow_scripts/train_cpt.py"

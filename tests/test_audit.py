@@ -252,3 +252,26 @@ def test_sample_is_seeded_and_spans_chunks(tmp_path):
     assert all(text == f"text {d.split('-')[1]} {d.split('-')[2]}" and line == int(d.split("-")[2])
                for _chunk, line, d, text in pick[0])
     assert len(A.Auditor(tmp_path, sample_size=100, seed=0).sample_documents()) == 30
+
+
+def test_train_config_check_takes_each_familys_engine(tmp_path):
+    """families.<name>.engine: a run is checked against its family's engine (default
+    train.engine), so a mixed plan passes and a run on another engine is named."""
+    from filmorph.config_checks import train_settings
+
+    config = {"seed": 7, "train": {"engine": "hf", "max_steps": 4},
+              "families": {"gemma": {"engine": "automodel"}, "llama": {}}}
+    runs = {}
+    for family, engine in (("gemma", "automodel"), ("llama", "hf"), ("llama2", "automodel")):
+        run = tmp_path / "results/checkpoints" / family / "vanilla"
+        run.mkdir(parents=True)
+        rec = {**train_settings(config), "engine": engine}
+        (run / "train_config.json").write_text(json.dumps({"config": rec}))
+        runs[family] = run
+    config["families"]["llama2"] = {"engine": "megatron"}
+    auditor = A.Auditor(tmp_path, config=config, progress=False)
+    for run in runs.values():
+        auditor._check_train_config(run)
+    status = {r.subject.split("/")[2]: (r.status, r.detail) for r in auditor.rows}
+    assert status["gemma"][0] == status["llama"][0] == "pass"
+    assert status["llama2"] == ("fail", "trained with other engine than the config")

@@ -5,6 +5,7 @@ and the workflow's rules must name them."""
 import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -96,9 +97,15 @@ def _rules(tmp_path, train):
 ENGINE_RULES = {
     "hf": {"train_cpt": "data.yaml"},
     "automodel": {"train_cpt": "gpu/automodel.yaml"},
-    "megatron": {r: "gpu/megatron.yaml"
-                 for r in ("import_checkpoint", "verify_import", "train_cpt", "export_checkpoint")},
+    "megatron": {r: "gpu/megatron.yaml" for r in
+                 ("import_checkpoint", "verify_import", "train_cpt_megatron", "export_checkpoint")},
 }
+
+
+def _conda_env(rule, family="gemma"):
+    """A rule's conda env; train_cpt names it by a function of the family wildcard."""
+    env = rule.conda_env
+    return env(SimpleNamespace(family=family)) if callable(env) else env
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINE_RULES))
@@ -107,11 +114,43 @@ def test_each_engine_rule_names_its_env(engine, tmp_path):
     with a container the megatron rules run in it, with no conda env."""
     rules = _rules(tmp_path, {"engine": engine})
     for name, env in ENGINE_RULES[engine].items():
-        assert rules[name].conda_env == f"../envs/{env}", name
-        assert (REPO / "rules" / rules[name].conda_env).resolve().is_file(), name
+        assert _conda_env(rules[name]) == f"../envs/{env}", name
+        assert (REPO / "rules" / _conda_env(rules[name])).resolve().is_file(), name
         assert rules[name].container_img is None, name
+    assert not {r for e, rs in ENGINE_RULES.items() if e != engine for r in rs
+                if r != "train_cpt" or engine == "megatron"} & set(rules)
     if engine == "megatron":
-        image = "docker://nvcr.io/nvidia/nemo:25.09"
+        image = "docker://nvcr.io/nvidia/nemo:26.08.01"
         rules = _rules(tmp_path, {"engine": engine, "megatron": {"container": image}})
         for name in ENGINE_RULES[engine]:
             assert rules[name].conda_env is None and rules[name].container_img == image, name
+
+
+def test_train_cpt_takes_each_familys_engine_env_and_settings(tmp_path):
+    """families.<name>.engine: one train_cpt rule, its conda env and the engine in the train
+    settings it passes chosen per family (gemma on automodel, llama on train.engine hf)."""
+    import json
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(
+                configfiles=[REPO / "config" / "config.yaml"],
+                config={"families": {"gemma": {"engine": "automodel"}}}),
+            snakefile=REPO / "Snakefile",
+            workdir=tmp_path,
+        )
+        wf = workflow._workflow
+        rules = {r.name: r for r in wf.rules}
+        assert "train_cpt_megatron" not in rules and "import_checkpoint" not in rules
+        train = rules["train_cpt"]
+        assert _conda_env(train, "gemma") == "../envs/gpu/automodel.yaml"
+        assert _conda_env(train, "llama") == "../envs/data.yaml"
+        settings = wf.globals["get_train_config"]
+        for family, engine in (("gemma", "automodel"), ("llama", "hf")):
+            assert json.loads(settings(SimpleNamespace(family=family)))["engine"] == engine
+            assert wf.globals["get_family_engine"](SimpleNamespace(family=family)) == engine
+        assert wf.config["families"]["gemma"]["tokenizer"]["source"] == "gemma3_gguf_package"

@@ -414,6 +414,12 @@ CONFIG_MISTAKES = {
     "megatron_tp": ([_edit("train.engine", "megatron"), _edit("train.gpus_per_node", 2),
                      _edit("train.global_batch_size", 4), _edit("train.megatron", {"tensor_parallel": 3})],
                     "train.megatron.tensor_parallel"),
+    # one family on megatron (families.<name>.engine) is enough for the tensor-parallel check
+    "megatron_tp_family_engine": ([_edit("families.llama.engine", "megatron"),
+                                   _edit("train.gpus_per_node", 2), _edit("train.global_batch_size", 4),
+                                   _edit("train.megatron", {"tensor_parallel": 3})],
+                                  "train.megatron.tensor_parallel"),
+    "family_engine_unknown": ([_edit("families.gemma.engine", "deepspeed")], "deepspeed"),
     "misspelled_tokenizer_key": ([_edit("families.llama.tokenizer.revison", "abc123")], "revison"),
     "hf_tokenizer_without_name": ([_edit("families.llama.tokenizer", {"source": "hf"})],
                                   "name_or_path"),

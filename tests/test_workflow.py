@@ -51,11 +51,12 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
     out = res.stdout + res.stderr
     counts = job_counts(out)
     assert counts["import_checkpoint"] == 2 and counts["verify_import"] == 2
-    assert counts["train_cpt"] == 6 and counts["export_checkpoint"] == 6 * 5  # every 1000 of 5000
+    assert counts["train_cpt_megatron"] == 6 and "train_cpt" not in counts
+    assert counts["export_checkpoint"] == 6 * 5  # every 1000 of 5000
     # base + every checkpoint on 10 generated and the 48 published benchmark files
     assert counts["evaluate"] == (2 + 6 * 5) * (10 + 48)
     assert counts["fetch_benchmark"] == counts["import_benchmark"] == 48
-    train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt:")]
+    train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt_megatron:")]
     assert len(train_jobs) == 6
     for job in train_jobs:
         assert "gpu=8" in job and "mem_mb=900000" in job and "runtime=2880" in job
@@ -65,6 +66,84 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
         counts = job_counts(res.stdout + res.stderr)
         assert counts["train_cpt"] == 6, engine
         assert not {"import_checkpoint", "verify_import", "export_checkpoint"} & set(counts), engine
+
+
+def _study_with_engines(tmp_path: Path, train: str, **families: str) -> Path:
+    """config/study.yaml with train.engine and families.<name>.engine set."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/study.yaml").read_text())
+    cfg["train"]["engine"] = train
+    for family, engine in families.items():
+        cfg["families"][family]["engine"] = engine
+    path = tmp_path / "engines.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _jobs_by_rule(output: str) -> dict[str, list[str]]:
+    """The dry run's job blocks, by rule name."""
+    jobs: dict[str, list[str]] = {}
+    for block in output.split("\nrule ")[1:]:
+        jobs.setdefault(block.split(":", 1)[0], []).append(block)
+    return jobs
+
+
+def test_mixed_engine_dry_run_plans_megatron_jobs_only_for_megatron_families(tmp_path):
+    """families.<name>.engine: gemma on automodel, llama on megatron (train.engine hf is the
+    default neither takes). Import, import check and export are planned for llama only; both
+    train (each on its engine's rule and engine), and both are evaluated, llama on its exported
+    HF checkpoints; the training summary and the audit wait for both."""
+    config = _study_with_engines(tmp_path, train="hf", gemma="automodel", llama="megatron")
+    res = snakemake(tmp_path, "-n", config=str(config))
+    out = res.stdout + res.stderr
+    jobs = _jobs_by_rule(out)
+    counts = job_counts(out)
+    for rule in ("import_checkpoint", "verify_import", "export_checkpoint", "train_cpt_megatron"):
+        assert jobs[rule] and all("results/checkpoints/llama/" in j for j in jobs[rule]), rule
+        assert not any("results/checkpoints/gemma/" in j for j in jobs[rule]), rule
+    assert counts["import_checkpoint"] == counts["verify_import"] == 1
+    assert counts["train_cpt"] == counts["train_cpt_megatron"] == 3
+    assert counts["export_checkpoint"] == 3 * 5
+    assert all("results/checkpoints/gemma/" in j for j in jobs["train_cpt"])
+    evals = {re.search(r"results/eval/(\w+)/", j).group(1) for j in jobs["evaluate"]}
+    assert {"gemma", "llama"} <= evals
+    llama_eval = [j for j in jobs["evaluate"] if "results/eval/llama/vanilla/step_0005000/" in j]
+    assert llama_eval and "results/checkpoints/llama/vanilla/hf/step_0005000" in llama_eval[0]
+    summary = jobs["summarize_training"][0]
+    assert all(f"results/checkpoints/{f}/{a}/train_summary.json" in summary
+               for f in FAMILIES for a in ARMS)
+    assert counts["audit"] == 1
+
+
+def test_mixed_engine_config_families_engine_default_is_train_engine(tmp_path):
+    """A family without an engine takes train.engine: llama set to megatron, gemma left to
+    train.engine (megatron) plans the megatron rules for both."""
+    config = _study_with_engines(tmp_path, train="megatron", llama="megatron")
+    res = snakemake(tmp_path, "-n", config=str(config))
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["import_checkpoint"] == 2 and counts["train_cpt_megatron"] == 6
+    assert "train_cpt" not in counts
+
+
+def test_gpu_config_plans_the_whole_dag_with_one_engine_per_family(tmp_path):
+    """config/gpu.yaml (the DAG on one GPU machine): from the synthetic corpus to the audit,
+    gemma (real Gemma 3 270M) on automodel, llama (random Llama shape) on megatron; GPU jobs
+    take the one GPU (--resources gpu=1), evaluation runs beside them."""
+    res = snakemake(tmp_path, "-n", "all", "--profile", str(REPO / "profiles" / "local"),
+                    "--resources", "gpu=1", config="config/gpu.yaml")
+    out = res.stdout + res.stderr
+    counts, jobs = job_counts(out), _jobs_by_rule(out)
+    assert counts["synthesize_corpus"] == 1 and counts["tokenize_chunk"] == 2 * 3 * 2
+    assert counts["import_checkpoint"] == counts["verify_import"] == 1
+    assert counts["train_cpt"] == counts["train_cpt_megatron"] == 3
+    assert counts["export_checkpoint"] == 3 * 2  # steps 150 and 300
+    assert counts["evaluate"] == (2 + 6) * 6  # base + last checkpoint of 6 runs, 6 files
+    assert counts["report_results"] == counts["summarize_training"] == counts["audit"] == 1
+    for rule in ("import_checkpoint", "verify_import", "train_cpt_megatron", "export_checkpoint"):
+        assert all("checkpoints/llama/" in j and "gpu=1" in j for j in jobs[rule]), rule
+    assert all("checkpoints/gemma/" in j and "gpu=1" in j for j in jobs["train_cpt"])
+    assert not any("gpu=" in j for j in jobs["evaluate"])
 
 
 def test_arm_target_dry_run_touches_only_that_arm(tmp_path):

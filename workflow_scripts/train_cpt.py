@@ -12,6 +12,7 @@ sys.path.insert(0, str(SRC))  # this checkout's filmorph
 from filmorph.io import atomic_path  # noqa: E402
 from filmorph.train.config import TrainConfig  # noqa: E402
 from filmorph.train.launch import launch_argv, run_training_command  # noqa: E402
+from filmorph.train.versions import ALLOW_ENV  # noqa: E402
 from filmorph.workflow import job_log, job_provenance  # noqa: E402
 
 # the log first: a failure of any step below lands in it and on the console
@@ -39,6 +40,8 @@ with job_log(snakemake) as log:
         cmd = launch_argv(cfg, args)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    if p.engine == "megatron":  # train.megatron.allow_untested_versions, for its version check
+        env[ALLOW_ENV] = "1" if p.allow_untested_versions else "0"
     if cfg.world_size == 1:  # CPU threads: the cores this job was given, no more
         env.setdefault("OMP_NUM_THREADS", str(snakemake.threads))
     with job_provenance(snakemake, log=log):

@@ -593,12 +593,15 @@ class Auditor:
         return problems
 
     def _check_train_config(self, run: Path) -> None:
+        from filmorph.config_checks import family_engines, train_settings
         from filmorph.train.config import TrainConfig
 
         cfg = self.config or {}
-        want = {k: v for k, v in (cfg.get("train") or {}).items() if k != "megatron"}
-        if want.get("seed") is None:
-            want["seed"] = cfg.get("seed")
+        want = train_settings({"seed": None, **cfg})
+        # the family's engine (families.<name>.engine, default train.engine)
+        engine = family_engines(cfg).get(run.parent.name)
+        if engine is not None:
+            want["engine"] = engine
         rec = read_json(run / "train_config.json")
         try:
             a = TrainConfig.from_dict(want).semantic_dict()

@@ -23,7 +23,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "check_config", "refuse_credentials", "train_settings"]
+__all__ = [
+    "ConfigError",
+    "check_config",
+    "family_engines",
+    "refuse_credentials",
+    "train_settings",
+]
 
 
 class ConfigError(ValueError):
@@ -98,6 +104,14 @@ def train_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def family_engines(config: Mapping[str, Any]) -> dict[str, str]:
+    """The training engine of each family: ``families.<name>.engine``, else ``train.engine``
+    (its schema default ``hf`` when the ``train:`` section is absent)."""
+    default = (config.get("train") or {}).get("engine") or "hf"
+    return {f: (spec or {}).get("engine") or default
+            for f, spec in (config.get("families") or {}).items()}
+
+
 def _problems(config: Mapping[str, Any]) -> Iterator[str]:
     arms = dict(config.get("arms") or {})
     baseline = (config.get("report") or {}).get("baseline_arm")
@@ -133,7 +147,7 @@ def _problems(config: Mapping[str, Any]) -> Iterator[str]:
         except ValueError as exc:
             yield str(exc)  # "train: <key> ...", from the one home of these rules
         else:
-            if tc.engine == "megatron":
+            if "megatron" in family_engines(config).values():
                 tp = int((config["train"].get("megatron") or {}).get("tensor_parallel", 1))
                 world = tc.world_size
                 if world % tp:

@@ -66,7 +66,9 @@ def require_engine(what: str = "the megatron engine") -> None:
     :class:`MissingEngineError` naming the first one that is missing.
 
     Megatron-Bridge 0.6 imports ``transformer_engine.pytorch`` at module load, so it cannot
-    be imported without Transformer Engine; NVIDIA's NeMo container has all three."""
+    be imported without Transformer Engine; NVIDIA's NeMo container has all three. Then the
+    installed versions are checked against the tested ones
+    (:func:`filmorph.train.versions.ensure_megatron_versions`)."""
     import importlib
 
     for module, dist in ENGINE_PACKAGES:
@@ -78,6 +80,10 @@ def require_engine(what: str = "the megatron engine") -> None:
                 "Megatron-Bridge needs megatron-core, transformer-engine and megatron-bridge; they run "
                 "on NVIDIA GPUs (e.g. inside NVIDIA's NeMo container). On a CPU machine use the 'hf' engine."
             ) from exc
+    # the engine's API calls were tested with one Megatron-Bridge series: refuse another
+    from filmorph.train.versions import ensure_megatron_versions
+
+    ensure_megatron_versions()
 
 
 def flash_attn_available() -> bool:
