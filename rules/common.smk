@@ -1,6 +1,5 @@
 # Config loading and validation, wildcard constraints, input functions. No rules here.
 import json
-import hashlib
 import re
 import shlex
 import sys
@@ -10,6 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's filmorph
 from filmorph.config_checks import check_config, refuse_credentials, train_settings
+from filmorph.fingerprint import fingerprint
 
 refuse_credentials(config)  # before the schema: its messages quote values
 validate(config, schema="../config/schema.yaml")
@@ -117,66 +117,28 @@ wildcard_constraints:
     bench=_alternatives(BENCH_FILES),
 
 
-def code_fingerprint(*modules):
-    """sha256 of the package modules a stage runs, passed as a param: editing them reruns
-    that stage's jobs (Snakemake's code trigger only sees the rule's own script)."""
-    h = hashlib.sha256()
-    pkg = Path(workflow.basedir) / "src" / "filmorph"
-    for m in sorted(modules):
-        files = (pkg / m).rglob("*") if (pkg / m).is_dir() else [pkg / m]
-        for f in sorted(
-            f for f in files if f.is_file() and "__pycache__" not in f.parts
-        ):
-            h.update(f.relative_to(pkg).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-CODE = {
-    "corpus": code_fingerprint("corpus.py", "io.py", "rng.py"),
-    "tokenize": code_fingerprint(
-        "tokenize.py",
-        "tokenizers.py",
-        "arms",
-        "shards.py",
-        "affixes.py",
-        "rng.py",
-        "io.py",
-    ),
-    "summary": code_fingerprint(
-        "summary.py", "shards.py", "affixes.py", "tokenize.py", "tokenizers.py"
-    ),
-    "models": code_fingerprint("models.py", "tokenizers.py", "io.py"),
-    "benchmarks": code_fingerprint(
-        "benchmarks",
-        "items.py",
-        "syllabify.py",
-        "affixes.py",
-        "rng.py",
-        "io.py",
-        "data/affixes.tsv",
-        "data/embedded_corpus.jsonl",
-    ),
-    "evaluate": code_fingerprint(
-        "evaluate.py", "scoring.py", "items.py", "models.py", "io.py", "provenance.py"
-    ),
-    "report": code_fingerprint("report.py", "io.py", "rng.py"),
-    "train": code_fingerprint("train", "models.py", "io.py", "shards.py"),
-    "provenance": code_fingerprint("provenance.py", "io.py"),
-    "audit": code_fingerprint(
-        "audit.py",
-        "provenance.py",
-        "tokenize.py",
-        "tokenizers.py",
-        "arms",
-        "shards.py",
-        "affixes.py",
-        "rng.py",
-        "io.py",
-        "train/common.py",
-        "train/config.py",
-    ),
+# Code fingerprints, passed as a param of each stage's rules: editing any module a stage
+# imports (its import closure, found by filmorph.fingerprint) reruns that stage's jobs.
+# Entries are the modules a stage runs; an engine is imported by a computed name, so the
+# configured one is named here.
+STAGE_ENTRIES = {
+    "corpus": ["filmorph.corpus"],
+    "tokenize": ["filmorph.tokenize"],
+    "summary": ["filmorph.summary"],
+    "models": ["filmorph.models"],
+    "benchmarks": ["filmorph.benchmarks.__main__", "filmorph.benchmarks.sources"],
+    "evaluate": ["filmorph.evaluate"],
+    "report": ["filmorph.report"],
+    "train": [
+        "filmorph.train.__main__",
+        "filmorph.train.common",
+        f"filmorph.train.{ENGINE}",
+        "filmorph.convert",
+    ],
+    "provenance": ["filmorph.provenance"],
+    "audit": ["filmorph.audit"],
 }
+CODE = {stage: fingerprint(entries) for stage, entries in STAGE_ENTRIES.items()}
 
 
 def provenance_shell(**params):

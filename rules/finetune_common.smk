@@ -38,10 +38,16 @@ FT_SLURM = {
     }.items()
     if v
 }
-CODE_FINETUNE = code_fingerprint(
-    "finetune", "io.py", "train/automodel.py", "train/common.py", "train/config.py"
+# Code fingerprints (import closures, rules/common.smk's STAGE_ENTRIES say how).
+CODE_FINETUNE = fingerprint(
+    [
+        "filmorph.finetune.__main__",
+        "filmorph.finetune.run",
+        "filmorph.train.common",
+        "filmorph.train.automodel",
+    ]
 )
-CODE_CHAT_DATA = code_fingerprint("finetune/data.py", "io.py")
+CODE_CHAT_DATA = fingerprint(["filmorph.finetune.data"])
 
 
 # run name -> {"cfg": FinetuneConfig, "model": model dir, "spec": the run as the job gets it}
