@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's filmorph
 from filmorph.config_checks import check_config, refuse_credentials, train_settings
-from filmorph.fingerprint import fingerprint
+from filmorph.fingerprint import fingerprint, stage_fingerprints
 
 refuse_credentials(config)  # before the schema: its messages quote values
 validate(config, schema="../config/schema.yaml")
@@ -118,27 +118,8 @@ wildcard_constraints:
 
 
 # Code fingerprints, passed as a param of each stage's rules: editing any module a stage
-# imports (its import closure, found by filmorph.fingerprint) reruns that stage's jobs.
-# Entries are the modules a stage runs; an engine is imported by a computed name, so the
-# configured one is named here.
-STAGE_ENTRIES = {
-    "corpus": ["filmorph.corpus"],
-    "tokenize": ["filmorph.tokenize"],
-    "summary": ["filmorph.summary"],
-    "models": ["filmorph.models"],
-    "benchmarks": ["filmorph.benchmarks.__main__", "filmorph.benchmarks.sources"],
-    "evaluate": ["filmorph.evaluate"],
-    "report": ["filmorph.report"],
-    "train": [
-        "filmorph.train.__main__",
-        "filmorph.train.common",
-        f"filmorph.train.{ENGINE}",
-        "filmorph.convert",
-    ],
-    "provenance": ["filmorph.provenance"],
-    "audit": ["filmorph.audit"],
-}
-CODE = {stage: fingerprint(entries) for stage, entries in STAGE_ENTRIES.items()}
+# imports (its import closure, filmorph.fingerprint) reruns that stage's jobs.
+CODE = stage_fingerprints(ENGINE)
 
 
 def provenance_shell(**params):

@@ -6,12 +6,16 @@ Fast: fingerprints of a copy of the package, direct calls, and `snakemake -n` dr
 """
 
 import json
+import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from test_failfast import tiny_tok  # noqa: F401  (fixture)
+import yaml
+from conftest import REPO, SNAKEMAKE, snakemake_env
+from test_failfast import _validated, tiny_tok  # noqa: F401  (tiny_tok: a fixture)
 
 from filmorph import corpus as C
 from filmorph import fingerprint as FP
@@ -35,12 +39,8 @@ def _touch(path: Path):
     return data
 
 
-STAGES = {  # entries as rules/common.smk names them (the hf engine)
-    "tokenize": ["filmorph.tokenize"],
-    "summary": ["filmorph.summary"],
-    "train": ["filmorph.train.__main__", "filmorph.train.common", "filmorph.train.hf"],
-    "evaluate": ["filmorph.evaluate"],
-}
+STAGES = {s: e for s, e in FP.stage_entries("hf").items()
+          if s in ("tokenize", "summary", "train", "evaluate")}
 
 
 def test_closure_holds_the_modules_the_issue_found_missing():
@@ -111,7 +111,7 @@ def test_workflow_code_params_are_the_closure_fingerprints():
     """rules/common.smk holds no hand list: its CODE comes from filmorph.fingerprint."""
     text = (REPO / "rules/common.smk").read_text()
     assert "code_fingerprint(" not in text
-    assert "CODE = {stage: fingerprint(entries)" in text
+    assert "CODE = stage_fingerprints(ENGINE)" in text
 
 
 def test_summarize_arm_counts_only_the_chunks_it_is_given(tiny_tok, tmp_path):  # noqa: F811
@@ -135,3 +135,90 @@ def test_summarize_arm_counts_only_the_chunks_it_is_given(tiny_tok, tmp_path):  
     assert two["documents_in"] < three["documents_in"] == 12
     with pytest.raises(FileNotFoundError, match="chunk_0009.stats.json"):
         summarize_arm(*args, chunks=["chunk_0001", "chunk_0009"])
+
+
+# ----------------------------------------------------------------------------- case 9
+TRAIN_TARGET = "results/checkpoints/llama/vanilla/train_summary.json"
+
+
+def _smk(work: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:
+    path = work.parent / f"{work.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [*SNAKEMAKE, *args, "-d", str(work), "--configfile", str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=snakemake_env(), timeout=300)
+
+
+def _job_block(out: str, rule: str) -> str:
+    return out.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0] if f"rule {rule}:" in out else ""
+
+
+def _record_params(work: Path, output: str, rule: str, params: list[str]) -> None:
+    """Snakemake's metadata record of a finished job (what a real run leaves in
+    .snakemake/metadata, format version 6), holding the job's params."""
+    import base64
+
+    meta = work / ".snakemake/metadata"
+    meta.mkdir(parents=True, exist_ok=True)
+    record = {"rule": rule, "input": [], "log": [], "shellcmd": None,
+              "params": sorted(repr(p) for p in params), "code": None,
+              "record_format_version": 6, "conda_env": None, "container_img_url": None,
+              "software_stack_hash": "", "job_hash": 0, "starttime": 0.0, "endtime": 0.0,
+              "incomplete": False, "external_jobid": None, "input_checksums": {}}
+    (meta / base64.b64encode(output.encode()).decode()).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("key,value", [("max_steps", 2)])
+def test_changed_train_setting_reruns_training(tmp_path, key, value):
+    """A finished training job whose recorded params hold the config's train settings: with
+    the same config nothing is to be done; with a train setting changed the params trigger
+    reruns it (snakemake -n --rerun-triggers params)."""
+    from filmorph.config_checks import train_settings
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    work = tmp_path / "w"
+    first = _smk(work, cfg, "-n", TRAIN_TARGET)
+    block = _job_block(first.stdout, "train_cpt")
+    assert block, first.stdout[-2000:] + first.stderr[-2000:]
+    files = {k: [f.strip() for f in v.split(",")] for k, v in
+             (line.strip().split(": ", 1) for line in block.splitlines()[1:3])}
+    for f in files["input"] + files["output"]:
+        p = work / f
+        if p.suffix in (".bin", ".idx", ".json"):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("{}")
+        else:
+            p.mkdir(parents=True, exist_ok=True)
+    params = [json.dumps(train_settings(_validated(cfg)), sort_keys=True), cfg["train"]["engine"],
+              FP.stage_fingerprints(cfg["train"]["engine"])["train"]]
+    for f in files["output"]:  # a real run records every output
+        _record_params(work, f, "train_cpt", params)
+
+    same = _smk(work, cfg, TRAIN_TARGET, "-n", "--rerun-triggers", "params",
+               "--allowed-rules", "train_cpt")
+    assert same.returncode == 0 and "rule train_cpt:" not in same.stdout, same.stdout[-3000:]
+    changed = {**cfg, "train": {**cfg["train"], key: value}}
+    rerun = _smk(work, changed, TRAIN_TARGET, "-n", "--rerun-triggers", "params",
+               "--allowed-rules", "train_cpt")
+    block = _job_block(rerun.stdout, "train_cpt")
+    assert "Params have changed" in block and f'"{key}": {value}' in block, rerun.stdout[-3000:]
+
+
+def test_edited_external_benchmark_file_is_reimported(tmp_path):
+    """A local benchmarks.external file is an input of import_benchmark: after an import, an
+    edit of the file reruns the import (and `--list-changes input`-style dry run names it)."""
+    fix = REPO / "tests/fixtures/published"
+    src = tmp_path / "spell.tsv"
+    src.write_bytes((fix / "spell.tsv").read_bytes())
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["benchmarks"]["external"] = {"pub_spell": {"input": str(src)}}
+    work = tmp_path / "w"
+    target = "resources/benchmarks/pub_spell.jsonl"
+    ran = _smk(work, cfg, "--cores", "1", target)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    same = _smk(work, cfg, "-n", target)
+    assert "rule import_benchmark:" not in same.stdout
+    src.write_bytes(src.read_bytes() + b"\n")
+    os.utime(src, (time.time() + 5, time.time() + 5))
+    again = _smk(work, cfg, "-n", target)
+    block = _job_block(again.stdout, "import_benchmark")
+    assert "Updated input files" in block and str(src) in block, again.stdout[-3000:]

@@ -104,6 +104,29 @@ def fingerprint(entries: Iterable[str], src: Path = SRC) -> str:
     return h.hexdigest()[:16]
 
 
+def stage_entries(engine: str) -> dict[str, list[str]]:
+    """The entry modules of each stage of the workflow (rules/common.smk's ``CODE``). The
+    training engine is imported by a computed name, so the configured one is named here."""
+    return {
+        "corpus": ["filmorph.corpus"],
+        "tokenize": ["filmorph.tokenize"],
+        "summary": ["filmorph.summary"],
+        "models": ["filmorph.models"],
+        "benchmarks": ["filmorph.benchmarks.__main__", "filmorph.benchmarks.sources"],
+        "evaluate": ["filmorph.evaluate"],
+        "report": ["filmorph.report"],
+        "train": ["filmorph.train.__main__", "filmorph.train.common",
+                  f"filmorph.train.{engine}", "filmorph.convert"],
+        "provenance": ["filmorph.provenance"],
+        "audit": ["filmorph.audit"],
+    }
+
+
+def stage_fingerprints(engine: str, src: Path = SRC) -> dict[str, str]:
+    """Fingerprint of every stage (:func:`stage_entries`)."""
+    return {stage: fingerprint(e, src) for stage, e in stage_entries(engine).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
