@@ -140,14 +140,18 @@ def provenance_shell(**params):
 
 def with_provenance(cmd):
     """The shell command `cmd`, then (when it succeeds) the job's provenance record; needs
-    `params.provenance` (provenance_shell) and a log."""
+    `params.provenance` (provenance_shell) and a log. `cmd` writes only to the log: when
+    either fails, the log's last 40 lines are copied to stderr (the console), as run_stage
+    does for the Python stages."""
     return "".join(
         [
-            "start=$(date -u +%Y-%m-%dT%H:%M:%SZ); ",
+            "start=$(date -u +%Y-%m-%dT%H:%M:%SZ); {{ ",
             cmd,
             " && PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.provenance",
             " record --rule {rule} {params.provenance} --input {input} --output {output}",
-            ' --log {log} --start "$start" >> {log} 2>&1',
+            ' --log {log} --start "$start" >> {log} 2>&1; }}',
+            ' || {{ echo "rule {rule} failed; the last lines of {log}:" >&2;',
+            " tail -n 40 {log} >&2; exit 1; }}",
         ]
     )
 

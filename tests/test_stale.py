@@ -222,3 +222,24 @@ def test_edited_external_benchmark_file_is_reimported(tmp_path):
     again = _smk(work, cfg, "-n", target)
     block = _job_block(again.stdout, "import_benchmark")
     assert "Updated input files" in block and str(src) in block, again.stdout[-3000:]
+
+
+# ----------------------------------------------------------------------------- shell rules
+def test_shell_rule_failure_reaches_the_console(tmp_path):
+    """The shell rules (rules/convert.smk, rules/export.smk) write their command's output to
+    the log only; with_provenance copies the log's tail to the console when it fails."""
+    text = (REPO / "rules/common.smk").read_text()
+    fn = "def with_provenance(" + text.split("def with_provenance(", 1)[1].split("\n\n\n", 1)[0]
+    (tmp_path / "Snakefile").write_text(
+        fn + "\n\n\n"
+        "rule convertish:\n"
+        "    output: 'out.txt'\n"
+        "    log: 'logs/convertish.log'\n"
+        "    params: provenance=''\n"
+        "    shell: with_provenance(\"(echo the-engine-said-no; exit 3) > {log} 2>&1\")\n")
+    res = subprocess.run([*SNAKEMAKE[:-2], "-s", str(tmp_path / "Snakefile"), "-d",
+                          str(tmp_path), "--cores", "1", "out.txt"],
+                         capture_output=True, text=True, env=snakemake_env(), timeout=120)
+    assert res.returncode != 0
+    assert "the-engine-said-no" in res.stderr and "logs/convertish.log" in res.stderr
+    assert not (tmp_path / "out.txt").exists()
