@@ -236,7 +236,7 @@ def test_shell_rule_failure_reaches_the_console(tmp_path):
         "    output: 'out.txt'\n"
         "    log: 'logs/convertish.log'\n"
         "    params: provenance=''\n"
-        "    shell: with_provenance(\"(echo the-engine-said-no; exit 3) > {log} 2>&1\")\n")
+        "    shell: with_provenance(\"(printf 'the-engine-%s' said-no; exit 3) > {log} 2>&1\")\n")
     res = subprocess.run([*SNAKEMAKE[:-2], "-s", str(tmp_path / "Snakefile"), "-d",
                           str(tmp_path), "--cores", "1", "out.txt"],
                          capture_output=True, text=True, env=snakemake_env(), timeout=120)
