@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -243,3 +244,42 @@ def test_shell_rule_failure_reaches_the_console(tmp_path):
     assert res.returncode != 0
     assert "the-engine-said-no" in res.stderr and "logs/convertish.log" in res.stderr
     assert not (tmp_path / "out.txt").exists()
+
+
+# ----------------------------------------------------------------------------- case 6 (benchmarks)
+def _latin1_line2(path: Path, src: Path) -> int:
+    """`src`'s lines with a Latin-1 byte (not UTF-8) in line 2; its byte offset."""
+    lines = src.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"bato", b"bat\xf3", 1) if b"bato" in lines[1] else \
+        lines[1][:20] + b"\xf3" + lines[1][20:]
+    path.write_bytes(b"\n".join(lines))
+    return path.read_bytes().index(b"\xf3")
+
+
+def test_non_utf8_benchmark_file_names_file_line_and_offset_in_convert(tmp_path):
+    fix = REPO / "tests/fixtures/published/hierarchical_mcq.jsonl"
+    bad = tmp_path / "hier.jsonl"
+    at = _latin1_line2(bad, fix)
+    res = subprocess.run([sys.executable, "-m", "filmorph.benchmarks", "convert", "--input",
+                          str(bad), "--name", "h", "--out", str(tmp_path / "o.jsonl")],
+                         capture_output=True, text=True, env=snakemake_env(), timeout=120)
+    assert res.returncode != 0
+    assert f"{bad}:2:" in res.stderr and f"byte offset {at}" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and not (tmp_path / "o.jsonl").exists()
+
+
+def test_non_utf8_item_file_names_file_line_and_offset_when_evaluated(tmp_path):
+    from filmorph.items import BadItemError, Item, read_items, write_items
+
+    good = tmp_path / "b.jsonl"
+    write_items(good, [Item(id=f"x{i}", benchmark="b", group="g", task="t", format="gen",
+                            prompt=f"p{i}",
+                            answer="sagot") for i in range(3)])
+    bad = tmp_path / "bad.jsonl"
+    at = _latin1_line2(bad, good)
+    with pytest.raises(BadItemError, match=rf"bad\.jsonl:2: .*byte offset {at} "):
+        read_items(bad)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
+    assert read_items(bom) == read_items(good)
+
