@@ -283,3 +283,108 @@ def test_non_utf8_item_file_names_file_line_and_offset_when_evaluated(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
     assert read_items(bom) == read_items(good)
 
+
+
+# ----------------------------------------------------------------------------- case 3
+def _record(rule: str, wildcards: dict, inputs: list[str], outputs: list[str]) -> None:
+    from filmorph import provenance as P
+
+    P.write_record(P.record_path(rule, wildcards),
+                   P.build_record(rule=rule, wildcards=wildcards, params={}, inputs=inputs,
+                                  outputs=outputs, start=P.utc_now()))
+
+
+@pytest.fixture
+def mini_run(tmp_path, monkeypatch):
+    """A finished run in miniature: a model, a benchmark file, two evaluations of it and the
+    report over both, each job with its provenance record (written as run_stage writes it),
+    and the manifest. Returns (run dir, expected outputs)."""
+    from filmorph import provenance as P
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    Path("resources/models/m").mkdir(parents=True)
+    Path("resources/models/m/config.json").write_text("{}")
+    Path("resources/benchmarks").mkdir(parents=True)
+    expected = []
+    for b in ("b1", "b2"):
+        bench = f"resources/benchmarks/{b}.jsonl"
+        Path(bench).write_text(json.dumps({"id": b}) + "\n")
+        out = Path(f"results/eval/m/base/base/{b}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps({
+            "model": "resources/models/m", "model_sha256": P.sha256_tree("resources/models/m"),
+            "benchmark_file": bench, "benchmark_sha256": P.sha256_file(bench),
+            "labels": {"model": "m", "arm": "base", "checkpoint": "base"}}))
+        out.with_suffix(".jsonl").write_text("{}\n")
+        outs = [f"{out}.json", f"{out}.jsonl"]
+        _record("evaluate", {"model": "m", "arm": "base", "ckpt": "base", "bench": b},
+                ["resources/models/m", bench], outs)
+        expected += outs
+    Path("results/tables").mkdir(parents=True)
+    Path("results/tables/results.tsv").write_text("model\tbench\nm\tb1\nm\tb2\n")
+    _record("report_results", {}, [e for e in expected if e.endswith(".jsonl")]
+            + [e for e in expected if e.endswith(".json")], ["results/tables/results.tsv"])
+    expected.append("results/tables/results.tsv")
+    P.main(["manifest"])
+    return run, expected
+
+
+def _audit(run: Path, expected: list[str]) -> tuple[int, str, dict]:
+    import contextlib
+    import io
+
+    from filmorph import audit as A
+
+    exp = run.parent / "expected.txt"
+    exp.write_text("".join(f"{e}\n" for e in expected))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = A.main([str(run), "--expected", str(exp), "--no-progress",
+                     "--json", str(run.parent / "audit.json")])
+    return rc, out.getvalue(), json.loads((run.parent / "audit.json").read_text())
+
+
+def test_audit_fails_naming_a_deleted_evaluation_and_the_stale_report(mini_run):
+    """Issue 18 case 3: the evaluation's .json/.jsonl and its record deleted, the manifest
+    rebuilt: the audit FAILS, naming the missing outputs, and names report_results (whose
+    results.tsv rows came from them) stale."""
+    from filmorph import provenance as P
+
+    run, expected = mini_run
+    rc, table, report = _audit(run, expected)
+    # a miniature run has no shards (the only failing row): everything else passes
+    assert [(r["check"], r["subject"]) for r in report["rows"] if r["status"] == "fail"] == \
+        [("retokenize", "results/shards")], table
+    assert report["summary"]["complete"]["pass"] and report["summary"]["inputs"]["pass"] == 3
+
+    gone = "results/eval/m/base/base/b2"
+    for ext in (".json", ".jsonl"):
+        Path(gone + ext).unlink()
+    P.record_path("evaluate", {"model": "m", "arm": "base", "ckpt": "base",
+                               "bench": "b2"}).unlink()
+    P.main(["manifest"])
+    rc, table, report = _audit(run, expected)
+    assert rc == 1 and "audit FAILED" in table
+    failing = {(r["check"], r["subject"]): r["detail"] for r in report["rows"]
+               if r["status"] == "fail"}
+    assert ("complete", f"{gone}.json") in failing and ("complete", f"{gone}.jsonl") in failing
+    stale = failing[("inputs", "report_results/job")]
+    assert f"{gone}.json is gone" in stale and f"{gone}.jsonl is gone" in stale
+
+
+def test_audit_names_the_job_whose_input_changed(mini_run):
+    """An input edited after the job read it (a benchmark file changed in place) makes the
+    jobs that read it stale, by name; an output present but named by no record is flagged."""
+    run, expected = mini_run
+    Path("resources/benchmarks/b1.jsonl").write_text(json.dumps({"id": "edited"}) + "\n")
+    Path("results/tables/extra.tsv").write_text("x\n")
+    rc, _table, report = _audit(run, [*expected, "results/tables/extra.tsv"])
+    failing = {(r["check"], r["subject"]): r["detail"] for r in report["rows"]
+               if r["status"] == "fail"}
+    assert rc == 1
+    assert "resources/benchmarks/b1.jsonl changed" in \
+        failing[("inputs", "evaluate/arm=base,bench=b1,ckpt=base,model=m")]
+    assert ("inputs", "evaluate/arm=base,bench=b2,ckpt=base,model=m") not in failing
+    assert "no provenance record" in failing[("complete", "results/tables/extra.tsv")]
