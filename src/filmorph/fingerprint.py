@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "filmorph"
@@ -33,6 +34,12 @@ def module_file(name: str, src: Path = SRC) -> Path | None:
         if f.is_file():
             return f
     return None
+
+
+@lru_cache(maxsize=1024)
+def _tree(source: bytes) -> ast.AST:
+    """A module's syntax tree, by its bytes (the workflow fingerprints every stage in turn)."""
+    return ast.parse(source)
 
 
 def _parents(name: str) -> list[str]:
@@ -88,7 +95,10 @@ def closure(entries: Iterable[str], src: Path = SRC) -> list[Path]:
         if f is None:  # `from filmorph.x import func`: func is no module
             continue
         files.add(f)
-        tree = ast.parse(f.read_bytes(), filename=str(f))
+        try:
+            tree = _tree(f.read_bytes())
+        except SyntaxError as exc:
+            raise SyntaxError(f"fingerprint: {f}: {exc}") from None
         files |= _data_files(tree, data)
         for m in _imported(tree, name, f.name == "__init__.py"):
             todo.extend(p for p in (*_parents(m), m) if p not in seen)
