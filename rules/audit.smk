@@ -49,6 +49,8 @@ rule audit:
             if config["audit"]["seed"] is not None
             else config["seed"]
         ),
+        # the outputs the config implies (the manifest's inputs): each must exist, recorded
+        expected=get_all_targets(audit=False),
         code=CODE["audit"],
     script:
         "../workflow_scripts/audit.py"

@@ -1,6 +1,5 @@
 # Config loading and validation, wildcard constraints, input functions. No rules here.
 import json
-import hashlib
 import re
 import shlex
 import sys
@@ -25,6 +24,7 @@ from filmorph.paths import (
     iter_name,
     step_name,
 )
+from filmorph.fingerprint import fingerprint, stage_fingerprints
 
 refuse_credentials(config)  # before the schema: its messages quote values
 validate(config, schema="../config/schema.yaml")
@@ -145,85 +145,9 @@ wildcard_constraints:
     bench=_alternatives(BENCH_FILES),
 
 
-def code_fingerprint(*modules):
-    """sha256 of the package modules a stage runs, passed as a param: editing them reruns
-    that stage's jobs (Snakemake's code trigger only sees the rule's own script)."""
-    h = hashlib.sha256()
-    pkg = Path(workflow.basedir) / "src" / "filmorph"
-    for m in sorted(modules):
-        files = (pkg / m).rglob("*") if (pkg / m).is_dir() else [pkg / m]
-        for f in sorted(
-            f for f in files if f.is_file() and "__pycache__" not in f.parts
-        ):
-            h.update(f.relative_to(pkg).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-CODE = {
-    "corpus": code_fingerprint(
-        "corpus.py", "io.py", "rng.py", "paths.py", "progress.py"
-    ),
-    "tokenize": code_fingerprint(
-        "tokenize.py",
-        "tokenizers.py",
-        "arms",
-        "shards.py",
-        "affixes.py",
-        "rng.py",
-        "io.py",
-        "paths.py",
-        "phonology.py",
-        "progress.py",
-        "provenance.py",
-    ),
-    "summary": code_fingerprint(
-        "summary.py",
-        "shards.py",
-        "affixes.py",
-        "tokenize.py",
-        "tokenizers.py",
-        "paths.py",
-        "phonology.py",
-        "provenance.py",
-    ),
-    "models": code_fingerprint("models.py", "tokenizers.py", "io.py", "provenance.py"),
-    "benchmarks": code_fingerprint(
-        "benchmarks",
-        "items.py",
-        "syllabify.py",
-        "phonology.py",
-        "affixes.py",
-        "rng.py",
-        "io.py",
-        "data/affixes.tsv",
-        "data/embedded_corpus.jsonl",
-    ),
-    "evaluate": code_fingerprint(
-        "evaluate.py", "scoring.py", "items.py", "models.py", "io.py", "provenance.py"
-    ),
-    "report": code_fingerprint("report.py", "io.py", "rng.py", "paths.py"),
-    "train": code_fingerprint(
-        "train", "models.py", "io.py", "shards.py", "paths.py", "provenance.py"
-    ),
-    "provenance": code_fingerprint("provenance.py", "io.py"),
-    "audit": code_fingerprint(
-        "audit.py",
-        "provenance.py",
-        "tokenize.py",
-        "tokenizers.py",
-        "arms",
-        "shards.py",
-        "affixes.py",
-        "rng.py",
-        "io.py",
-        "train/common.py",
-        "train/config.py",
-        "paths.py",
-        "phonology.py",
-        "progress.py",
-    ),
-}
+# Code fingerprints, passed as a param of each stage's rules: editing any module a stage
+# imports (its import closure, filmorph.fingerprint) reruns that stage's jobs.
+CODE = stage_fingerprints(sorted(set(FAMILY_ENGINES.values())))
 
 
 def provenance_shell(**params):
@@ -244,14 +168,18 @@ def provenance_shell(**params):
 
 def with_provenance(cmd):
     """The shell command `cmd`, then (when it succeeds) the job's provenance record; needs
-    `params.provenance` (provenance_shell) and a log."""
+    `params.provenance` (provenance_shell) and a log. `cmd` writes only to the log: when
+    either fails, the log's last 40 lines are copied to stderr (the console), as run_stage
+    does for the Python stages."""
     return "".join(
         [
-            "start=$(date -u +%Y-%m-%dT%H:%M:%SZ); ",
+            "start=$(date -u +%Y-%m-%dT%H:%M:%SZ); {{ ",
             cmd,
             " && PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.provenance",
             " record --rule {rule} {params.provenance} --input {input} --output {output}",
-            ' --log {log} --start "$start" >> {log} 2>&1',
+            ' --log {log} --start "$start" >> {log} 2>&1; }}',
+            ' || {{ echo "rule {rule} failed; the last lines of {log}:" >&2;',
+            " tail -n 40 {log} >&2; exit 1; }}",
         ]
     )
 

@@ -35,18 +35,19 @@ FT_SLURM = {
     }.items()
     if v
 }
-CODE_FINETUNE = code_fingerprint(
-    "finetune",
-    "io.py",
-    "models.py",
-    "paths.py",
-    "provenance.py",
-    "train/automodel",
-    "train/common.py",
-    "train/config.py",
-    "train/launch.py",
+# Code fingerprints (import closures, rules/common.smk's STAGE_ENTRIES say how).
+CODE_FINETUNE = fingerprint(
+    [
+        "filmorph.finetune.__main__",
+        "filmorph.finetune.run",
+        "filmorph.train.common",
+        "filmorph.train.launch",
+        "filmorph.train.automodel",
+        "filmorph.train.automodel.runner",
+        "filmorph.train.automodel.recipe",
+    ]
 )
-CODE_CHAT_DATA = code_fingerprint("finetune/data.py", "io.py")
+CODE_CHAT_DATA = fingerprint(["filmorph.finetune.data"])
 
 
 # run name -> {"cfg": FinetuneConfig, "model": model dir, "spec": the run as the job gets it}

@@ -151,7 +151,11 @@ def test_corruptions_are_each_named(audited, tmp_path, capsys):
         assert name in table, name
     # nothing untouched fails
     touched = ("gemma/vanilla", "llama/stochastok", "llama/patok", "gemma/patok", "addition_gen")
-    assert all(any(t in subject for t in touched) for _check, subject in fails), sorted(fails)
+    assert all(any(t in subject or (check == "inputs" and t in detail) for t in touched)
+               for (check, subject), detail in fails.items()), sorted(fails)
+    # the jobs that read a changed file are named stale (their record's input hash is old)
+    assert "results/shards/llama/stochastok/chunk_0002.idx changed" in fails[
+        ("inputs", "train_cpt/arm=stochastok,family=llama")]
     ok = {(r["check"], r["subject"]) for r in report["rows"] if r["status"] == "pass"}
     assert {("retokenize", "gemma/stochastok"), ("checkpoint", "results/checkpoints/llama/vanilla"),
             ("shard", "results/shards/gemma/vanilla/chunk_0001"),

@@ -24,7 +24,10 @@ p, out = snakemake.params, snakemake.output
 with tempfile.TemporaryDirectory() as tmp:
     config = Path(tmp) / "config.json"  # the job's config, schema defaults filled in
     config.write_text(json.dumps(dict(snakemake.config), default=str))
-    run_stage(snakemake, audit_to_log, [".", "--config", config, "--sample-size", p.sample_docs,
+    expected = Path(tmp) / "expected.txt"  # the outputs the config implies
+    expected.write_text("".join(f"{f}\n" for f in p.expected))
+    run_stage(snakemake, audit_to_log, [".", "--config", config, "--expected", expected,
+                                        "--sample-size", p.sample_docs,
                                         "--seed", p.seed, "--json", out.json, "--tsv", out.tsv,
                                         "--no-progress", "--all-rows"],
               provenance=False)  # the audit re-derives its outputs; it has no record

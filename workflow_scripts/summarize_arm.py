@@ -13,7 +13,9 @@ p, wc = snakemake.params, snakemake.wildcards
 argv = ["arm", "--family", wc.family, "--arm", wc.arm,
         "--shard-dir", Path(snakemake.input.stats[0]).parent,
         "--corpus-dir", Path(snakemake.input.chunks[0]).parent,
-        "--tokenizer-dir", snakemake.input.tokenizer, "--sample", p.sample, "--seed", p.seed,
+        "--tokenizer-dir", snakemake.input.tokenizer,
+        "--chunks", *(Path(f).name.split(".")[0] for f in snakemake.input.stats),
+        "--sample", p.sample, "--seed", p.seed,
         "--out", snakemake.output[0]]
 if p.affixes:
     argv += ["--affixes", p.affixes]

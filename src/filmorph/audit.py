@@ -1,7 +1,7 @@
 """Audit a finished run: can its results be trusted?
 
-    python -m filmorph.audit RUN_DIR [--config CONFIG] [--sample-size N --seed S] \
-        [--json OUT] [--tsv OUT] [--no-progress] [--all-rows]
+    python -m filmorph.audit RUN_DIR [--config CONFIG] [--expected FILE] \
+        [--sample-size N --seed S] [--json OUT] [--tsv OUT] [--no-progress] [--all-rows]
 
 RUN_DIR is the Snakemake working directory (it holds ``resources/`` and ``results/``). Every
 check adds rows ``(check, subject, status, detail)``, status ``pass`` or ``fail``:
@@ -11,8 +11,14 @@ check adds rows ``(check, subject, status, detail)``, status ``pass`` or ``fail`
                 job's own, written after it).
 ``hash``        every output a record names is re-hashed (sha256; every file of a directory);
                 a changed, missing or new file is named.
+``complete``    (``--expected`` only) every output the config implies (the file lists them: the
+                rule passes the targets of ``all`` before the manifest) exists and is (or lies
+                in) an output some provenance record names; each one missing is named.
 ``lineage``     every input of a job that another job produced has the sha256 its producer
                 recorded (the job consumed what is on record).
+``inputs``      every input any job recorded still exists with the sha256 the job read, else
+                that job is named stale (e.g. ``report_results`` after an evaluation's scores
+                were deleted: the rows of results.tsv from them are no longer backed).
 ``shard``       each ``results/shards/{family}/{arm}/chunk_NNNN``: the ``.idx`` header, its size
                 for the sequence count, sequence pointers and document indices, the ``.bin`` size
                 the index implies, EOD ids at every document end, token ids within the
@@ -66,8 +72,8 @@ from filmorph.shards import check_shard
 
 __all__ = ["CHECKS", "Auditor", "Row", "check_shard", "main", "run_audit"]
 
-CHECKS = ("records", "manifest", "hash", "lineage", "shard", "retokenize", "config",
-          "checkpoint", "evaluation")
+CHECKS = ("records", "complete", "manifest", "hash", "lineage", "inputs", "shard",
+          "retokenize", "config", "checkpoint", "evaluation")
 MANIFEST = "results/manifest.json"
 SELF_RULES = frozenset({"audit"})  # their records are not audited
 _MAX_LISTED = 8
@@ -131,7 +137,8 @@ class Auditor:
     """Runs the checks on one run dir and collects the rows (see the module docstring)."""
 
     def __init__(self, run_dir: str | Path, *, config: Mapping[str, Any] | None = None,
-                 sample_size: int = 20, seed: int = 0, progress: bool = True):
+                 sample_size: int = 20, seed: int = 0, progress: bool = True,
+                 expected: Sequence[str] | None = None):
         self.run = Path(run_dir).absolute()
         self.config = dict(config) if config is not None else None
         self.sample_size = int(sample_size)
@@ -140,6 +147,8 @@ class Auditor:
         self.rows: list[Row] = []
         self.records: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}  # path -> recorded hash (newest record)
+        self.now: dict[str, dict[str, Any]] = {}  # path -> its hash now (hashed once)
+        self.expected = list(expected) if expected is not None else None
         self.sample: list[tuple[str, int, str, str]] = []  # (chunk stem, line, doc id, text)
 
     # -------------------------------------------------------------- helpers
@@ -261,7 +270,8 @@ class Auditor:
         total = sum(int(h.get("bytes") or 0) for h in self.outputs.values())
         with _bar(total, "re-hash", self.progress, unit="B") as bar:
             for path in sorted(self.outputs):
-                self._compare(path, self.outputs[path], hash_path(self.path(path), progress=bar))
+                self.now[path] = hash_path(self.path(path), progress=bar)
+                self._compare(path, self.outputs[path], self.now[path])
 
     def _compare(self, path: str, was: Mapping[str, Any], now: Mapping[str, Any]) -> None:
         kind = was.get("type")
@@ -305,6 +315,52 @@ class Auditor:
                 self.add("lineage", f"{rule}/{name}", not stale,
                          f"inputs differ from what their jobs made: {_listed(stale)}" if stale
                          else f"{n} inputs as their producers recorded")
+
+    def check_inputs(self) -> None:
+        """Every input a job recorded is still there with the sha256 it read; a job whose
+        input is gone or changed is named stale (its outputs no longer follow from what is on
+        disk)."""
+        for (rule, name), (_p, rec) in sorted(self.records.items()):
+            stale = []
+            for path, h in sorted(rec["inputs"].items()):
+                if path not in self.now:
+                    self.now[path] = hash_path(self.path(path))
+                now = self.now[path]
+                if h.get("type") == "missing":
+                    continue  # recorded as missing when read (an optional input)
+                if now.get("type") == "missing":
+                    stale.append(f"{path} is gone")
+                elif now.get("sha256") != h.get("sha256"):
+                    stale.append(f"{path} changed (read {_short(h.get('sha256'))}, now "
+                                 f"{_short(now.get('sha256'))})")
+            if rec["inputs"]:
+                self.add("inputs", f"{rule}/{name}", not stale,
+                         f"stale: {_listed(stale)}; rerun the job (snakemake reruns it once "
+                         "the input is rebuilt)" if stale
+                         else f"{len(rec['inputs'])} inputs as the job read them")
+
+    def check_complete(self) -> None:
+        """Every expected output exists and a record names it (or a directory holding it)."""
+        if self.expected is None:
+            return
+        recorded = {Path(self.rel(self.path(p))) for p, h in self.outputs.items()
+                    if h.get("type") != "missing"}
+        missing, unrecorded = [], []
+        for path in sorted(set(self.expected)):
+            rel = Path(self.rel(self.path(path)))
+            if not self.path(path).exists():
+                missing.append(rel.as_posix())
+            elif not any(a in recorded for a in (rel, *rel.parents)):
+                unrecorded.append(rel.as_posix())
+        for path in missing:
+            self.add("complete", path, False, "missing: the config implies it (rebuild it "
+                     "with snakemake)")
+        for path in unrecorded:
+            self.add("complete", path, False, "exists, but no provenance record names it")
+        if not missing and not unrecorded:
+            self.add("complete", "expected outputs", True,
+                     f"{len(set(self.expected))} outputs the config implies, all present and "
+                     "recorded")
 
     # -------------------------------------------------------------- shards
     def check_shards(self) -> None:
@@ -664,9 +720,11 @@ class Auditor:
     # -------------------------------------------------------------- all
     def run_all(self) -> list[Row]:
         self.check_records()
+        self.check_complete()
         self.check_manifest()
         self.check_hashes()
         self.check_lineage()
+        self.check_inputs()
         self.check_shards()
         self.check_retokenize()
         self.check_checkpoints()
@@ -675,11 +733,13 @@ class Auditor:
 
 
 def run_audit(run_dir: str | Path, *, config: Mapping[str, Any] | None = None,
-              sample_size: int = 20, seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Audit ``run_dir``; the report as written by ``--json`` (``ok``, ``summary``, ``rows``)."""
+              sample_size: int = 20, seed: int = 0, progress: bool = False,
+              expected: Sequence[str] | None = None) -> dict[str, Any]:
+    """Audit ``run_dir``; the report as written by ``--json`` (``ok``, ``summary``, ``rows``).
+    ``expected``: the outputs the config implies (the ``complete`` check)."""
     t0 = time.perf_counter()
     auditor = Auditor(run_dir, config=config, sample_size=sample_size, seed=seed,
-                      progress=progress)
+                      progress=progress, expected=expected)
     rows = auditor.run_all()
     summary = {c: {"pass": sum(r.check == c and r.status == "pass" for r in rows),
                    "fail": sum(r.check == c and r.status == "fail" for r in rows)}
@@ -744,6 +804,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None,
                     help="seed of the document sample (default: audit.seed, else the config "
                          "seed, else 0)")
+    ap.add_argument("--expected", default=None, metavar="FILE",
+                    help="a file listing, one a line, the outputs the config implies "
+                         "(relative to RUN_DIR): each must exist with a provenance record")
     ap.add_argument("--json", default=None, help="write the report as JSON here")
     ap.add_argument("--tsv", default=None, help="write the rows as TSV here")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -762,8 +825,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = (config or {}).get("seed", 0)
     if size < 1:
         ap.error("--sample-size must be at least 1")
+    expected = None
+    if args.expected:
+        expected = [line.strip() for line in
+                    Path(args.expected).read_text(encoding="utf-8").splitlines() if line.strip()]
     report = run_audit(run_dir, config=config, sample_size=size, seed=seed,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, expected=expected)
     if args.json:
         write_json_atomic(args.json, report)
     if args.tsv:

@@ -72,3 +72,20 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     """Parse a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def decode_utf8(raw: bytes, display: str | Path) -> str:
+    """`raw` (a whole text file) as UTF-8, a byte-order mark at its start dropped. Bytes that
+    are not UTF-8 raise ValueError naming ``display:line``, the column and the byte offset."""
+    bom = b"\xef\xbb\xbf"
+    skip = len(bom) if raw.startswith(bom) else 0
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = skip + exc.start
+        line_start = raw.rfind(b"\n", 0, at) + 1
+        lineno = raw.count(b"\n", 0, at) + 1
+        raise ValueError(
+            f"{display}:{lineno}: byte {raw[at]:#04x} at column "
+            f"{at - line_start + 1} (byte offset {at} in the file) is not UTF-8: {exc.reason}"
+        ) from None

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_path
+from .io import atomic_path, decode_utf8
 
 SCHEMA_VERSION = 1
 FORMATS = ("mcq", "gen")
@@ -148,26 +148,30 @@ def validate_item(item: Item) -> None:
 
 
 def iter_items(path: str | Path) -> Iterator[Item]:
-    """Items of a benchmark JSONL file; a bad line raises BadItemError naming file:line."""
+    """Items of a benchmark JSONL file; a bad line raises BadItemError naming file:line (bytes
+    that are not UTF-8: also the byte offset). A byte-order mark at the start is dropped."""
     path = Path(path)
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                if not isinstance(d, dict):
-                    raise ValueError("not a JSON object")
-                item = Item.from_json(d)
-            except KeyError as e:
-                raise BadItemError(f"{path}:{lineno}: missing field {e.args[0]!r}") from None
-            except (ValueError, TypeError) as e:
-                raise BadItemError(f"{path}:{lineno}: {e}") from None
-            if item.id in seen:
-                raise BadItemError(f"{path}:{lineno}: duplicate id {item.id!r}")
-            seen.add(item.id)
-            yield item
+    try:
+        text = decode_utf8(path.read_bytes(), path)
+    except ValueError as e:
+        raise BadItemError(str(e)) from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            item = Item.from_json(d)
+        except KeyError as e:
+            raise BadItemError(f"{path}:{lineno}: missing field {e.args[0]!r}") from None
+        except (ValueError, TypeError) as e:
+            raise BadItemError(f"{path}:{lineno}: {e}") from None
+        if item.id in seen:
+            raise BadItemError(f"{path}:{lineno}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        yield item
 
 
 def read_items(path: str | Path) -> list[Item]:

@@ -1,7 +1,7 @@
 """Tokenization summary per family × arm, and the cross-arm table and plot.
 
     python -m filmorph.summary arm --family F --arm A --shard-dir D --corpus-dir C \
-        --tokenizer-dir T --sample N --seed S --out F_A.json
+        --tokenizer-dir T --chunks chunk_0001 ... --sample N --seed S --out F_A.json
     python -m filmorph.summary table --out-tsv summary.tsv --out-png summary.png IN.json...
 
 Per family × arm: documents, tokens, tokens per word, the achieved token ratio against
@@ -137,8 +137,12 @@ def token_boundaries(ids: Sequence[int], token_bytes: Sequence[bytes | None]) ->
 
 def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str | Path,
                   tokenizer_dir: str | Path, sample: int, seed: int,
-                  affix_path: str | None = None) -> dict[str, Any]:
-    """Aggregate a family × arm's chunk stats and measure affix-boundary alignment."""
+                  affix_path: str | None = None, *,
+                  chunks: Sequence[str]) -> dict[str, Any]:
+    """Aggregate a family × arm's chunk stats and measure affix-boundary alignment.
+
+    Reads exactly the named `chunks` (the rule's inputs), never a glob of `shard_dir`: a
+    chunk file left there by an earlier run with more chunks is not counted."""
     from filmorph.affixes import load_affixes
     from filmorph.arms.morph_gold import arm_gold_summary
     from filmorph.corpus import read_chunk
@@ -146,9 +150,12 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
     from filmorph.tokenize import Family
 
     shard_dir, corpus_dir = Path(shard_dir), Path(corpus_dir)
-    stats_files = sorted(shard_dir.glob(f"{CHUNK_GLOB}.stats.json"))
-    if not stats_files:
-        raise FileNotFoundError(f"no chunk stats in {shard_dir}")
+    if not chunks:
+        raise ValueError("summarize_arm: no chunks named")
+    stats_files = [shard_dir / f"{c}.stats.json" for c in sorted(chunks)]
+    missing = [str(f) for f in stats_files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"chunk stats missing: {', '.join(missing)}")
     totals: Counter = Counter()
     counters: Counter = Counter()
     for f in stats_files:
@@ -258,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = sub.add_parser("arm", help="summarize one family x arm")
     for opt in ("--family", "--arm", "--shard-dir", "--corpus-dir", "--tokenizer-dir", "--out"):
         a.add_argument(opt, required=True)
+    a.add_argument("--chunks", nargs="+", required=True,
+                   help="chunk names (chunk_0001 ...) to aggregate; no other file is read")
     a.add_argument("--sample", type=int, default=300)
     a.add_argument("--seed", type=int, required=True)
     a.add_argument("--affixes", default=None)
@@ -268,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "arm":
         s = summarize_arm(args.family, args.arm, args.shard_dir, args.corpus_dir,
-                          args.tokenizer_dir, args.sample, args.seed, args.affixes)
+                          args.tokenizer_dir, args.sample, args.seed, args.affixes,
+                          chunks=args.chunks)
         write_json_atomic(args.out, s)
         print(json.dumps({k: s[k] for k in ("tokens_per_word", "affix_boundary_alignment")}),
               file=sys.stderr)

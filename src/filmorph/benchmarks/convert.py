@@ -60,6 +60,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..io import decode_utf8
 from ..items import FORMATS, BadItemError, Item, validate_item
 from .cute_published import ANSWER_CUE, CASE_INSENSITIVE_TASKS, base_task
 
@@ -504,9 +505,9 @@ def _records(path: Path, display: str) -> Iterator[tuple[int, Any, list[str] | N
     with path.open("rb") as fh:
         raw = fh.read()
     try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not data
-    except UnicodeDecodeError as e:
-        raise BadItemError(f"{display}: not UTF-8 ({e})") from None
+        text = decode_utf8(raw, display)  # a byte-order mark is not data
+    except ValueError as e:
+        raise BadItemError(str(e)) from None
     lines = text.split("\n")
     if suffix in (".tsv", ".tab"):
         header = None
