@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's filmorph
+from filmorph.arms import arm_names
 from filmorph.config_checks import check_config, refuse_credentials, train_settings
 
 refuse_credentials(config)  # before the schema: its messages quote values
@@ -17,7 +18,7 @@ check_config(config)  # cross-field checks, naming the key
 
 ARMS = ["vanilla", "stochastok", "patok"]
 FAMILIES = list(config["families"])
-ENABLED_ARMS = [a for a in ARMS if a in config["arms"]]
+ENABLED_ARMS = arm_names(config["arms"])  # named instances (filmorph.arms.resolve_arm)
 NUM_CHUNKS = int(config["corpus"]["num_chunks"])
 CHUNKS = [f"chunk_{i + 1:04d}" for i in range(NUM_CHUNKS)]
 
@@ -110,7 +111,7 @@ def _alternatives(names):
 
 wildcard_constraints:
     family=_alternatives(FAMILIES),
-    arm=_alternatives(ARMS + ["base"]),
+    arm=_alternatives([*dict.fromkeys(ARMS + ENABLED_ARMS), "base"]),
     chunk=r"chunk_\d{4}",
     model=_alternatives(MODEL_SPECS),
     ckpt=r"base|step_\d{7}",

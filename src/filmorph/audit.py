@@ -69,7 +69,6 @@ CHECKS = ("records", "manifest", "hash", "lineage", "shard", "retokenize", "conf
           "checkpoint", "evaluation")
 MANIFEST = "results/manifest.json"
 SELF_RULES = frozenset({"audit"})  # their records are not audited
-STUDY_ARMS = ("vanilla", "stochastok", "patok")  # evaluated checkpoints of results/checkpoints/
 _IDX_HEADER = b"MMIDIDX\x00\x00"
 _IDX_FIXED = 34  # header 9 + version 8 + dtype code 1 + sequence count 8 + document count 8
 _MAX_LISTED = 8
@@ -487,7 +486,7 @@ class Auditor:
             p = self.config.get("patok_affixes")
             return str(self.path(p)) if p else None
         for (rule, _n), (_p, rec) in sorted(self.records.items()):
-            if rule == "tokenize_chunk" and (rec.get("wildcards") or {}).get("arm") == "patok":
+            if rule == "tokenize_chunk":  # every arm's job records the config's patok_affixes
                 p = ((rec.get("config") or {}).get("values") or {}).get("affixes")
                 return str(self.path(p)) if p else None
         return None
@@ -732,7 +731,7 @@ class Auditor:
                         problems.append(f"model {model}: sha256 now {_short(trees[key])}, scored "
                                         f"{_short(scores['model_sha256'])}")
                 ckpt = labels.get("checkpoint")
-                if labels.get("arm") in STUDY_ARMS and ckpt not in (None, "base"):
+                if labels.get("arm") not in (None, "base") and ckpt not in (None, "base"):
                     want = f"results/checkpoints/{labels.get('model')}/{labels['arm']}/hf/{ckpt}"
                     if self.rel(self.path(model)) != want:
                         problems.append(f"model {model} is not the checkpoint its labels name "

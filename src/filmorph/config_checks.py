@@ -105,13 +105,15 @@ def _problems(config: Mapping[str, Any]) -> Iterator[str]:
         yield (f"report.baseline_arm: {baseline!r} is not among the enabled arms {sorted(arms)}: "
                "every delta is measured against it (enable it under arms: or choose another)")
 
-    if "patok" in arms:
-        from filmorph.arms import patok_params
+    from filmorph.arms import check_arm
 
+    kinds = {}
+    for name, params in arms.items():
         try:
-            patok_params(arms["patok"] or {})
+            kinds[name] = check_arm(name, params)[0]
         except (TypeError, ValueError) as exc:
-            yield f"arms.patok: {exc}"
+            yield exc.args[0] if str(exc).startswith(f"arms.{name}") else f"arms.{name}: {exc}"
+    if "patok" in kinds.values():
         affixes = config.get("patok_affixes")
         if affixes:
             from filmorph.affixes import load_affixes
