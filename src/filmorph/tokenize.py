@@ -78,10 +78,15 @@ class Family:
 
     Loads only the `tokenizers` backend and the cached token bytes (about 1 s for Gemma's
     262k vocabulary); the transformers wrapper (`.tokenizer`, ~4 s) is loaded on first use.
+    Where the family's source has a native encoder (:func:`filmorph.tokenizers.native_encoder`:
+    tiktoken for the Llama 3 package, same ids, about 5x faster on one core) `encode_batch`
+    and `encode_one` use it; `native=False` keeps to the HF backend.
     """
 
-    def __init__(self, tokenizer_dir: str | Path, *, need_table: bool = True):
+    def __init__(self, tokenizer_dir: str | Path, *, need_table: bool = True, native: bool = True):
         from tokenizers import Tokenizer
+
+        from filmorph.tokenizers import native_encoder
 
         self.dir = Path(tokenizer_dir)
         self.meta = read_json(self.dir / "tokenizer_meta.json")
@@ -93,6 +98,7 @@ class Family:
         if self.vocab_size != int(self.meta["vocab_size"]):
             raise ValueError(f"{self.dir}: token_bytes has {self.vocab_size} ids, "
                              f"meta says {self.meta['vocab_size']}")
+        self.native = native_encoder(self.meta.get("source") or {}) if native else None
         self.secondary = list(self.meta["byte_fallback_ids"])
         self.eod_id = int(self.meta["eos_id"])
         self._tokenizer = None
@@ -112,9 +118,13 @@ class Family:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of raw texts (no bos/eos; special-looking text stays ordinary text)."""
+        if self.native is not None:
+            return self.native(texts)
         return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_one(self, text: str) -> list[int]:
+        if self.native is not None:
+            return self.native([text])[0]
         return self.backend.encode(text, add_special_tokens=False).ids
 
 
