@@ -7,7 +7,8 @@
   access token is refused, naming the key and never the value. Credentials come from the
   environment (``HF_TOKEN``), which no job writes anywhere.
 - :func:`check_config` runs after it, on the validated config (defaults filled): the report's
-  baseline arm is enabled; the patok parameters and affix file are usable; the ``train:``
+  baseline arm is enabled; every arm's name, type and parameters are valid
+  (:func:`filmorph.arms.check_arm`) and the affix file is usable; the ``train:``
   section passes :class:`filmorph.train.TrainConfig` (split format, batch divisibility by
   micro batch x data-parallel ranks) and, for Megatron, its tensor-parallel split; a config
   with a model to evaluate has at least one benchmark file; the embedded corpus fills every
