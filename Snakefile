@@ -48,9 +48,10 @@ rule all:
     localrule: True
 
 
-# One target per arm (arm_vanilla, arm_stochastok, arm_patok): that arm for every family,
-# touching nothing of the other arms; one per family (family_gemma, family_llama, ...).
-for _arm in ARMS:
+# One target per arm (arm_vanilla, arm_stochastok, arm_patok; arm_<name> per other named
+# arm): that arm for every family, touching nothing of the other arms; one per family
+# (family_gemma, family_llama, ...).
+for _arm in dict.fromkeys(ARMS + ENABLED_ARMS):
 
     rule:
         name:

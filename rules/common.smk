@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 # this checkout's filmorph (the modules imported by the rules need only the standard library)
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from filmorph.arms import arm_names
 from filmorph.config_checks import (
     check_config,
     family_engines,
@@ -31,7 +32,7 @@ validate(config, schema="../config/schema.yaml")
 check_config(config)  # cross-field checks, naming the key
 
 FAMILIES = list(config["families"])
-ENABLED_ARMS = [a for a in ARMS if a in config["arms"]]
+ENABLED_ARMS = arm_names(config["arms"])  # named instances (filmorph.arms.resolve_arm)
 NUM_CHUNKS = int(config["corpus"]["num_chunks"])
 CHUNKS = [chunk_name(i) for i in range(NUM_CHUNKS)]
 
@@ -138,7 +139,7 @@ def _alternatives(names):
 
 wildcard_constraints:
     family=_alternatives(FAMILIES),
-    arm=_alternatives([*ARMS, "base"]),
+    arm=_alternatives([*dict.fromkeys([*ARMS, *ENABLED_ARMS]), "base"]),
     chunk=CHUNK_PATTERN,
     model=_alternatives(MODEL_SPECS),
     ckpt=f"base|{STEP_PATTERN}",

@@ -171,3 +171,61 @@ def test_cached_token_bytes_match(fam):
     from filmorph.tokenizers import token_bytes
 
     assert fam.token_bytes == token_bytes(fam.tokenizer)
+
+
+# --------------------------------------------------------------- named arm instances
+def test_resolve_arm_name_is_the_type_unless_type_is_given():
+    from filmorph.arms import arm_names, check_arm, resolve_arm
+
+    assert resolve_arm("patok", {"variant": "morph"}) == ("patok", {"variant": "morph"})
+    assert resolve_arm("vanilla", None) == ("vanilla", {})
+    assert resolve_arm("patok_morph", {"type": "patok", "variant": "morph"}) == (
+        "patok", {"variant": "morph"})
+    assert resolve_arm("stochastok", {"type": "vanilla"}) == ("vanilla", {})
+    for name, params, msg in [("patok2", {"variant": "morph"}, "arms.patok2: no `type`"),
+                              ("base", {"type": "vanilla"}, "reserved"),
+                              ("Patok", {"type": "patok"}, "a-z"),
+                              ("2nd", {"type": "patok"}, "a-z"),
+                              ("x", {"type": "bpe"}, "arms.x.type: unknown 'bpe'")]:
+        with pytest.raises(ValueError, match=msg):
+            resolve_arm(name, params)
+    with pytest.raises(ValueError, match="arms.pm.variant: unknown"):
+        check_arm("pm", {"type": "patok", "variant": "nope"})
+    with pytest.raises(ValueError, match="unknown vanilla parameters"):
+        check_arm("vanilla", {"expand_prop": 0.1})
+    with pytest.raises(ValueError, match="unknown stochastok parameters"):
+        check_arm("st2", {"type": "stochastok", "contract_prop": 0.1})
+    assert arm_names(["patok_morph", "patok", "zeta", "vanilla"]) == [
+        "vanilla", "patok", "patok_morph", "zeta"]
+
+
+def test_named_patok_instances_give_their_own_shards(family_dirs):
+    """Two patok instances with different variants tokenize differently; an old-style arm
+    (no `type`) gives the same shards as with its type spelled out; seeds follow the name."""
+    from filmorph.tokenize import tokenize_documents
+
+    docs = [(f"d{i}", s) for i, s in enumerate(FILIPINO.split(". "))]
+
+    def shards(name, params):
+        out = tokenize_documents(docs, family_dirs["llama"], name, params, 7)
+        return b"".join(a.tobytes() for a in out)
+
+    published = {"variant": "published", "contract_prop": 0.6, "expand_prop": 0.3}
+    base = shards("patok", published)
+    assert shards("patok", dict(published, type="patok")) == base
+    assert shards("patok_morph", {"type": "patok", "variant": "morph"}) != base
+    assert shards("patok_morph", {"type": "patok", "variant": "morph"}) == shards(
+        "patok_morph", {"type": "patok", "variant": "morph"})
+    assert shards("pub2", dict(published, type="patok")) != base  # (seed, arm name, doc)
+
+
+def test_summary_table_orders_named_arms_after_the_study_arms(tmp_path):
+    from filmorph.summary import write_table
+
+    rows = [{"family": f, "arm": a, "tokens_per_word": 1.5, "affix_boundary_alignment": 0.5}
+            for f in ("llama", "gemma") for a in ("patok_morph", "vanilla", "patok")]
+    write_table(rows, tmp_path / "s.tsv", tmp_path / "s.png")
+    lines = (tmp_path / "s.tsv").read_text().splitlines()[1:]
+    assert [ln.split("\t")[:2] for ln in lines] == [
+        [f, a] for f in ("gemma", "llama") for a in ("vanilla", "patok", "patok_morph")]
+    assert (tmp_path / "s.png").stat().st_size > 0

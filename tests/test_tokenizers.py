@@ -587,3 +587,30 @@ def test_env_token_never_written(tmp_path, llama, monkeypatch):
     T.save_tokenizer({"source": "local", "path": "somewhere"}, tmp_path / "t", tokenizer=llama)
     for p in (tmp_path / "t").iterdir():
         assert "hf_SHOULD_NOT_BE_WRITTEN" not in p.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("arm,params", [("vanilla", {}),
+                                        ("patok", {"variant": "published", "contract_prop": 0.5})])
+def test_llama_shards_are_byte_identical_with_and_without_the_native_encoder(
+        family_dirs, tmp_path, monkeypatch, arm, params):
+    """The tokenize stage encodes Llama 3 through tiktoken (Family.native); its shards equal
+    those of the HF backend byte for byte (vanilla, and Patok, which re-encodes pieces)."""
+    from filmorph.corpus import split_corpus
+    from filmorph.tokenize import tokenize_chunk
+
+    real, used = T.native_encoder, []
+    monkeypatch.setattr(T, "native_encoder", lambda spec: used.append(real(spec)) or used[-1])
+    src = tmp_path / "src.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in FILIPINO + EDGE if t.strip()),
+                   encoding="utf-8")
+    split_corpus(src, tmp_path / "corpus", 1, id_prefix="t")
+    chunk = tmp_path / "corpus" / "chunk_0001.jsonl"
+
+    def shard(name):
+        tokenize_chunk(chunk, family_dirs["llama"], arm, params, 5, tmp_path / name / "c")
+        return (tmp_path / name / "c.bin").read_bytes(), (tmp_path / name / "c.idx").read_bytes()
+
+    native = shard("native")
+    assert used and all(enc is not None for enc in used)  # the tiktoken path was taken
+    monkeypatch.setattr(T, "native_encoder", lambda spec: None)
+    assert shard("hf") == native

@@ -36,14 +36,16 @@ def job_counts(output: str) -> dict[str, int]:
 def test_study_dry_run_job_counts(tmp_path):
     res = snakemake(tmp_path, "-n", "all", config="config/study.yaml")
     counts = job_counts(res.stdout + res.stderr)
-    assert counts["tokenize_chunk"] == 2 * 3 * 20  # families x arms x chunks
+    # families x arms (vanilla, stochastok, patok, patok_morph) x chunks
+    assert counts["tokenize_chunk"] == 2 * 4 * 20
     assert counts["prepare_tokenizer"] == 2 and counts["split_corpus"] == 1
-    assert counts["fetch_corpus"] == 1 and counts["summarize_arm"] == 6
+    assert counts["fetch_corpus"] == 1 and counts["summarize_arm"] == 8
     assert counts["summarize_tokenization"] == 1
 
 
 def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
-    """megatron: 2 imports + 2 import checks, 6 trainings, one export per saved iteration;
+    """megatron: 2 imports + 2 import checks, 8 trainings (2 families x 4 arms), one export
+    per saved iteration;
     automodel/hf: the same trainings with no import or export jobs. The slurm profile gives
     the GPU jobs the GPUs, memory and time it sets."""
     res = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"),
@@ -51,20 +53,20 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
     out = res.stdout + res.stderr
     counts = job_counts(out)
     assert counts["import_checkpoint"] == 2 and counts["verify_import"] == 2
-    assert counts["train_cpt_megatron"] == 6 and "train_cpt" not in counts
-    assert counts["export_checkpoint"] == 6 * 5  # every 1000 of 5000
+    assert counts["train_cpt_megatron"] == 8 and "train_cpt" not in counts
+    assert counts["export_checkpoint"] == 8 * 5  # every 1000 of 5000
     # base + every checkpoint on 10 generated and the 48 published benchmark files
-    assert counts["evaluate"] == (2 + 6 * 5) * (10 + 48)
+    assert counts["evaluate"] == (2 + 8 * 5) * (10 + 48)
     assert counts["fetch_benchmark"] == counts["import_benchmark"] == 48
     train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt_megatron:")]
-    assert len(train_jobs) == 6
+    assert len(train_jobs) == 8
     for job in train_jobs:
         assert "gpu=8" in job and "mem_mb=900000" in job and "runtime=2880" in job
     for engine in ("automodel", "hf"):
         res = snakemake(tmp_path, "-n", "--config", f'train={{"engine": "{engine}"}}',
                         config="config/study.yaml")
         counts = job_counts(res.stdout + res.stderr)
-        assert counts["train_cpt"] == 6, engine
+        assert counts["train_cpt"] == 8, engine
         assert not {"import_checkpoint", "verify_import", "export_checkpoint"} & set(counts), engine
 
 
@@ -151,6 +153,7 @@ def test_arm_target_dry_run_touches_only_that_arm(tmp_path):
     out = res.stdout + res.stderr
     assert job_counts(out)["tokenize_chunk"] == 2 * 20
     assert "/patok/" in out and "/vanilla/" not in out and "/stochastok/" not in out
+    assert "/patok_morph/" not in out
 
 
 def test_local_run_outputs(local_run):
@@ -400,3 +403,36 @@ def test_data_stages_under_real_slurm(tmp_path):
     assert scores["n_items"] == 4
     stats = json.loads((tmp_path / "results/shards/llama/patok/chunk_0001.stats.json").read_text())
     assert stats["documents_out"] > 0 and np.isfinite(stats["mb_per_s"])
+
+
+def test_named_arm_plans_its_own_jobs_and_old_configs_plan_the_same(tmp_path):
+    """A named arm (`patok_morph: {type: patok, variant: morph}`) gets the same jobs as the
+    patok arm -- shards, summary, training, evaluation -- under its own name, and adding it
+    (with `type` spelled out on the other arms) leaves every other job as an old config
+    (no `type`) plans it."""
+    from collections import Counter
+
+    import yaml
+
+    def plan(cfg_path, target="all"):
+        res = snakemake(tmp_path, "-n", target, config=str(cfg_path))
+        return Counter((rule, tuple(sorted(wc.items())))
+                       for rule, wc, _ in _dry_run_jobs(res.stdout + res.stderr))
+
+    old = plan(REPO / "config/config.yaml")
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for name, params in cfg["arms"].items():
+        cfg["arms"][name] = dict(params or {}, type=name)
+    cfg["arms"]["patok_morph"] = {"type": "patok", "variant": "morph"}
+    named = tmp_path / "named.yaml"
+    named.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    new = plan(named)
+    mine = Counter({job: n for job, n in new.items() if ("arm", "patok_morph") in job[1]})
+    assert Counter({job: n for job, n in new.items() if job not in mine}) == old
+    as_patok = Counter({(rule, tuple((k, "patok" if v == "patok_morph" else v) for k, v in wc)): n
+                        for (rule, wc), n in mine.items()})
+    assert as_patok == Counter({job: n for job, n in old.items() if ("arm", "patok") in job[1]})
+    assert {"tokenize_chunk", "summarize_arm", "train_cpt", "evaluate"} <= {r for r, _ in mine}
+    # its own target plans all of its jobs and no other arm's
+    target = plan(named, "arm_patok_morph")
+    assert {wc for _, wc in target for k, v in wc if k == "arm"} == {wc for _, wc in mine}

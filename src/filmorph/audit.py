@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from filmorph.io import atomic_path, read_json, write_json_atomic
-from filmorph.paths import ARMS, CHUNK_GLOB, STEP_GLOB
+from filmorph.paths import CHUNK_GLOB, STEP_GLOB
 from filmorph.provenance import (
     PROVENANCE_DIR,
     hash_path,
@@ -451,7 +451,7 @@ class Auditor:
             p = self.config.get("patok_affixes")
             return str(self.path(p)) if p else None
         for (rule, _n), (_p, rec) in sorted(self.records.items()):
-            if rule == "tokenize_chunk" and (rec.get("wildcards") or {}).get("arm") == "patok":
+            if rule == "tokenize_chunk":  # every arm's job records the config's patok_affixes
                 p = ((rec.get("config") or {}).get("values") or {}).get("affixes")
                 return str(self.path(p)) if p else None
         return None
@@ -699,7 +699,7 @@ class Auditor:
                         problems.append(f"model {model}: sha256 now {_short(trees[key])}, scored "
                                         f"{_short(scores['model_sha256'])}")
                 ckpt = labels.get("checkpoint")
-                if labels.get("arm") in ARMS and ckpt not in (None, "base"):
+                if labels.get("arm") not in (None, "base") and ckpt not in (None, "base"):
                     want = f"results/checkpoints/{labels.get('model')}/{labels['arm']}/hf/{ckpt}"
                     if self.rel(self.path(model)) != want:
                         problems.append(f"model {model} is not the checkpoint its labels name "

@@ -7,7 +7,8 @@
   access token is refused, naming the key and never the value. Credentials come from the
   environment (``HF_TOKEN``), which no job writes anywhere.
 - :func:`check_config` runs after it, on the validated config (defaults filled): the report's
-  baseline arm is enabled; the patok parameters and affix file are usable; the ``train:``
+  baseline arm is enabled; every arm's name, type and parameters are valid
+  (:func:`filmorph.arms.check_arm`) and the affix file is usable; the ``train:``
   section passes :class:`filmorph.train.TrainConfig` (split format, batch divisibility by
   micro batch x data-parallel ranks) and, for Megatron, its tensor-parallel split; a config
   with a model to evaluate has at least one benchmark file; the embedded corpus fills every
@@ -119,13 +120,15 @@ def _problems(config: Mapping[str, Any]) -> Iterator[str]:
         yield (f"report.baseline_arm: {baseline!r} is not among the enabled arms {sorted(arms)}: "
                "every delta is measured against it (enable it under arms: or choose another)")
 
-    if "patok" in arms:
-        from filmorph.arms import patok_params
+    from filmorph.arms import check_arm
 
+    kinds = {}
+    for name, params in arms.items():
         try:
-            patok_params(arms["patok"] or {})
+            kinds[name] = check_arm(name, params)[0]
         except (TypeError, ValueError) as exc:
-            yield f"arms.patok: {exc}"
+            yield exc.args[0] if str(exc).startswith(f"arms.{name}") else f"arms.{name}: {exc}"
+    if "patok" in kinds.values():
         affixes = config.get("patok_affixes")
         if affixes:
             from filmorph.affixes import load_affixes

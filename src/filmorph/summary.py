@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import read_json, write_json_atomic
-from filmorph.paths import ARMS, CHUNK_GLOB
 from filmorph.phonology import VOWEL_LETTERS
 from filmorph.rng import derive_seed
 
@@ -228,16 +227,18 @@ def write_table(summaries: Sequence[Mapping[str, Any]], out_tsv: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from filmorph.arms import arm_names
     from filmorph.io import atomic_path
 
-    rows = sorted(summaries, key=lambda s: (s["family"], ARMS.index(s["arm"])))
+    order = arm_names(dict.fromkeys(s["arm"] for s in summaries))
+    rows = sorted(summaries, key=lambda s: (s["family"], order.index(s["arm"])))
     with atomic_path(out_tsv) as tmp:
         lines = ["\t".join(COLUMNS)]
         lines += ["\t".join("" if r.get(c) is None else str(r.get(c)) for c in COLUMNS)
                   for r in rows]
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     families = sorted({r["family"] for r in rows})
-    arms = [a for a in ARMS if any(r["arm"] == a for r in rows)]
+    arms = order
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     width = 0.8 / max(1, len(arms))
     for ax, key, title in ((axes[0], "tokens_per_word", "tokens per word"),

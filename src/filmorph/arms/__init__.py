@@ -28,14 +28,18 @@
   Details in each module's docstring; :mod:`filmorph.arms.intensity` and
   :mod:`filmorph.arms.morph_gold` measure them.
 
-Arms take a `random.Random` seeded by the caller from (seed, arm, document id)
-(:func:`filmorph.rng.rng_for`); they open no files and know no file formats.
+A config's ``arms:`` holds *named instances* of these types: ``patok_morph: {type: patok,
+variant: morph}`` beside ``patok: {variant: published}``; without ``type`` the name is the
+type (:func:`resolve_arm`, the one home of that rule). The name is what paths, seeds and
+tables carry. Arms take a `random.Random` seeded by the caller from (seed, arm name,
+document id) (:func:`filmorph.rng.rng_for`); they open no files and know no file formats.
 Build one with :func:`make_arm`.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -47,6 +51,9 @@ from filmorph.arms.patok_published import PatokPublished, PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
 from filmorph.paths import ARMS
 
+ARM_NAME = re.compile(r"[a-z][a-z0-9_]*")
+RESERVED_ARM_NAMES = ("base",)  # results/eval/{model}/base/: a model before training
+DEFAULT_EXPAND_PROP = 0.1  # stochastok
 PATOK_VARIANTS = ("v1", "published", "morph")
 DEFAULT_PATOK_VARIANT = "v1"
 
@@ -59,13 +66,14 @@ def _check_params(variant: str, kw: Mapping[str, Any], cls: type) -> None:
         raise ValueError(f"unknown patok parameters for variant {variant!r}: {sorted(unknown)}")
 
 
-def patok_params(params: Mapping[str, Any]) -> tuple[str, Any]:
-    """``arms.patok`` as (variant, that variant's checked parameters): an unknown variant, a
-    knob the variant lacks or an out-of-range value raises ValueError naming it."""
+def patok_params(params: Mapping[str, Any], name: str = "patok") -> tuple[str, Any]:
+    """``arms.<name>`` (a patok arm, ``type`` already removed) as (variant, that variant's
+    checked parameters): an unknown variant, a knob the variant lacks or an out-of-range
+    value raises ValueError naming it."""
     kw = dict(params or {})
     variant = kw.pop("variant", DEFAULT_PATOK_VARIANT)
     if variant not in PATOK_VARIANTS:
-        raise ValueError(f"arms.patok.variant: unknown {variant!r}; expected one of {PATOK_VARIANTS}")
+        raise ValueError(f"arms.{name}.variant: unknown {variant!r}; expected one of {PATOK_VARIANTS}")
     if "window_weights" in kw:
         kw["window_weights"] = tuple(kw["window_weights"])
     cls = {"published": PublishedParams, "morph": MorphParams, "v1": PatokParams}[variant]
@@ -73,26 +81,72 @@ def patok_params(params: Mapping[str, Any]) -> tuple[str, Any]:
     return variant, cls(**kw)
 
 
+def resolve_arm(name: str, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """An arm instance ``arms.<name>`` as (its type, its parameters without ``type``): the
+    type is ``params["type"]``, or the name itself when that is absent (``vanilla``,
+    ``stochastok``, ``patok``). A bad name or type raises ValueError naming ``arms.<name>``."""
+    if not isinstance(name, str) or not ARM_NAME.fullmatch(name) or name in RESERVED_ARM_NAMES:
+        raise ValueError(f"arms.{name}: an arm name matches {ARM_NAME.pattern} and is not one of "
+                         f"{RESERVED_ARM_NAMES} (reserved)")
+    kw = dict(params or {})
+    kind = kw.pop("type", None)
+    if kind is None:
+        if name not in ARMS:
+            raise ValueError(f"arms.{name}: no `type`; give one of {ARMS} (only an arm named "
+                             "after its type may leave it out)")
+        kind = name
+    if kind not in ARMS:
+        raise ValueError(f"arms.{name}.type: unknown {kind!r}; expected one of {ARMS}")
+    return kind, kw
+
+
+def arm_names(arms: Mapping[str, Any] | Sequence[str]) -> list[str]:
+    """Arm names in display order: today's three in the study's order, then the others in
+    the order given (a config's ``arms:``)."""
+    names = list(arms)
+    return [a for a in ARMS if a in names] + [a for a in names if a not in ARMS]
+
+
+def check_arm(name: str, params: Mapping[str, Any] | None) -> tuple[str, Any]:
+    """``arms.<name>`` as (its type, its checked parameters: None for vanilla, the
+    expand_prop for stochastok, (variant, parameters) for patok); a knob the type lacks or
+    an out-of-range value raises ValueError naming it."""
+    kind, kw = resolve_arm(name, params)
+    if kind == "vanilla":
+        if kw:
+            raise ValueError(f"unknown vanilla parameters: {sorted(kw)} (vanilla has none)")
+        return kind, None
+    if kind == "stochastok":
+        unknown = set(kw) - {"expand_prop"}
+        if unknown:
+            raise ValueError(f"unknown stochastok parameters: {sorted(unknown)}")
+        p = float(kw.get("expand_prop", DEFAULT_EXPAND_PROP))
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"stochastok expand_prop must be in [0, 1], got {p}")
+        return kind, p
+    return kind, patok_params(kw, name)
+
+
 def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[bytes | None],
              table: ExpansionTable | None, encode: Callable[[list[str]], list[list[int]]] | None = None,
              affixes: Mapping[str, Sequence[str]] | None = None,
              secondary_ids: Sequence[int] = ()) -> Arm:
-    """The arm `name` as a function (ids, rng, counters) -> ids, configured by `params`.
+    """The arm instance `name` (its type by :func:`resolve_arm`) as a function
+    (ids, rng, counters) -> ids, configured by `params`.
 
     `encode` (patok only) tokenizes a batch of raw texts without special tokens."""
-    if name == "vanilla":
+    kind, checked = check_arm(name, params)
+    if kind == "vanilla":
         return lambda ids, rng, counters: list(ids)
-    if name == "stochastok":
+    if kind == "stochastok":
         if table is None:
             raise ValueError("stochastok needs an expansion table")
-        p = float(params.get("expand_prop", 0.1))
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"stochastok expand_prop must be in [0, 1], got {p}")
-        return lambda ids, rng, counters: stochastok_expand(ids, table, rng, p, counters=counters)
-    if name == "patok":
+        return lambda ids, rng, counters: stochastok_expand(ids, table, rng, checked,
+                                                            counters=counters)
+    if kind == "patok":
         if table is None or encode is None:
             raise ValueError("patok needs an expansion table and an encoder")
-        variant, p = patok_params(params)
+        variant, p = checked
         if variant == "published":
             return PatokPublished(token_bytes, table, encode, p)
         if affixes is None:
@@ -100,9 +154,10 @@ def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[byte
         if variant == "morph":
             return PatokMorph(token_bytes, table, encode, affixes, p, secondary_ids)
         return Patok(token_bytes, table, encode, affixes, p, secondary_ids)
-    raise ValueError(f"unknown arm {name!r}; expected one of {ARMS}")
+    raise AssertionError(kind)  # pragma: no cover -- resolve_arm admits only ARMS
 
 
-__all__ = ["ARMS", "DEFAULT_PATOK_VARIANT", "PATOK_VARIANTS", "Arm", "ExpansionTable", "patok_params",
-           "MorphParams", "Patok", "PatokMorph", "PatokParams", "PatokPublished",
-           "PublishedParams", "make_arm", "stochastok_expand"]
+__all__ = ["ARMS", "ARM_NAME", "DEFAULT_PATOK_VARIANT", "PATOK_VARIANTS", "RESERVED_ARM_NAMES",
+           "Arm", "ExpansionTable", "MorphParams", "Patok", "PatokMorph", "PatokParams",
+           "PatokPublished", "PublishedParams", "arm_names", "check_arm", "make_arm",
+           "patok_params", "resolve_arm", "stochastok_expand"]

@@ -187,13 +187,14 @@ def arm_gold_summary(tokenizer_dir: str | Path, arm: str, params: Mapping, seed:
     """The gold measure of one configured arm of one prepared family (the tokenization
     summary's ``morph_gold``): {context: {"all" | type: figures, "words": n}}."""
     from filmorph.affixes import load_affixes
-    from filmorph.arms import make_arm
+    from filmorph.arms import make_arm, resolve_arm
     from filmorph.tokenize import Family
 
-    fam = Family(tokenizer_dir, need_table=arm != "vanilla")
+    kind, _ = resolve_arm(arm, params)
+    fam = Family(tokenizer_dir, need_table=kind != "vanilla")
     a = make_arm(arm, params, token_bytes=fam.token_bytes, table=fam.table,
                  encode=fam.encode_batch,
-                 affixes=load_affixes(affix_path) if arm == "patok" else None,
+                 affixes=load_affixes(affix_path) if kind == "patok" else None,
                  secondary_ids=fam.secondary)
     res = measure(load_gold(gold_path), {arm: a}, fam.encode_one, fam.token_bytes,
                   renderings, boot, seed)
