@@ -51,7 +51,7 @@ rule all:
 # One target per arm (arm_vanilla, arm_stochastok, arm_patok; arm_<name> per other named
 # arm): that arm for every family, touching nothing of the other arms; one per family
 # (family_gemma, family_llama, ...).
-for _arm in dict.fromkeys(ARMS + ENABLED_ARMS):
+for _arm in TARGET_ARMS:
 
     rule:
         name:

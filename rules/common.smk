@@ -33,6 +33,8 @@ check_config(config)  # cross-field checks, naming the key
 
 FAMILIES = list(config["families"])
 ENABLED_ARMS = arm_names(config["arms"])  # named instances (filmorph.arms.resolve_arm)
+# every arm with a target: the three arm types (arm_vanilla, ... even when disabled) and the named arms
+TARGET_ARMS = list(dict.fromkeys([*ARMS, *ENABLED_ARMS]))
 NUM_CHUNKS = int(config["corpus"]["num_chunks"])
 CHUNKS = [chunk_name(i) for i in range(NUM_CHUNKS)]
 
@@ -139,7 +141,7 @@ def _alternatives(names):
 
 wildcard_constraints:
     family=_alternatives(FAMILIES),
-    arm=_alternatives([*dict.fromkeys([*ARMS, *ENABLED_ARMS]), "base"]),
+    arm=_alternatives([*TARGET_ARMS, "base"]),
     chunk=CHUNK_PATTERN,
     model=_alternatives(MODEL_SPECS),
     ckpt=f"base|{STEP_PATTERN}",
@@ -179,7 +181,7 @@ def with_provenance(cmd):
             " && PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.provenance",
             " record --rule {rule} {params.provenance} --input {input} --output {output}",
             ' --log {log} --start "$start" >> {log} 2>&1; }}',
-            ' || {{ echo "rule {rule} failed; the last lines of {log}:" >&2;',
+            ' || {{ echo "job of {rule} failed, the last lines of {log} follow" >&2;',
             " tail -n 40 {log} >&2; exit 1; }}",
         ]
     )
