@@ -253,16 +253,18 @@ def test_shell_rules_record_their_provenance(tmp_path):
     assert len(shells) == 3 and all(" && PYTHONPATH=" in s and "filmorph.provenance record" in s
                                     for s in shells)
     export = next(s for s in shells if "--rule export_checkpoint" in s)
-    start = export.split("; ", 1)[0]
-    record = "PYTHONPATH=" + export.rsplit(" && PYTHONPATH=", 1)[1]
+    # `start=…; { <export> && PYTHONPATH=… provenance record …; } || { <echo the log>; }`:
+    # the same command with a stand-in for the export
+    head, record = export.split(" && PYTHONPATH=", 1)
+    prefix = head[: head.index("{ ") + 2]
     out = tmp_path / "results/checkpoints/llama/patok/hf/step_0000004"
     for d in ("results/checkpoints/llama/patok/megatron/iter_0000004", "resources/models/llama",
               "resources/tokenizers/llama", "logs/export_checkpoint/llama/patok"):
         (tmp_path / d).mkdir(parents=True, exist_ok=True)
     (tmp_path / "resources/tokenizers/llama/tokenizer.json").write_text("{}")
     stand_in = f"mkdir -p {out} && echo weights > {out}/model.safetensors"
-    subprocess.run(["bash", "-c", f"{start}; {stand_in} && {record}"], cwd=tmp_path, check=True,
-                   env=snakemake_env())
+    subprocess.run(["bash", "-c", f"{prefix}{stand_in} && PYTHONPATH={record}"], cwd=tmp_path,
+                   check=True, env=snakemake_env())
     rec = json.loads((tmp_path / "results/provenance/export_checkpoint/"
                       "arm=patok,family=llama,iter=0000004.json").read_text())
     assert rec["rule"] == "export_checkpoint" and set(rec["config"]["values"]) == {"code"}
