@@ -53,6 +53,7 @@ from itertools import accumulate
 import ahocorasick
 
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
+from filmorph.arms.patok_published import PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
 from filmorph.phonology import VOWEL_LETTERS as VOWELS
 
@@ -69,26 +70,11 @@ _REDUP = re.compile(rf"(?<![^\W\d_])(?:([^\W\d_{_V}][{_V}])\1|([{_V}])\2)")
 
 
 @dataclass(frozen=True)
-class PatokParams:
-    """Patok's knobs; defaults are the study's (contract 0.3, expand 0.3, awareness 0.95)."""
+class PatokParams(PublishedParams):
+    """The ``v1`` variant's knobs: the published ones (same defaults and checks) and the
+    letters that must remain besides a prefix or suffix."""
 
-    contract_prop: float = 0.3
-    expand_prop: float = 0.3
-    affix_awareness: float = 0.95
-    affix_awareness_if_overlap: float = 0.75
-    window_weights: tuple[float, float, float] = (0.35, 0.35, 0.30)
     min_root_chars: int = 3
-
-    def __post_init__(self) -> None:
-        for name in ("contract_prop", "expand_prop", "affix_awareness",
-                     "affix_awareness_if_overlap"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"patok {name} must be in [0, 1], got {v}")
-        if len(self.window_weights) != 3 or min(self.window_weights) < 0 or sum(
-                self.window_weights) <= 0:
-            raise ValueError("patok window_weights must be three non-negative weights with a "
-                             f"positive sum, got {list(self.window_weights)}")
 
 
 class Patok:

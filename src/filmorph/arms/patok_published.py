@@ -86,7 +86,9 @@ def affix_variants(affixes: dict[str, Sequence[str]]) -> list[str]:
 
 @dataclass(frozen=True)
 class PublishedParams:
-    """The published knobs (study: contract 0.3, expand 0.3, awareness 0.95 / 0.75)."""
+    """The published knobs (study: contract 0.3, expand 0.3, awareness 0.95 / 0.75), their
+    defaults and their checks: the one home of both, which :class:`filmorph.arms.patok.PatokParams`
+    (the ``v1`` variant) extends."""
 
     contract_prop: float = 0.3
     expand_prop: float = 0.3
@@ -102,7 +104,8 @@ class PublishedParams:
                 raise ValueError(f"patok {name} must be in [0, 1], got {v}")
         w = self.window_weights
         if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
-            raise ValueError("patok window_weights must be three non-negative weights")
+            raise ValueError("patok window_weights must be three non-negative weights with a "
+                             f"positive sum, got {list(w)}")
 
 
 class PatokPublished:
