@@ -40,7 +40,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from filmorph.io import atomic_path, write_json_atomic
+from filmorph.io import atomic_path, bad_utf8_detail, write_json_atomic
 from filmorph.paths import chunk_name
 from filmorph.progress import progress_bar
 from filmorph.rng import rng_for
@@ -144,8 +144,7 @@ def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
 
 def _utf8_detail(raw: bytes, offset: int, exc: UnicodeDecodeError) -> str:
     """Where a line is not UTF-8: the byte, its column and its byte offset in the file."""
-    return (f"byte {raw[exc.start]:#04x} at column {exc.start + 1} (byte offset {offset + exc.start}"
-            f" in the file) is not UTF-8: {exc.reason}")
+    return bad_utf8_detail(raw[exc.start], exc.start + 1, offset + exc.start, exc.reason)
 
 
 def _json_detail(line: str, exc: json.JSONDecodeError) -> str:

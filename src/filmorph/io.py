@@ -85,7 +85,11 @@ def decode_utf8(raw: bytes, display: str | Path) -> str:
         at = skip + exc.start
         line_start = raw.rfind(b"\n", 0, at) + 1
         lineno = raw.count(b"\n", 0, at) + 1
-        raise ValueError(
-            f"{display}:{lineno}: byte {raw[at]:#04x} at column "
-            f"{at - line_start + 1} (byte offset {at} in the file) is not UTF-8: {exc.reason}"
-        ) from None
+        detail = bad_utf8_detail(raw[at], at - line_start + 1, at, exc.reason)
+        raise ValueError(f"{display}:{lineno}: {detail}") from None
+
+
+def bad_utf8_detail(byte: int, column: int, offset: int, reason: str) -> str:
+    """How every reader names a byte that is not UTF-8: the byte, its column in its line and
+    its byte offset in the file."""
+    return f"byte {byte:#04x} at column {column} (byte offset {offset} in the file) is not UTF-8: {reason}"
