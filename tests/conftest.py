@@ -35,6 +35,19 @@ def snakemake(workdir, *args, config="config/config.yaml", check=True, timeout=1
 
 TEST_CONFIG = REPO / "config" / "test.yaml"
 
+# Session fixtures that take minutes to build. `make test` runs the suite on two pytest-xdist
+# workers (`-n 2 --dist loadgroup`); every test that uses one of them is put in that fixture's
+# group so that one worker builds it once, instead of both workers building it.
+SHARED_FIXTURES = ("local_run", "real_model_dirs")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
 
 def trimmed_config(path: Path) -> Path:
     """A copy of the committed test config (config/test.yaml: config.yaml with fewer benchmark
