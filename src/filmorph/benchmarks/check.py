@@ -82,8 +82,19 @@ def double_answer(it: Item) -> str | None:
     if it.format != "mcq" or not it.options:
         return None
     wrong = [o for i, o in enumerate(it.options) if i != it.gold]
-    readings = morph.backed_readings()
     m = it.meta
+    if it.task in STRESS_TASKS and "stress" in m:  # needs no dictionary: the item has its readings
+        for r in m["stress"].get("readings", ()):
+            got = stress_answer(it.task, r)
+            if got in wrong:
+                return f"the reading {r!r} of {m['word']!r} gives the distractor {got!r}"
+        return None
+    if it.task == "diacritic_exactly" and {"letter", "count"} <= set(m):
+        for o in wrong:
+            if o.count(m["letter"]) == m["count"]:
+                return f"{o!r} also has {m['count']} {m['letter']!r}"
+        return None
+    readings = morph.backed_readings()
     if it.task in APPLY_TASKS and "root" in m:
         spec = (m.get("affix_type") or it.task.split("_")[0], m["affix"], m["root"])
         for o in wrong:
@@ -103,15 +114,6 @@ def double_answer(it: Item) -> str | None:
         for o in wrong:
             if o in roots:
                 return f"{m['word']!r} also has the root {o!r} in the dictionary"
-    elif it.task in STRESS_TASKS and "stress" in m:
-        for r in m["stress"].get("readings", ()):
-            got = stress_answer(it.task, r)
-            if got in wrong:
-                return f"the reading {r!r} of {m['word']!r} gives the distractor {got!r}"
-    elif it.task == "diacritic_exactly" and {"letter", "count"} <= set(m):
-        for o in wrong:
-            if o.count(m["letter"]) == m["count"]:
-                return f"{o!r} also has {m['count']} {m['letter']!r}"
     elif it.task == "word_formation":
         for o in wrong:
             if morph.plausible_word(o):
