@@ -94,6 +94,8 @@ def double_answer(it: Item) -> str | None:
             if o.count(m["letter"]) == m["count"]:
                 return f"{o!r} also has {m['count']} {m['letter']!r}"
         return None
+    if it.task in stress.TASK_NAMES:  # count and normalization: one right string by construction
+        return None
     readings = morph.backed_readings()
     if it.task in APPLY_TASKS and "root" in m:
         spec = (m.get("affix_type") or it.task.split("_")[0], m["affix"], m["root"])
