@@ -99,6 +99,7 @@ def test_lexicon_filters_and_readings():
     pool = {a.plain: (a.stress_class, a.stress_index + 1, a.word) for _, a in lex.stress_pool}
     assert pool == GOLD  # homographs, two marks, odd placements are out
     assert Counter(a.stress_class for _, a in lex.class_pool[:8]) == dict.fromkeys(stress.CLASSES, 2)
+    assert [stress.diacritic_count(e.word) for e in lex.count_pool[:2]] == [1, 2]
     assert lex.files[0]["file"] == "updf_stress.jsonl" and len(lex.files[0]["sha256"]) == 64
 
 

@@ -34,13 +34,14 @@ Tasks (group / name; MCQ and GEN ask the same question):
 * syllabification / ``stress_identify``: which syllable of the plain word is stressed, as an
   ordinal (MCQ options: the ordinal of every syllable, in order, as the study's stress set);
 * syllabification / ``stress_classify``: mabilis, malumi, maragsa or malumay (MCQ: the four);
-  the pool interleaves the four classes, so they come in about equal numbers;
+  the pool interleaves the four classes, so all four are asked often (the lexicon's ratio is
+  about 15 : 1 : 1.4 : 12);
 * syllabification / ``stress_place``: the plain word written with its mark (distractors: the
   other markings of one vowel that are not a reading of the word);
 * composition / ``diacritic_exactly``: which of four words has exactly N of a marked letter
   (the published subcategory; the others have another count of it);
 * composition / ``diacritic_count``: how many marked letters a word has (published GEN
-  ``diacritic``);
+  ``diacritic``; one-mark and several-mark words interleaved);
 * manipulation / ``diacritic_normalize``: the word without its marks (published
   ``diacritic_normalization``; ñ is a letter, not a mark, and such words are not used).
 """
@@ -223,6 +224,17 @@ class StressLexicon:
     def marked_pool(self) -> tuple[Entry, ...]:
         """Entries with at least one mark (any number), for the diacritic tasks."""
         return tuple(e for e in self.entries if marks_of(e.word))
+
+    @cached_property
+    def count_pool(self) -> tuple[Entry, ...]:
+        """The marked pool with one-mark and several-mark words interleaved (most headwords have
+        one mark: a plain frequency order would make nearly every answer 1)."""
+        one = [e for e in self.marked_pool if diacritic_count(e.word) == 1]
+        more = [e for e in self.marked_pool if diacritic_count(e.word) > 1]
+        out: list[Entry] = []
+        for k in range(max(len(one), len(more))):
+            out += [x[k] for x in (one, more) if k < len(x)]
+        return tuple(out)
 
 
 def is_filipino(etymology: str) -> bool:
@@ -463,8 +475,8 @@ def tasks(lex: StressLexicon) -> tuple[Task, ...]:
     def marked() -> tuple[Entry, ...]:
         return lex.marked_pool
 
-    def count(e: Entry) -> int:
-        return diacritic_count(e.word)
+    def counted() -> tuple[Entry, ...]:
+        return lex.count_pool
 
     syl, comp, man = "syllabification", "composition", "manipulation"
     return (
@@ -472,9 +484,7 @@ def tasks(lex: StressLexicon) -> tuple[Task, ...]:
         Task("stress_classify", syl, classes, partial(build_classify, lex), key=_key_pair),
         Task("stress_place", syl, stress, partial(build_place, lex), key=_key_pair),
         Task("diacritic_exactly", comp, marked, partial(build_diacritic_exactly, lex), key=_key_entry),
-        Task(
-            "diacritic_count", comp, marked, partial(build_diacritic_count, lex), key=_key_entry, cover=count
-        ),
+        Task("diacritic_count", comp, counted, partial(build_diacritic_count, lex), key=_key_entry),
         Task("diacritic_normalize", man, marked, partial(build_diacritic_normalize, lex), key=_key_entry),
     )
 
