@@ -42,7 +42,7 @@ GOLD = {
     "araw": ("malumay", 1, "áraw"),
     "dalisay": ("malumay", 2, "dalísay"),
 }
-HOMOGRAPHS = {"pala", "bukas"}
+HOMOGRAPHS = {"pala", "bukas", "tasa"}  # tasá's second reading tása is only in a definition
 
 
 def stress_items(fmt: str, n: int, seed: int) -> list:
@@ -96,6 +96,7 @@ def test_lexicon_filters_and_readings():
     assert not any(" " in w for w in words)
     assert sum(e.word == "ulán" for e in lex.entries) == 1
     assert lex.readings["pala"] == ("palá", "pála") and lex.readings["bukas"] == ("bukás", "búkas")
+    assert lex.readings["tasa"] == ("tasá", "tása") and "tasá" in words
     pool = {a.plain: (a.stress_class, a.stress_index + 1, a.word) for _, a in lex.stress_pool}
     assert pool == GOLD  # homographs, two marks, odd placements are out
     assert Counter(a.stress_class for _, a in lex.class_pool[:8]) == dict.fromkeys(stress.CLASSES, 2)
@@ -209,7 +210,7 @@ def test_cli_records_skipped_tasks_and_the_lexicon(tmp_path, monkeypatch):
     assert st["skipped_tasks"] == dict.fromkeys(stress.TASK_NAMES, stress.NO_LEXICON)
     assert not {it.task for it in its} & set(stress.TASK_NAMES) and "stress_lexicon" not in st
     its, st = _make(tmp_path, "--stress-lexicon", FIXTURE)
-    assert st["skipped_tasks"] == {} and st["stress_lexicon"][0]["entries"] == 31
+    assert st["skipped_tasks"] == {} and st["stress_lexicon"][0]["entries"] == 32
     assert st["per_task"] == dict.fromkeys(stress.TASK_NAMES, 1)
     assert (
         main(

@@ -24,7 +24,9 @@ mark on the last syllable, and so does this module):
   published filter), it is one lower-case word of the letters a-z (no ñ, hyphen, space or
   punctuation) and it has at least two syllables;
 * **homographs**: the *readings* of a plain spelling are the distinct marked spellings of every
-  one-word headword of the lexicon that has it (any etymology, case folded). A task that shows the
+  one-word headword of the lexicon that has it (any etymology, case folded) and of every marked
+  word written in the entries' definitions (``word_sense``: the dictionary spells ``íka`` and
+  ``iká`` there, so ``ika`` is not asked although ``ikâ`` is its only headword). A task that shows the
   plain spelling (identification, classification, placement) uses only spellings with one
   reading, so no second reading can make a distractor right; the item carries its readings and
   ``python -m filmorph.benchmarks check`` verifies that.
@@ -70,6 +72,7 @@ VOWELS = "aeiou"
 FILIPINO_TAGS = frozenset({"Tag", "ST"})
 REQUIRED_KEYS = ("word", "part_of_speech", "etymology")
 _WORD = re.compile(r"[a-z\u0300\u0301\u0302]+")
+_TOKEN = re.compile(r"[^\W\d_]+")
 NO_LEXICON = "no stress lexicon (config benchmarks.stress_lexicon is empty)"
 TASK_NAMES = (
     "stress_identify",
@@ -192,7 +195,7 @@ class Entry:
 class StressLexicon:
     """The headwords of the configured files: ``entries`` (Filipino, one lower-case word; first
     entry of each marked spelling, most frequent plain spelling first) and the ``readings`` of
-    every plain spelling (all one-word headwords)."""
+    every plain spelling (all one-word headwords and the marked words of the definitions)."""
 
     entries: tuple[Entry, ...]
     readings: dict[str, tuple[str, ...]]
@@ -277,6 +280,9 @@ def load(paths: tuple[str, ...]) -> StressLexicon:
         recs = _records(path)
         files.append({"file": path.name, "sha256": sha256_file(path), "entries": len(recs)})
         for i, rec in recs:
+            for tok in _TOKEN.findall(unicodedata.normalize("NFC", str(rec.get("word_sense") or "")).lower()):
+                if marks_of(tok):  # a marked word used in a definition is a reading too
+                    readings.setdefault(strip_marks(tok), set()).add(tok)
             word = unicodedata.normalize("NFC", rec["word"].strip())
             if not word or len(word.split()) != 1:
                 continue
