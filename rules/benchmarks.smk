@@ -4,7 +4,9 @@
 
 rule make_benchmarks:
     input:
-        stress_lexicon=lambda wc: stress_lexicon_files() if wc.benchmark == "pacute" else [],
+        stress_lexicon=lambda wc: (
+            stress_lexicon_files() if wc.benchmark == "pacute" else []
+        ),
     output:
         jsonl="resources/benchmarks/{benchmark}_{fmt}.jsonl",
         stats="resources/benchmarks/{benchmark}_{fmt}.stats.json",

@@ -81,10 +81,14 @@ def external_source(name):
 # and hub sources are fetched by fetch_benchmark under the name "stress_lexicon".
 STRESS_LEXICON = list(config["benchmarks"].get("stress_lexicon") or [])
 if "stress_lexicon" in EXTERNAL_FILES:
-    raise ValueError("benchmarks.external may not use the name 'stress_lexicon' (the stress lexicon's fetch folder)")
+    raise ValueError(
+        "benchmarks.external may not use the name 'stress_lexicon' (the stress lexicon's fetch folder)"
+    )
 _stress_names = [_bench_sources.basename(e["input"]) for e in STRESS_LEXICON]
 if len(set(_stress_names)) != len(_stress_names):
-    raise ValueError(f"benchmarks.stress_lexicon: file names must differ, got {_stress_names}")
+    raise ValueError(
+        f"benchmarks.stress_lexicon: file names must differ, got {_stress_names}"
+    )
 FETCHED = EXTERNAL_FILES + (["stress_lexicon"] if STRESS_LEXICON else [])
 
 
