@@ -34,7 +34,9 @@ mark on the last syllable, and so does this module):
 Tasks (group / name; MCQ and GEN ask the same question):
 
 * syllabification / ``stress_identify``: which syllable of the plain word is stressed, as an
-  ordinal (MCQ options: the ordinal of every syllable, in order, as the study's stress set);
+  ordinal (MCQ options: the ordinal of every syllable, in order, as the study's stress set; a
+  malumi word's stressed syllable is the penult, where the study's set names the marked last
+  syllable);
 * syllabification / ``stress_classify``: mabilis, malumi, maragsa or malumay (MCQ: the four);
   the pool interleaves the four classes, so all four are asked often (the lexicon's ratio is
   about 15 : 1 : 1.4 : 12);
