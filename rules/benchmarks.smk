@@ -3,6 +3,10 @@
 
 
 rule make_benchmarks:
+    input:
+        stress_lexicon=lambda wc: (
+            stress_lexicon_files() if wc.benchmark == "pacute" else []
+        ),
     output:
         jsonl="resources/benchmarks/{benchmark}_{fmt}.jsonl",
         stats="resources/benchmarks/{benchmark}_{fmt}.stats.json",
@@ -26,10 +30,10 @@ rule make_benchmarks:
         "../workflow_scripts/make_benchmarks.py"
 
 
-# Published sets (benchmarks.external.<name>): a local file is converted where it is; a hub
-# dataset file or an https URL is first copied by fetch_benchmark on the login node (sha256
-# recorded in <file>.fetch.json, checked against the entry's sha256 when given), so the
-# conversion needs no network.
+# Published sets (benchmarks.external.<name>) and the stress lexicon (benchmarks.stress_lexicon,
+# name "stress_lexicon"): a local file is read where it is; a hub dataset file or an https URL is
+# first copied by fetch_benchmark on the login node (sha256 recorded in <file>.fetch.json,
+# checked against the entry's sha256 when given), so generation and conversion need no network.
 rule fetch_benchmark:
     output:
         file="resources/benchmarks/source/{name}/{file}",
@@ -39,14 +43,14 @@ rule fetch_benchmark:
     benchmark:
         "benchmarks/fetch_benchmark/{name}/{file}.tsv"
     wildcard_constraints:
-        name=_alternatives(EXTERNAL_FILES),
+        name=_alternatives(FETCHED),
         file=r"(?!.*\.fetch\.json$)[^/]+",
     localrule: True  # needs internet: runs on the login node
     conda:
         "../envs/data.yaml"
     params:
-        source=lambda wc: config["benchmarks"]["external"][wc.name]["input"],
-        sha256=lambda wc: config["benchmarks"]["external"][wc.name].get("sha256") or "",
+        source=lambda wc: fetch_spec(wc.name, wc.file)["input"],
+        sha256=lambda wc: fetch_spec(wc.name, wc.file).get("sha256") or "",
         code=CODE["benchmarks"],
     script:
         "../workflow_scripts/fetch_benchmark.py"

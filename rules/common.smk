@@ -64,12 +64,47 @@ BENCH_FILES = GENERATED_FILES + EXTERNAL_FILES
 from filmorph.benchmarks import sources as _bench_sources
 
 
-def external_source(name):
-    """The local file benchmarks.external.<name> is converted from."""
-    src = config["benchmarks"]["external"][name]["input"]
+def local_source(name, src):
+    """Where source ``src`` (of benchmarks.external.<name> or the stress lexicon) is read: a local
+    file where it is, a hub or URL source where fetch_benchmark copies it."""
     if _bench_sources.kind(src) == "local":
         return src
     return f"resources/benchmarks/source/{name}/{_bench_sources.basename(src)}"
+
+
+def external_source(name):
+    """The local file benchmarks.external.<name> is converted from."""
+    return local_source(name, config["benchmarks"]["external"][name]["input"])
+
+
+# PACUTE's stress lexicon (benchmarks.stress_lexicon): local files are read where they are; URL
+# and hub sources are fetched by fetch_benchmark under the name "stress_lexicon".
+STRESS_LEXICON = list(config["benchmarks"].get("stress_lexicon") or [])
+if "stress_lexicon" in EXTERNAL_FILES:
+    raise ValueError(
+        "benchmarks.external may not use the name 'stress_lexicon' (the stress lexicon's fetch folder)"
+    )
+_stress_names = [_bench_sources.basename(e["input"]) for e in STRESS_LEXICON]
+if len(set(_stress_names)) != len(_stress_names):
+    raise ValueError(
+        f"benchmarks.stress_lexicon: file names must differ, got {_stress_names}"
+    )
+FETCHED = EXTERNAL_FILES + (["stress_lexicon"] if STRESS_LEXICON else [])
+
+
+def stress_lexicon_files():
+    """The local files of benchmarks.stress_lexicon, in order."""
+    return [local_source("stress_lexicon", e["input"]) for e in STRESS_LEXICON]
+
+
+def fetch_spec(name, file):
+    """{input, sha256} of the file fetch_benchmark copies to resources/benchmarks/source/<name>/<file>."""
+    if name == "stress_lexicon":
+        for e in STRESS_LEXICON:
+            if _bench_sources.basename(e["input"]) == file:
+                return e
+        raise ValueError(f"benchmarks.stress_lexicon has no source named {file!r}")
+    return config["benchmarks"]["external"][name]
 
 
 def external_option_args(name):

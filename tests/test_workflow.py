@@ -58,7 +58,8 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
     assert counts["export_checkpoint"] == 8 * 5  # every 1000 of 5000
     # base + every checkpoint on 10 generated and the 48 published benchmark files
     assert counts["evaluate"] == (2 + 8 * 5) * (10 + 48)
-    assert counts["fetch_benchmark"] == counts["import_benchmark"] == 48
+    # the 48 published files and the stress lexicon's 26 UPDF files are fetched on the login node
+    assert counts["import_benchmark"] == 48 and counts["fetch_benchmark"] == 48 + 26
     train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt_megatron:")]
     assert len(train_jobs) == 8
     for job in train_jobs:

@@ -10,6 +10,8 @@ from filmorph.benchmarks.__main__ import main  # noqa: E402
 from filmorph.workflow import run_stage  # noqa: E402
 
 wc, p = snakemake.wildcards, snakemake.params
-run_stage(snakemake, main, ["make", "--benchmark", wc.benchmark, "--format", wc.fmt,
-                            "--items-per-task", p.items_per_task, "--seed", p.seed,
-                            "--out", snakemake.output.jsonl])
+argv = ["make", "--benchmark", wc.benchmark, "--format", wc.fmt, "--items-per-task", p.items_per_task,
+        "--seed", p.seed, "--out", snakemake.output.jsonl]
+if snakemake.input.stress_lexicon:
+    argv += ["--stress-lexicon", *snakemake.input.stress_lexicon]
+run_stage(snakemake, main, argv)

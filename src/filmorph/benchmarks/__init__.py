@@ -11,11 +11,14 @@ The generators are described in their modules: :mod:`.pacute` (with :mod:`.pacut
 :mod:`.hierarchical`, :mod:`.cute`, :mod:`.langgame`, :mod:`.addition`; the lexical data in
 :mod:`.lexicon`, the Tagalog dictionary that backs every affix analysis in :mod:`.dictionary`, the
 affixation rules (regular and irregular) in :mod:`.morph`, and the ``check`` of a generated file
-(analyses no dictionary backs, distractors that are also right) in :mod:`.check`.
+(analyses no dictionary backs, distractors that are also right) in :mod:`.check`. PACUTE's stress
+and diacritic tasks (:mod:`.stress`) need a stress-marked lexicon (``stress_lexicon``: UPDF JSONL
+files); without one they are skipped (:func:`skipped_tasks` says why).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 from ..items import FORMATS, Item
@@ -24,7 +27,7 @@ from .convert import SCHEMAS, convert
 
 BENCHMARKS = ("pacute", "hierarchical", "cute", "langgame", "addition")
 
-__all__ = ["BENCHMARKS", "SCHEMAS", "convert", "generate", "max_items_per_task", "tasks"]
+__all__ = ["BENCHMARKS", "SCHEMAS", "convert", "generate", "max_items_per_task", "skipped_tasks", "tasks"]
 
 
 @cache
@@ -44,27 +47,50 @@ def _tasks(benchmark: str) -> tuple[Task, ...]:
     return TASKS
 
 
-def tasks(benchmark: str) -> list[str]:
-    """The task names of ``benchmark``, in their stable order."""
-    return [t.name for t in _tasks(benchmark)]
+def _all_tasks(benchmark: str, stress_lexicon: Sequence[str] = ()) -> tuple[Task, ...]:
+    """The tasks of ``benchmark``; PACUTE's stress tasks when ``stress_lexicon`` names files."""
+    base = _tasks(benchmark)
+    if benchmark != "pacute":
+        return base
+    from .stress import tasks_for
+
+    return base + tasks_for(tuple(str(p) for p in stress_lexicon))
 
 
-def generate(benchmark: str, fmt: str, items_per_task: int, seed: int) -> list[Item]:
+def tasks(benchmark: str, stress_lexicon: Sequence[str] = ()) -> list[str]:
+    """The task names of ``benchmark``, in their stable order (PACUTE's stress tasks only with a
+    ``stress_lexicon``)."""
+    return [t.name for t in _all_tasks(benchmark, stress_lexicon)]
+
+
+def skipped_tasks(benchmark: str, stress_lexicon: Sequence[str] = ()) -> dict[str, str]:
+    """{task: why it is not generated} (PACUTE's stress tasks without a stress lexicon)."""
+    if benchmark != "pacute":
+        return {}
+    from .stress import skipped
+
+    return skipped(list(stress_lexicon))
+
+
+def generate(
+    benchmark: str, fmt: str, items_per_task: int, seed: int, stress_lexicon: Sequence[str] = ()
+) -> list[Item]:
     """``items_per_task`` items of every task of ``benchmark`` in format ``fmt`` (``mcq`` or ``gen``).
 
     Deterministic in its arguments; ValueError if the lexical data cannot supply that many
-    distinct items for a task (the message names the task and the maximum)."""
+    distinct items for a task (the message names the task and the maximum). ``stress_lexicon``:
+    UPDF JSONL files for PACUTE's stress and diacritic tasks (none: those tasks are skipped)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if not isinstance(items_per_task, int) or items_per_task < 1:
         raise ValueError(f"items_per_task must be a positive integer, got {items_per_task!r}")
     out: list[Item] = []
-    for task in _tasks(benchmark):
+    for task in _all_tasks(benchmark, stress_lexicon):
         out += make_items(benchmark, task, fmt, items_per_task, int(seed))
     return out
 
 
-def max_items_per_task(benchmark: str, seed: int = 0) -> dict[str, int]:
+def max_items_per_task(benchmark: str, seed: int = 0, stress_lexicon: Sequence[str] = ()) -> dict[str, int]:
     """{task: how many distinct items the data supply} (slow for langgame and addition, whose
     pools are random draws: there it counts distinct questions among the draws)."""
-    return {t.name: capacity(benchmark, t, seed) for t in _tasks(benchmark)}
+    return {t.name: capacity(benchmark, t, seed) for t in _all_tasks(benchmark, stress_lexicon)}

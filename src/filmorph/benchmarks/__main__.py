@@ -5,7 +5,9 @@
 no dictionary backs or whose MCQ distractor is also a right answer (see filmorph.benchmarks.check).
 ``make`` and ``convert`` write OUT (JSONL, schema of filmorph.items) atomically and, beside it, OUT
 with ``.jsonl`` replaced by ``.stats.json`` (counts per task, group, level and gold position, the
-number of distinct source words, the seed and the arguments; ``convert`` adds items_in, items_out,
+number of distinct source words, the seed and the arguments; ``make`` adds skipped_tasks (task ->
+why it was not generated: PACUTE's stress tasks without ``--stress-lexicon``) and the stress
+lexicon's files (name, sha256, entries); ``convert`` adds items_in, items_out,
 skipped (reason -> count), skipped_lines, repaired, schema and source_sha256, with
 items_in == items_out + sum(skipped)).
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from ..io import write_json_atomic
 from ..items import FORMATS, BadItemError, Item, write_items
-from . import BENCHMARKS, SCHEMAS, generate
+from . import BENCHMARKS, SCHEMAS, generate, skipped_tasks
 from .convert import DUPLICATE_OPTIONS, LANGUAGES, MCQ_STYLES, ON_BAD_ITEM, Options, convert_source
 
 _NOT_WORDS = ("affix:", "embedded_corpus:", "semantic_groups:")
@@ -54,12 +56,6 @@ def stats(items: list[Item], **args: Any) -> dict[str, Any]:
         "seed": args.get("seed"),
         "args": args,
     }
-
-
-def _write(items: list[Item], out: str, args: dict[str, Any]) -> None:
-    write_items(out, items)
-    write_json_atomic(stats_path(out), stats(items, **args))
-    print(f"{out}: {len(items)} items", file=sys.stderr)
 
 
 def _add_check_parser(sub) -> None:
@@ -104,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--seed", required=True, type=int, help="the output is a pure function of the arguments")
     mk.add_argument(
         "--out", required=True, help="output .jsonl; the stats go to the same name with .stats.json"
+    )
+    mk.add_argument(
+        "--stress-lexicon",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="pacute: stress-marked lexicon files (UP Diksiyonaryong Filipino JSONL: word, part_of_speech, "
+        "etymology per line) for the stress and diacritic tasks; without them those tasks are skipped "
+        "(listed under skipped_tasks in the stats)",
     )
     cv = sub.add_parser("convert", help="convert a published benchmark file to our schema")
     cv.add_argument(
@@ -169,18 +174,27 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "check":
         return _run_check(a)
     if a.command == "make":
-        items = generate(a.benchmark, a.format, a.items_per_task, a.seed)
-        _write(
-            items,
-            a.out,
-            {
-                "command": "make",
-                "benchmark": a.benchmark,
-                "format": a.format,
-                "items_per_task": a.items_per_task,
-                "seed": a.seed,
-            },
-        )
+        lex = a.stress_lexicon if a.benchmark == "pacute" else []
+        try:
+            items = generate(a.benchmark, a.format, a.items_per_task, a.seed, lex)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        args = {
+            "command": "make",
+            "benchmark": a.benchmark,
+            "format": a.format,
+            "items_per_task": a.items_per_task,
+            "seed": a.seed,
+        }
+        write_items(a.out, items)
+        extra: dict[str, Any] = {"skipped_tasks": skipped_tasks(a.benchmark, lex)}
+        if lex:
+            from .stress import load
+
+            extra["stress_lexicon"] = load(tuple(lex)).files
+        write_json_atomic(stats_path(a.out), {**stats(items, **args), **extra})
+        print(f"{a.out}: {len(items)} items", file=sys.stderr)
     else:
         opts = Options(
             schema=a.schema,

@@ -10,7 +10,11 @@ benchmark file.
   an affix identification whose distractor label is another backed reading of the word; a
   reverse identification (which word has the affix) whose distractor word also has it; a root
   question whose distractor is another backed root of the word; a syllable-ordering question
-  whose distractor is also a Filipino word (:func:`morph.plausible_word`).
+  whose distractor is also a Filipino word (:func:`morph.plausible_word`); a stress question
+  (``meta.stress``: the headword, its analysis and every reading of its plain spelling in the
+  lexicon) whose distractor another reading gives, or whose gold its own headword does not give
+  when analysed again (:func:`stress.analyse`, listed as undictionaried); a diacritic selection
+  whose distractor has the asked count of the marked letter.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 from ..items import Item
-from . import dictionary, morph
+from . import dictionary, morph, stress
 
 APPLY_TASKS = ("prefix_apply", "infix_apply", "suffix_apply", "circumfix_apply")
 IDENTIFY_TASKS = (
@@ -31,10 +35,31 @@ IDENTIFY_TASKS = (
 )
 ROOT_TASKS = ("root_extract", "affix_remove")
 SELECT_TASKS = ("prefix_select", "infix_select", "suffix_select")
+STRESS_TASKS = ("stress_identify", "stress_classify", "stress_place")
+
+
+def stress_answer(task: str, word: str) -> str | None:
+    """The answer a stress task gives for the marked ``word`` (None: no class, so no answer)."""
+    a = stress.analyse(word)
+    if a is None:
+        return None
+    if task == "stress_identify":
+        from .common import ordinal
+
+        return ordinal(a.stress_index + 1)
+    if task == "stress_classify":
+        return a.stress_class
+    return a.word
 
 
 def undictionaried(it: Item) -> str | None:
     """Why the item's analysis is not backed, or None."""
+    if it.task in STRESS_TASKS and "stress" in it.meta:
+        word = it.meta["stress"]["word"]
+        got = stress_answer(it.task, word)
+        if got != it.answer:
+            return f"the headword {word!r} gives {got!r}, not the gold {it.answer!r}"
+        return None
     a = it.meta.get("analysis")
     if a is None:  # an older file: the analysis is word = affix + root of meta, if it has them
         m = it.meta
@@ -57,8 +82,21 @@ def double_answer(it: Item) -> str | None:
     if it.format != "mcq" or not it.options:
         return None
     wrong = [o for i, o in enumerate(it.options) if i != it.gold]
-    readings = morph.backed_readings()
     m = it.meta
+    if it.task in STRESS_TASKS and "stress" in m:  # needs no dictionary: the item has its readings
+        for r in m["stress"].get("readings", ()):
+            got = stress_answer(it.task, r)
+            if got in wrong:
+                return f"the reading {r!r} of {m['word']!r} gives the distractor {got!r}"
+        return None
+    if it.task == "diacritic_exactly" and {"letter", "count"} <= set(m):
+        for o in wrong:
+            if o.count(m["letter"]) == m["count"]:
+                return f"{o!r} also has {m['count']} {m['letter']!r}"
+        return None
+    if it.task in stress.TASK_NAMES:  # count and normalization: one right string by construction
+        return None
+    readings = morph.backed_readings()
     if it.task in APPLY_TASKS and "root" in m:
         spec = (m.get("affix_type") or it.task.split("_")[0], m["affix"], m["root"])
         for o in wrong:
