@@ -424,7 +424,7 @@ def test_packed_documents_match_separate_runs(family, attn):
     alone: no attention across the boundary (Gemma 3: sliding window 6 < document length)."""
     import torch
 
-    from filmorph.train.hf import _forward_kwargs, check_document_masking
+    from filmorph.train.hf import check_document_masking, forward_kwargs
 
     vocab, eos = (128256, 128001) if family == "llama" else (262144, 1)
     model = tiny_model(family, vocab, eos, 2)
@@ -437,7 +437,7 @@ def test_packed_documents_match_separate_runs(family, attn):
     pos = torch.cat([torch.arange(14), torch.arange(10)])[None]
     batch = {"tokens": tokens, "position_ids": pos}
     with torch.no_grad():
-        packed = model(**_forward_kwargs(_cfg(), batch, "cpu")).logits[0]
+        packed = model(**forward_kwargs(_cfg(), batch, "cpu")).logits[0]
         alone = torch.cat([model(input_ids=a[None]).logits[0], model(input_ids=b[None]).logits[0]])
         crossing = model(input_ids=tokens, use_cache=False).logits[0]
     assert (packed - alone).abs().max() < 1e-5
@@ -446,7 +446,7 @@ def test_packed_documents_match_separate_runs(family, attn):
     # reset_position_ids without reset_attention_mask: positions restart, attention crosses
     cross_cfg = _cfg(reset_attention_mask=False)
     with torch.no_grad():
-        both = model(**_forward_kwargs(cross_cfg, batch, "cpu")).logits[0]
+        both = model(**forward_kwargs(cross_cfg, batch, "cpu")).logits[0]
     assert (both[:14] - alone[:14]).abs().max() < 1e-5 and (both[14:] - alone[14:]).abs().max() > 1e-3
 
 
@@ -683,7 +683,7 @@ def test_export_bf16(models, family_dirs, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from filmorph.train.hf import export_hf
+    from filmorph.train.hf_checkpoint import export_hf
 
     m = AutoModelForCausalLM.from_pretrained(models["gemma"])
     export_hf(m, tmp_path / "bf16", tokenizer_files_dir=family_dirs["gemma"], dtype="bfloat16", meta={"x": 1})
