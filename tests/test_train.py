@@ -450,6 +450,39 @@ def test_packed_documents_match_separate_runs(family, attn):
     assert (both[:14] - alone[:14]).abs().max() < 1e-5 and (both[14:] - alone[14:]).abs().max() > 1e-3
 
 
+def test_hf_optimizer_precision_and_resume_step(tmp_path):
+    """AdamW decays matrices and embeddings only and skips frozen parameters; bf16 only on a
+    GPU; the resume step is the newest state with weights, optimizer and RNG files."""
+    import torch
+
+    from filmorph.train.hf import build_optimizer, param_groups, precision_of, set_lr
+    from filmorph.train.hf_checkpoint import resume_step
+
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3))
+    model[2].bias.requires_grad_(False)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[2].weight)}
+    assert {id(p) for p in no_decay["params"]} == {id(model[1].weight), id(model[1].bias)}
+    cfg = _cfg(precision="bf16", warmup_steps=4)
+    opt = build_optimizer(model, cfg, fused=False)
+    assert [g["lr"] for g in opt.param_groups] == [C.lr_at(cfg, 0)] * 2 == [cfg.lr / 4] * 2
+    assert set_lr(opt, 0.5) == 0.5 and [g["lr"] for g in opt.param_groups] == [0.5, 0.5]
+    assert precision_of(cfg, torch.device("cpu")) == ("fp32", "float32")
+    assert precision_of(cfg, torch.device("cuda", 0)) == ("bf16", "bfloat16")
+    assert precision_of(_cfg(precision="fp32"), torch.device("cuda", 0)) == ("fp32", "float32")
+
+    lay = C.RunLayout(tmp_path)
+    assert resume_step(lay, 6) == 0
+    for step in (2, 4, 6):  # only step 4 keeps its optimizer file (6: a weights-only state)
+        lay.state_dir(step).mkdir(parents=True)
+        for f in ("model.safetensors", "rng.pt", C.STATE_FILE, *(["optimizer.pt"] if step == 4 else [])):
+            (lay.state_dir(step) / f).write_text("{}")
+    assert resume_step(lay, 6) == 4
+    with pytest.raises(ValueError, match="state at step 4 > max_steps 3"):
+        resume_step(lay, 3)
+
+
 def _weights(path: Path) -> dict:
     from safetensors.torch import load_file
 
