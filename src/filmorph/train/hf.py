@@ -48,6 +48,11 @@ with 3); rerunning resumes from that state, bit for bit. With several ranks ever
 after the same step once any rank got the signal. Data-loader workers ignore both signals (a
 Slurm signal reaches every process of the job step, and a worker dying of it would end the
 run before it saves). A state saved between checkpoints goes once a newer one is saved.
+
+Reading order: :func:`train` (device, process group, signal handlers) calls ``_train``, the
+run top to bottom: set-up (config record, data, seeds, model, optimizer, resume), the loop
+(batch, forward and backward, clip, step, eval, log, checkpoint), the summary. The small
+functions it calls follow it, in the order it uses them.
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ __all__ = [
     "set_lr",
     "step_seed",
     "train",
+    "wrap_ddp",
 ]
 
 SUPPORTED_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
@@ -257,11 +263,7 @@ def _train(
         info = load_state(layout, start, model, optimizer)
     barrier(distributed)
     metrics = open_metrics(layout, cfg, start, name=f"{model_dir.name}-{layout.root.name}") if main else None
-    ddp_model = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp_model = wrap_ddp(model, device) if distributed else model
     batches = iter(make_loader(data.train, cfg, start, rank, world, device))
     params = [p for p in model.parameters() if p.requires_grad]
     flops_tok = model_flops_per_token(model, cfg.seq_length)
@@ -488,6 +490,14 @@ def set_lr(optimizer: Any, lr: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def wrap_ddp(model: Any, device: Any) -> Any:
+    """``model`` in DistributedDataParallel (the loop trains through it; checkpoints and
+    evaluation use ``model`` itself)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def make_loader(dataset: Any, cfg: TrainConfig, start: int, rank: int, world: int, device: Any) -> Any:
