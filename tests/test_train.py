@@ -424,7 +424,7 @@ def test_packed_documents_match_separate_runs(family, attn):
     alone: no attention across the boundary (Gemma 3: sliding window 6 < document length)."""
     import torch
 
-    from filmorph.train.hf import _forward_kwargs, check_document_masking
+    from filmorph.train.hf import check_document_masking, forward_kwargs
 
     vocab, eos = (128256, 128001) if family == "llama" else (262144, 1)
     model = tiny_model(family, vocab, eos, 2)
@@ -437,7 +437,7 @@ def test_packed_documents_match_separate_runs(family, attn):
     pos = torch.cat([torch.arange(14), torch.arange(10)])[None]
     batch = {"tokens": tokens, "position_ids": pos}
     with torch.no_grad():
-        packed = model(**_forward_kwargs(_cfg(), batch, "cpu")).logits[0]
+        packed = model(**forward_kwargs(_cfg(), batch, "cpu")).logits[0]
         alone = torch.cat([model(input_ids=a[None]).logits[0], model(input_ids=b[None]).logits[0]])
         crossing = model(input_ids=tokens, use_cache=False).logits[0]
     assert (packed - alone).abs().max() < 1e-5
@@ -446,8 +446,41 @@ def test_packed_documents_match_separate_runs(family, attn):
     # reset_position_ids without reset_attention_mask: positions restart, attention crosses
     cross_cfg = _cfg(reset_attention_mask=False)
     with torch.no_grad():
-        both = model(**_forward_kwargs(cross_cfg, batch, "cpu")).logits[0]
+        both = model(**forward_kwargs(cross_cfg, batch, "cpu")).logits[0]
     assert (both[:14] - alone[:14]).abs().max() < 1e-5 and (both[14:] - alone[14:]).abs().max() > 1e-3
+
+
+def test_hf_optimizer_precision_and_resume_step(tmp_path):
+    """AdamW decays matrices and embeddings only and skips frozen parameters; bf16 only on a
+    GPU; the resume step is the newest state with weights, optimizer and RNG files."""
+    import torch
+
+    from filmorph.train.hf import build_optimizer, param_groups, precision_of, set_lr
+    from filmorph.train.hf_checkpoint import resume_step
+
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 3))
+    model[2].bias.requires_grad_(False)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[2].weight)}
+    assert {id(p) for p in no_decay["params"]} == {id(model[1].weight), id(model[1].bias)}
+    cfg = _cfg(precision="bf16", warmup_steps=4)
+    opt = build_optimizer(model, cfg, fused=False)
+    assert [g["lr"] for g in opt.param_groups] == [C.lr_at(cfg, 0)] * 2 == [cfg.lr / 4] * 2
+    assert set_lr(opt, 0.5) == 0.5 and [g["lr"] for g in opt.param_groups] == [0.5, 0.5]
+    assert precision_of(cfg, torch.device("cpu")) == ("fp32", "float32")
+    assert precision_of(cfg, torch.device("cuda", 0)) == ("bf16", "bfloat16")
+    assert precision_of(_cfg(precision="fp32"), torch.device("cuda", 0)) == ("fp32", "float32")
+
+    lay = C.RunLayout(tmp_path)
+    assert resume_step(lay, 6) == 0
+    for step in (2, 4, 6):  # only step 4 keeps its optimizer file (6: a weights-only state)
+        lay.state_dir(step).mkdir(parents=True)
+        for f in ("model.safetensors", "rng.pt", C.STATE_FILE, *(["optimizer.pt"] if step == 4 else [])):
+            (lay.state_dir(step) / f).write_text("{}")
+    assert resume_step(lay, 6) == 4
+    with pytest.raises(ValueError, match="state at step 4 > max_steps 3"):
+        resume_step(lay, 3)
 
 
 def _weights(path: Path) -> dict:
@@ -683,7 +716,7 @@ def test_export_bf16(models, family_dirs, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from filmorph.train.hf import export_hf
+    from filmorph.train.hf_checkpoint import export_hf
 
     m = AutoModelForCausalLM.from_pretrained(models["gemma"])
     export_hf(m, tmp_path / "bf16", tokenizer_files_dir=family_dirs["gemma"], dtype="bfloat16", meta={"x": 1})

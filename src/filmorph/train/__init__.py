@@ -3,7 +3,8 @@
 One interface, several engines (``train.engine`` in the config):
 
 * ``hf`` (:mod:`filmorph.train.hf`): plain PyTorch over transformers models; CPU or GPU,
-  one process or DDP. The engine of the embedded default config and of CI.
+  one process or DDP. The engine of the embedded default config and of CI. Its checkpoints
+  (states, transformers export): :mod:`filmorph.train.hf_checkpoint`.
 * ``megatron`` (:mod:`filmorph.train.megatron`): Megatron-Bridge on GPUs, from an imported
   Megatron checkpoint (:mod:`filmorph.train.megatron.convert`: HF -> Megatron -> HF with logit checks).
 * ``automodel`` (:mod:`filmorph.train.automodel`): NeMo Automodel's pretraining recipe on GPUs.
