@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, write_json_atomic
-from filmorph.paths import LM_EVAL_RESULTS, LM_EVAL_SAMPLES, eval_wildcards
+from filmorph.paths import lm_eval_files
 
-__all__ = ["lm_eval_files", "mean_stderr", "results_entry", "sample_line", "write_lm_eval"]
+__all__ = ["mean_stderr", "results_entry", "sample_line", "write_lm_eval"]
 
 #: Our per-item fields -> lm-eval metric names, per format.
 MCQ_METRICS = {"acc": "correct", "acc_norm": "correct_norm"}
@@ -109,15 +109,6 @@ def results_entry(task: str, fmt: str, records: Sequence[Mapping[str, Any]]) -> 
     return out
 
 
-def lm_eval_files(labels: Mapping[str, str], benchmarks: Sequence[str]) -> list[str]:
-    """The files :func:`write_lm_eval` writes for one model x arm x checkpoint (relative
-    paths): the results file, then one samples file per benchmark."""
-    wc = eval_wildcards(dict(labels))
-    return [LM_EVAL_RESULTS.format(**wc)] + [
-        LM_EVAL_SAMPLES.format(**{**wc, "bench": b}) for b in benchmarks
-    ]
-
-
 def write_lm_eval(root: str | Path, subject_runs: Sequence[Any]) -> list[Path]:
     """Write the lm-eval layout under ``root`` (the run dir) for the runs of one model x arm x
     checkpoint (:class:`filmorph.report.Run`, each with its items); return the files written."""
@@ -126,7 +117,8 @@ def write_lm_eval(root: str | Path, subject_runs: Sequence[Any]) -> list[Path]:
     root = Path(root)
     labels = subject_runs[0].labels
     runs = sorted(subject_runs, key=lambda r: r.benchmark)
-    paths = [root / p for p in lm_eval_files(labels, [r.benchmark for r in runs])]
+    rel = lm_eval_files(labels["model"], labels["arm"], labels["checkpoint"], [r.benchmark for r in runs])
+    paths = [root / p for p in rel]
     results: dict[str, Any] = {}
     configs: dict[str, Any] = {}
     for run, path in zip(runs, paths[1:], strict=True):

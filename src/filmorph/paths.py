@@ -46,6 +46,7 @@ __all__ = [
     "eval_path",
     "eval_wildcards",
     "labels_of_eval_path",
+    "lm_eval_files",
     "iter_name",
     "step_name",
     "step_of",
@@ -169,3 +170,12 @@ def labels_of_eval_path(path: str) -> dict[str, str]:
     if not m:
         raise ValueError(f"{path}: not a {EVAL_SCORES} (or .jsonl) path")
     return {k: m.group(k) for k in EVAL_LABELS}
+
+
+def lm_eval_files(model: str, arm: str, checkpoint: str, benchmarks: list[str]) -> list[str]:
+    """The lm-evaluation-harness layout files of one model x arm x checkpoint (relative to the
+    run dir): the results file, then one samples file per benchmark file."""
+    wcs = [eval_wildcards(eval_labels(model, arm, checkpoint, b)) for b in benchmarks]
+    if not wcs:
+        return []
+    return [LM_EVAL_RESULTS.format(**wcs[0])] + [LM_EVAL_SAMPLES.format(**w) for w in wcs]
