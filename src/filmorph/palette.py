@@ -15,16 +15,16 @@ __all__ = ["ARM_COLORS", "EXTRA", "arm_color", "arm_order"]
 #: Fixed colours (colour-blind-safe Okabe-Ito hues) of ``base`` and the three arm types.
 ARM_COLORS = {
     "base": "#7f7f7f",
-    "vanilla": "#0072B2",
-    "stochastok": "#E69F00",
-    "patok": "#009E73",
+    "vanilla": "#0072b2",
+    "stochastok": "#e69f00",
+    "patok": "#009e73",
 }
 #: Colours for named arms (none of them is one of :data:`ARM_COLORS`).
-EXTRA = ("#CC79A7", "#D55E00", "#56B4E9", "#8c564b", "#9467bd", "#bcbd22", "#17becf", "#000000")
+EXTRA = ("#cc79a7", "#d55e00", "#56b4e9", "#8c564b", "#9467bd", "#bcbd22", "#17becf", "#000000")
 
 
 def arm_color(arm: str) -> str:
-    """The colour of ``arm`` (a hex string): fixed for the arm types, stable for named arms."""
+    """The colour of ``arm`` (lower-case hex): fixed for the arm types, stable for named arms."""
     if arm in ARM_COLORS:
         return ARM_COLORS[arm]
     digest = hashlib.sha256(arm.encode("utf-8")).digest()

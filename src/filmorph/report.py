@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_path
+from .lm_eval_layout import write_lm_eval
 from .paths import EVAL_LABELS, LM_EVAL_DIR, step_of
 from .rng import derive_seed
 
@@ -342,7 +343,6 @@ def report(
     one per model) into ``plot_dir`` and, with ``lm_eval_root`` (the run dir), the
     lm-evaluation-harness layout under its ``results/lm_eval/``."""
     from . import report_plots as plots
-    from .lm_eval_layout import write_lm_eval
 
     runs = [load_run(p) for p in evaluation_files]
     seen: dict[tuple[str, ...], str] = {}
@@ -359,6 +359,10 @@ def report(
     write_tsv(out_dir / "deltas.tsv", deltas, DELTA_COLUMNS)
     write_markdown(out_dir / "deltas.md", deltas, DELTA_COLUMNS,
                    f"Arm minus {baseline} (paired bootstrap 95% CI)", scopes=("all", "group", "level"))
+    lm_files = []
+    if lm_eval_root is not None:
+        for subject_runs in _by_subject(runs).values():
+            lm_files += write_lm_eval(lm_eval_root, subject_runs)
     models = sorted({r.model for r in runs})
     for model in models:
         plots.plot_headline(rows, model, plot_dir / "headline" / f"{model}.png")
@@ -366,10 +370,6 @@ def report(
     plots.plot_benchmarks(rows, plot_dir / "benchmarks.png")
     plots.plot_levels(rows, plot_dir / "hierarchical_levels.png")
     plots.plot_heatmap(rows, plot_dir / "heatmap.png")
-    lm_files = []
-    if lm_eval_root is not None:
-        for subject_runs in _by_subject(runs).values():
-            lm_files += write_lm_eval(lm_eval_root, subject_runs)
     return {"runs": len(runs), "rows": len(rows), "delta_rows": len(deltas), "models": models,
             "lm_eval_files": len(lm_files)}  # fmt: skip
 
