@@ -224,8 +224,8 @@ def test_cli_writes_tables_plots_and_lm_eval_layout(tmp_path):
     assert md.startswith("# Evaluation results") and "| gemma | base |" in md
     deltas = (tmp_path / "t" / "deltas.tsv").read_text().splitlines()
     assert deltas[0].split("\t") == R.DELTA_COLUMNS
-    assert any(line.startswith("gemma\tpatok\tvanilla\tstep_0000004\t4\thierarchical_mcq\tmcq\tlevel\t*\t0\tacc")
-               for line in deltas)  # fmt: skip
+    level0 = "gemma\tpatok\tvanilla\tstep_0000004\t4\thierarchical_mcq\tmcq\tlevel\t*\t0\tacc\t"
+    assert any(line.startswith(level0) for line in deltas)
     assert "| level |" in (tmp_path / "t" / "deltas.md").read_text()  # deltas per level in the md
     pngs = ["benchmarks.png", "hierarchical_levels.png", "heatmap.png", "deltas.png",
             "headline/gemma.png", "headline/smollm2-135m.png"]  # fmt: skip
@@ -238,11 +238,13 @@ def test_cli_writes_tables_plots_and_lm_eval_layout(tmp_path):
     assert sorted(res["results"]) == ["addition_gen", "hierarchical_mcq"]
     mcq = res["results"]["hierarchical_mcq"]
     assert mcq["acc,none"] == pytest.approx(20 / 60)
-    assert mcq["acc_stderr,none"] == pytest.approx(np.std([k % 3 == 0 for k in range(60)], ddof=1) / np.sqrt(60))
+    hits = [k % 3 == 0 for k in range(60)]
+    assert mcq["acc_stderr,none"] == pytest.approx(np.std(hits, ddof=1) / np.sqrt(60))
     assert set(mcq) >= {"alias", "acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none"}
     assert res["results"]["addition_gen"]["exact_match,none"] == 0.5
     assert res["n-samples"]["hierarchical_mcq"] == {"original": 60, "effective": 60}
-    lines = [json.loads(x) for x in (sub / "samples_hierarchical_mcq_filmorph.jsonl").read_text().splitlines()]
+    samples = (sub / "samples_hierarchical_mcq_filmorph.jsonl").read_text().splitlines()
+    lines = [json.loads(x) for x in samples]
     assert len(lines) == 60
     first = lines[0]
     assert {"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "doc_hash",
@@ -277,9 +279,10 @@ def test_arm_colours_are_fixed_and_stable():
     # a named arm: a colour of EXTRA, the same on every call and whatever other arms exist
     c = arm_color("patok_morph")
     assert c in EXTRA and c not in ARM_COLORS.values() and arm_color("patok_morph") == c
-    assert hashlib.sha256(b"patok_morph").digest()[:4]  # the choice is from the name's sha256
+    assert c == EXTRA[int.from_bytes(hashlib.sha256(b"patok_morph").digest()[:4], "big") % len(EXTRA)]
     assert len({arm_color(f"arm{k}") for k in range(40)}) > 4  # named arms spread over EXTRA
-    assert arm_order(["zeta", "patok", "base", "alpha", "vanilla"]) == ["base", "vanilla", "patok", "alpha", "zeta"]
+    order = ["base", "vanilla", "patok", "alpha", "zeta"]
+    assert arm_order(["zeta", "patok", "base", "alpha", "vanilla"]) == order
 
 
 def test_plots_draw_each_arm_in_its_colour(tmp_path, monkeypatch):
@@ -291,8 +294,13 @@ def test_plots_draw_each_arm_in_its_colour(tmp_path, monkeypatch):
     from filmorph.palette import arm_color
 
     ev = tmp_path / "eval"
-    files = [_write(ev, "gemma", arm, "step_0000004", "h_mcq", _mcq(30, [k % (i + 2) == 0 for k in range(30)]))
-             for i, arm in enumerate(("vanilla", "patok", "my_arm"))]  # fmt: skip
+    arms = ("vanilla", "patok", "my_arm")
+
+    def _hits(i):
+        return [k % (i + 2) == 0 for k in range(30)]
+
+    files = [_write(ev, "gemma", arm, "step_0000004", "h_mcq", _mcq(30, _hits(i)))
+             for i, arm in enumerate(arms)]
     runs = [R.load_run(f) for f in files]
     rows = R.results_table(runs, samples=50)
     deltas = R.deltas_table(runs, samples=50)
@@ -300,8 +308,10 @@ def test_plots_draw_each_arm_in_its_colour(tmp_path, monkeypatch):
 
     def keep(fig, path):
         leg = fig.axes[0].get_legend()
-        colours = [h.get_facecolor() if isinstance(h, Rectangle) else h.get_color() for h in leg.legend_handles]
-        seen[Path(path).name] = {t.get_text(): to_hex(c) for t, c in zip(leg.get_texts(), colours, strict=True)}
+        colours = [h.get_facecolor() if isinstance(h, Rectangle) else h.get_color()
+                   for h in leg.legend_handles]
+        names = [t.get_text() for t in leg.get_texts()]
+        seen[Path(path).name] = {n: to_hex(c) for n, c in zip(names, colours, strict=True)}
 
     monkeypatch.setattr(RP, "save", keep)
     RP.plot_headline(rows, "gemma", tmp_path / "h.png")
