@@ -21,8 +21,9 @@ EXPECTED = {
     "Tokenization": ["results/tokenization/summary.tsv", "results/tokenization/summary.png"],
     "Training": ["results/training/summary.tsv", "results/training/curves.png"],
     "Results": ["results/tables/results.tsv", "results/tables/deltas.tsv"],
-    "Plots": ["results/plots/benchmarks.png", "results/plots/hierarchical_levels.png",
-              "results/plots/heatmap.png"],
+    "Headline": ["results/plots/headline/gemma.png", "results/plots/headline/llama.png"],
+    "Plots": ["results/plots/deltas.png", "results/plots/benchmarks.png",
+              "results/plots/hierarchical_levels.png", "results/plots/heatmap.png"],
     "Audit": ["results/audit/audit.tsv"],
 }
 
