@@ -328,7 +328,9 @@ def get_eval_files(pattern):
 
 # The report's outputs (rules/report.smk): tables, plots (one headline per evaluated model) and
 # the lm-evaluation-harness layout of every evaluated model x arm x checkpoint.
-HEADLINE_PLOTS = sorted({HEADLINE_PLOT.format(model=m) for m, _a, _c in eval_subjects()})
+HEADLINE_PLOTS = sorted(
+    {HEADLINE_PLOT.format(model=m) for m, _a, _c in eval_subjects()}
+)
 LM_EVAL_FILES = [
     f for m, a, c in eval_subjects() for f in lm_eval_files(m, a, c, BENCH_FILES)
 ]
