@@ -7,6 +7,7 @@ timestamps in the metadata keep them the same on every run.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,8 +89,12 @@ def plot_deltas(deltas: Sequence[dict], path: str | Path) -> None:
     checkpoint) per benchmark file, group (e.g. PACUTE category) and hierarchical level, with
     its paired-bootstrap 95 % interval; the line at 0 is no difference."""
     plt = _plt()
+    leveled = {r["benchmark"] for r in deltas if r["scope"] == "level"}
     rows = _last_checkpoints([r for r in deltas if r["scope"] in ("all", "group", "level")
-                              and r["metric"] == PRIMARY[r["mode"]]])  # fmt: skip
+                              and r["metric"] == PRIMARY[r["mode"]]
+                              # hierarchical groups are its levels (level_N): drawn once
+                              and not (r["scope"] == "group" and r["benchmark"] in leveled
+                                       and re.fullmatch(r"level_\d+", r["group"]))])  # fmt: skip
     models = sorted({r["model"] for r in rows})
     cells = {}
     for r in rows:
@@ -113,6 +118,8 @@ def plot_deltas(deltas: Sequence[dict], path: str | Path) -> None:
                         color=arm_color(arm), capsize=2, label=arm)  # fmt: skip
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(keys)), [cells[model][k] for k in keys], fontsize=7)
+        for tick, k in zip(ax.get_yticklabels(), keys, strict=True):
+            tick.set_fontweight("normal" if k[1] else "bold")  # a benchmark file in bold
         ax.invert_yaxis()
         base = next((r["baseline"] for r in rows if r["model"] == model), "")
         ax.set_title(f"{model}: arm minus {base} (paired 95% CI)", fontsize=9)
