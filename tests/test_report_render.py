@@ -1,6 +1,7 @@
 """`snakemake --report` of a finished run, rendered in headless Chromium as a person would see
 it: the screenshot is a real page (not blank), and the rendered report (its JavaScript run)
-lists the Tokenization, Training, Results, Plots and Audit categories with their files.
+lists the Tokenization, Training, Headline, Results, Plots and Audit categories with their
+files.
 
 Needs a `chromium` binary (Debian's package; .ci/run installs it). Skipped without one, unless
 FILMORPH_REQUIRE_CHROMIUM=1 (CI), which makes its absence a failure.
