@@ -18,11 +18,22 @@ from filmorph.config_checks import (
 )
 from filmorph.paths import (
     ARMS,
+    BENCHMARK_FILE,
     CHUNK_PATTERN,
+    EVAL_PREDICTIONS,
+    EVAL_SCORES,
+    HEADLINE_PLOT,
+    HF_CHECKPOINT,
+    MODEL_DIR,
+    PLOTS_DIR,
+    REPORT_PLOTS,
+    REPORT_TABLES,
     STEP_DIGITS,
     STEP_PATTERN,
+    TABLES_DIR,
     chunk_name,
     iter_name,
+    lm_eval_files,
     step_name,
 )
 from filmorph.fingerprint import fingerprint, stage_fingerprints
@@ -288,7 +299,7 @@ def model_dir(name):
     in place, every other source is written to resources/models/{name} by prepare_model.
     """
     spec = MODEL_SPECS[name]
-    return spec["path"] if spec["source"] == "local" else f"resources/models/{name}"
+    return spec["path"] if spec["source"] == "local" else MODEL_DIR.format(model=name)
 
 
 def get_model_spec(wildcards):
@@ -310,19 +321,18 @@ def get_eval_model(wildcards):
     """The checkpoint dir one evaluate job scores."""
     if wildcards.ckpt == "base":
         return model_dir(wildcards.model)
-    return f"results/checkpoints/{wildcards.model}/{wildcards.arm}/hf/{wildcards.ckpt}"
+    return HF_CHECKPOINT.format(
+        model=wildcards.model, arm=wildcards.arm, ckpt=wildcards.ckpt
+    )
 
 
 def eval_outputs(model, arm, ckpt):
     """Scores + per-item predictions of one model x arm x checkpoint on every benchmark file."""
-    return expand(
-        "results/eval/{model}/{arm}/{ckpt}/{bench}.{ext}",
-        model=model,
-        arm=arm,
-        ckpt=ckpt,
-        bench=BENCH_FILES,
-        ext=["json", "jsonl"],
-    )
+    return [
+        p.format(model=model, arm=arm, ckpt=ckpt, bench=b)
+        for b in BENCH_FILES
+        for p in (EVAL_SCORES, EVAL_PREDICTIONS)
+    ]
 
 
 def eval_subjects(arms=None):
@@ -342,23 +352,28 @@ def eval_subjects(arms=None):
     return subjects
 
 
-def get_eval_predictions(wildcards=None):
-    """Every per-item prediction file the report aggregates."""
+def get_eval_files(pattern):
+    """Every evaluation file of `pattern` (EVAL_SCORES or EVAL_PREDICTIONS) the report reads."""
     return [
-        f"results/eval/{m}/{a}/{c}/{b}.jsonl"
+        pattern.format(model=m, arm=a, ckpt=c, bench=b)
         for m, a, c in eval_subjects()
         for b in BENCH_FILES
     ]
 
 
+# The report's outputs (rules/report.smk): tables, plots (one headline per evaluated model) and
+# the lm-evaluation-harness layout of every evaluated model x arm x checkpoint.
+HEADLINE_PLOTS = sorted(
+    {HEADLINE_PLOT.format(model=m) for m, _a, _c in eval_subjects()}
+)
+LM_EVAL_FILES = [
+    f for m, a, c in eval_subjects() for f in lm_eval_files(m, a, c, BENCH_FILES)
+]
 REPORT_OUTPUTS = [
-    "results/tables/results.tsv",
-    "results/tables/results.md",
-    "results/tables/deltas.tsv",
-    "results/tables/deltas.md",
-    "results/plots/benchmarks.png",
-    "results/plots/hierarchical_levels.png",
-    "results/plots/heatmap.png",
+    *(f"{TABLES_DIR}/{t}" for t in REPORT_TABLES),
+    *(f"{PLOTS_DIR}/{p}" for p in REPORT_PLOTS),
+    *HEADLINE_PLOTS,
+    *LM_EVAL_FILES,
 ]
 
 

@@ -246,10 +246,10 @@ rule chat_loss:
 use rule evaluate as evaluate_finetuned with:
     input:
         model=get_ft_eval_model,
-        benchmark_file="resources/benchmarks/{bench}.jsonl",
+        benchmark_file=BENCHMARK_FILE,
     output:
-        scores="results/eval/{model}/{arm}/{ckpt}/{bench}.json",
-        predictions="results/eval/{model}/{arm}/{ckpt}/{bench}.jsonl",
+        scores=EVAL_SCORES,
+        predictions=EVAL_PREDICTIONS,
     log:
         "logs/evaluate/{model}/{arm}/{ckpt}/{bench}.log",
     benchmark:

@@ -5,7 +5,7 @@ rule prepare_model:
     input:
         tokenizer=get_model_tokenizer,
     output:
-        directory("resources/models/{model}"),
+        directory(MODEL_DIR),
     log:
         "logs/prepare_model/{model}.log",
     benchmark:

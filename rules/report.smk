@@ -1,38 +1,52 @@
-# Results: one tidy table, arm-vs-baseline deltas (paired bootstrap) and plots, all linked
-# into `snakemake --report report.html`.
+# Results: one tidy table, arm-vs-baseline deltas (paired bootstrap), plots (a headline per
+# model) and the lm-evaluation-harness layout, the tables and plots linked into
+# `snakemake --report report.html`. Labels come from each scores JSON (filmorph.report).
 
 
 rule report_results:
     input:
-        get_eval_predictions(),
+        scores=get_eval_files(EVAL_SCORES),
+        predictions=get_eval_files(EVAL_PREDICTIONS),
+        # the items behind the lm-eval samples files (prompts, targets, hashes)
+        benchmarks=expand(BENCHMARK_FILE, bench=BENCH_FILES),
     output:
         tsv=report(
-            "results/tables/results.tsv",
+            f"{TABLES_DIR}/results.tsv",
             category="Results",
             caption="../report/results.rst",
         ),
-        md="results/tables/results.md",
+        md=f"{TABLES_DIR}/results.md",
         deltas=report(
-            "results/tables/deltas.tsv",
+            f"{TABLES_DIR}/deltas.tsv",
             category="Results",
             caption="../report/deltas.rst",
         ),
-        deltas_md="results/tables/deltas.md",
+        deltas_md=f"{TABLES_DIR}/deltas.md",
+        headline=[
+            report(p, category="Headline", caption="../report/headline.rst")
+            for p in HEADLINE_PLOTS
+        ],
+        delta_plot=report(
+            f"{PLOTS_DIR}/deltas.png",
+            category="Plots",
+            caption="../report/delta_plot.rst",
+        ),
         bars=report(
-            "results/plots/benchmarks.png",
+            f"{PLOTS_DIR}/benchmarks.png",
             category="Plots",
             caption="../report/benchmarks.rst",
         ),
         levels=report(
-            "results/plots/hierarchical_levels.png",
+            f"{PLOTS_DIR}/hierarchical_levels.png",
             category="Plots",
             caption="../report/levels.rst",
         ),
         heatmap=report(
-            "results/plots/heatmap.png",
+            f"{PLOTS_DIR}/heatmap.png",
             category="Plots",
             caption="../report/heatmap.rst",
         ),
+        lm_eval=LM_EVAL_FILES,
     log:
         "logs/report_results/report.log",
     benchmark:

@@ -279,3 +279,34 @@ def test_train_config_check_takes_each_familys_engine(tmp_path):
     status = {r.subject.split("/")[2]: (r.status, r.detail) for r in auditor.rows}
     assert status["gemma"][0] == status["llama"][0] == "pass"
     assert status["llama2"] == ("fail", "trained with other engine than the config")
+
+
+def test_evaluation_labels_must_name_their_own_path(tmp_path):
+    """The scores JSON's labels and its path agree through filmorph.paths.eval_path: a file
+    moved (or labelled) elsewhere, and one without a label, are named."""
+    from filmorph.provenance import sha256_file, sha256_tree
+
+    (tmp_path / "resources/models/m").mkdir(parents=True)
+    (tmp_path / "resources/models/m/config.json").write_text("{}")
+    bench = tmp_path / "resources/benchmarks/b.jsonl"
+    bench.parent.mkdir(parents=True)
+    bench.write_text('{"id": "x"}\n')
+    good = {"model": "m", "arm": "base", "checkpoint": "base", "benchmark": "b"}
+    cases = {"results/eval/m/base/base/b.json": good,
+             "results/eval/m/vanilla/base/b.json": good,  # labels say arm base
+             "results/eval/m/base/base/c.json": {k: v for k, v in good.items() if k != "benchmark"}}
+    for rel, labels in cases.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"labels": labels, "model": "resources/models/m",
+                                 "model_sha256": sha256_tree(tmp_path / "resources/models/m"),
+                                 "benchmark_file": "resources/benchmarks/b.jsonl",
+                                 "benchmark_sha256": sha256_file(bench)}))
+    auditor = A.Auditor(tmp_path, progress=False)
+    auditor.check_evaluations()
+    rows = {r.subject: r for r in auditor.rows}
+    assert rows["results/eval/m/base/base/b.json"].status == "pass"
+    moved = rows["results/eval/m/vanilla/base/b.json"]
+    assert moved.status == "fail" and "name results/eval/m/base/base/b.json, not this file" in moved.detail
+    unlabelled = rows["results/eval/m/base/base/c.json"]
+    assert unlabelled.status == "fail" and "lack benchmark" in unlabelled.detail

@@ -1,6 +1,7 @@
 """`snakemake --report` of a finished run, rendered in headless Chromium as a person would see
 it: the screenshot is a real page (not blank), and the rendered report (its JavaScript run)
-lists the Tokenization, Training, Results, Plots and Audit categories with their files.
+lists the Tokenization, Training, Headline, Results, Plots and Audit categories with their
+files.
 
 Needs a `chromium` binary (Debian's package; .ci/run installs it). Skipped without one, unless
 FILMORPH_REQUIRE_CHROMIUM=1 (CI), which makes its absence a failure.
@@ -21,8 +22,9 @@ EXPECTED = {
     "Tokenization": ["results/tokenization/summary.tsv", "results/tokenization/summary.png"],
     "Training": ["results/training/summary.tsv", "results/training/curves.png"],
     "Results": ["results/tables/results.tsv", "results/tables/deltas.tsv"],
-    "Plots": ["results/plots/benchmarks.png", "results/plots/hierarchical_levels.png",
-              "results/plots/heatmap.png"],
+    "Headline": ["results/plots/headline/gemma.png", "results/plots/headline/llama.png"],
+    "Plots": ["results/plots/deltas.png", "results/plots/benchmarks.png",
+              "results/plots/hierarchical_levels.png", "results/plots/heatmap.png"],
     "Audit": ["results/audit/audit.tsv"],
 }
 

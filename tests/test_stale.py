@@ -317,7 +317,7 @@ def mini_run(tmp_path, monkeypatch):
         out.with_suffix(".json").write_text(json.dumps({
             "model": "resources/models/m", "model_sha256": P.sha256_tree("resources/models/m"),
             "benchmark_file": bench, "benchmark_sha256": P.sha256_file(bench),
-            "labels": {"model": "m", "arm": "base", "checkpoint": "base"}}))
+            "labels": {"model": "m", "arm": "base", "checkpoint": "base", "benchmark": b}}))
         out.with_suffix(".jsonl").write_text("{}\n")
         outs = [f"{out}.json", f"{out}.jsonl"]
         _record("evaluate", {"model": "m", "arm": "base", "ckpt": "base", "bench": b},

@@ -1,4 +1,4 @@
-"""rule report_results: tidy results table, paired-bootstrap deltas and plots."""
+"""rule report_results: tidy results table, paired-bootstrap deltas, plots, lm-eval layout."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ from filmorph.report import main  # noqa: E402
 from filmorph.workflow import run_stage  # noqa: E402
 
 p, out = snakemake.params, snakemake.output
-run_stage(snakemake, main, [*snakemake.input, "--out-dir", Path(out.tsv).parent,
-                            "--plot-dir", Path(out.bars).parent, "--bootstrap-samples", p.samples,
-                            "--seed", p.seed, "--baseline", p.baseline])
+run_stage(snakemake, main, [*snakemake.input.scores, "--out-dir", Path(out.tsv).parent,
+                            "--plot-dir", Path(out.bars).parent, "--lm-eval-root", ".",
+                            "--bootstrap-samples", p.samples, "--seed", p.seed,
+                            "--baseline", p.baseline])

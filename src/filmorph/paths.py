@@ -1,6 +1,13 @@
 """The path vocabulary: the names of the arms and of the numbered things in ``resources/`` and
-``results/`` (corpus chunks, checkpoint steps, Megatron iterations), written once for the rules
-(``rules/common.smk``), the package's stages, the report and the audit.
+``results/`` (corpus chunks, checkpoint steps, Megatron iterations), the path patterns of the
+benchmark files, models, evaluations and report outputs, and the one mapping between an
+evaluation's path and its labels; written once for the rules (``rules/common.smk``,
+``rules/*.smk``), the package's stages, the report and the audit.
+
+Patterns are ``str.format`` / Snakemake patterns whose fields are the rules' wildcard names
+(``{model}``, ``{arm}``, ``{ckpt}``, ``{bench}``). An evaluation's *labels* (stored in its
+scores JSON under ``labels`` by the evaluate stage) are named :data:`EVAL_LABELS`; the report
+reads them from the JSON, and only the audit maps a path back to labels, to check they agree.
 
 Standard library only: the workflow imports it before any stage runs.
 """
@@ -11,6 +18,22 @@ import re
 
 __all__ = [
     "ARMS",
+    "BENCHMARK_FILE",
+    "EVAL_DIR",
+    "EVAL_LABELS",
+    "EVAL_PREDICTIONS",
+    "EVAL_SCORES",
+    "HEADLINE_PLOT",
+    "HF_CHECKPOINT",
+    "LM_EVAL_DIR",
+    "LM_EVAL_RESULTS",
+    "LM_EVAL_SAMPLES",
+    "LM_EVAL_STAMP",
+    "MODEL_DIR",
+    "PLOTS_DIR",
+    "REPORT_PLOTS",
+    "REPORT_TABLES",
+    "TABLES_DIR",
     "CHUNK_GLOB",
     "CHUNK_PATTERN",
     "ITER_RE",
@@ -19,6 +42,11 @@ __all__ = [
     "STEP_PATTERN",
     "STEP_RE",
     "chunk_name",
+    "eval_labels",
+    "eval_path",
+    "eval_wildcards",
+    "labels_of_eval_path",
+    "lm_eval_files",
     "iter_name",
     "step_name",
     "step_of",
@@ -65,3 +93,89 @@ def step_of(checkpoint: str) -> int:
     """The step of a checkpoint label: ``step_NNNNNNN`` -> its number, anything else (``base``) 0."""
     m = re.fullmatch(r"step_(\d+)", checkpoint)
     return int(m.group(1)) if m else 0
+
+
+# --------------------------------------------------------------------------------------------
+# resources/ and results/ patterns
+# --------------------------------------------------------------------------------------------
+
+#: A benchmark file (generated or converted from a published set).
+BENCHMARK_FILE = "resources/benchmarks/{bench}.jsonl"
+#: A base or reference model's HF checkpoint dir (written by ``prepare_model``).
+MODEL_DIR = "resources/models/{model}"
+#: An HF checkpoint of continued pretraining (``{ckpt}`` is a ``step_NNNNNNN`` name).
+HF_CHECKPOINT = "results/checkpoints/{model}/{arm}/hf/{ckpt}"
+#: The evaluations: one scores JSON and one per-item predictions JSONL per
+#: model x arm x checkpoint x benchmark file.
+EVAL_DIR = "results/eval"
+EVAL_SCORES = EVAL_DIR + "/{model}/{arm}/{ckpt}/{bench}.json"
+EVAL_PREDICTIONS = EVAL_DIR + "/{model}/{arm}/{ckpt}/{bench}.jsonl"
+#: The report: tables, plots (one headline plot per model) and the lm-evaluation-harness layout.
+TABLES_DIR = "results/tables"
+PLOTS_DIR = "results/plots"
+REPORT_TABLES = ("results.tsv", "results.md", "deltas.tsv", "deltas.md")
+REPORT_PLOTS = ("benchmarks.png", "hierarchical_levels.png", "heatmap.png", "deltas.png")
+HEADLINE_PLOT = PLOTS_DIR + "/headline/{model}.png"
+#: lm-evaluation-harness names its files ``results_<stamp>.json`` and
+#: ``samples_<task>_<stamp>.jsonl``; ours carry this fixed stamp so reruns write the same names.
+LM_EVAL_STAMP = "filmorph"
+LM_EVAL_DIR = "results/lm_eval"
+LM_EVAL_RESULTS = LM_EVAL_DIR + "/{model}/{arm}/{ckpt}/results_" + LM_EVAL_STAMP + ".json"
+LM_EVAL_SAMPLES = LM_EVAL_DIR + "/{model}/{arm}/{ckpt}/samples_{bench}_" + LM_EVAL_STAMP + ".jsonl"
+
+# --------------------------------------------------------------------------------------------
+# evaluation path <-> labels
+# --------------------------------------------------------------------------------------------
+
+#: The labels of one evaluation, in path order, and the wildcard each fills.
+EVAL_LABELS = ("model", "arm", "checkpoint", "benchmark")
+_WILDCARD_OF = {"model": "model", "arm": "arm", "checkpoint": "ckpt", "benchmark": "bench"}
+_EVAL_PATH_RE = re.compile(
+    r"(?:^|/)results/eval/(?P<model>[^/]+)/(?P<arm>[^/]+)/(?P<checkpoint>[^/]+)/"
+    r"(?P<benchmark>[^/]+?)\.(?P<ext>json|jsonl)$"
+)
+
+
+def eval_labels(model: str, arm: str, checkpoint: str, benchmark: str) -> dict[str, str]:
+    """The labels the evaluate stage stores in a scores JSON (``labels``)."""
+    labels = {"model": model, "arm": arm, "checkpoint": checkpoint, "benchmark": benchmark}
+    for k, v in labels.items():
+        if not v or "/" in v:
+            raise ValueError(f"evaluation label {k}={v!r}: empty or holds '/'")
+    return labels
+
+
+def eval_wildcards(labels: dict[str, str]) -> dict[str, str]:
+    """``{model, arm, ckpt, bench}`` (the rules' wildcards) of an evaluation's labels."""
+    missing = [k for k in EVAL_LABELS if not labels.get(k)]
+    if missing:
+        raise ValueError(f"evaluation labels lack {', '.join(missing)}: {labels}")
+    return {_WILDCARD_OF[k]: labels[k] for k in EVAL_LABELS}
+
+
+def eval_path(labels: dict[str, str], ext: str = "json") -> str:
+    """The path (relative to the run dir) of the evaluation with these labels: ``ext``
+    ``json`` (scores) or ``jsonl`` (predictions)."""
+    pattern = {"json": EVAL_SCORES, "jsonl": EVAL_PREDICTIONS}.get(ext)
+    if pattern is None:
+        raise ValueError(f"evaluation file extension {ext!r}: expected json or jsonl")
+    return pattern.format(**eval_wildcards(labels))
+
+
+def labels_of_eval_path(path: str) -> dict[str, str]:
+    """The labels an evaluation path spells (the inverse of :func:`eval_path`). Only for
+    checking a path against the labels its JSON holds (the audit): the report reads labels
+    from the JSON."""
+    m = _EVAL_PATH_RE.search(str(path).replace("\\", "/"))
+    if not m:
+        raise ValueError(f"{path}: not a {EVAL_SCORES} (or .jsonl) path")
+    return {k: m.group(k) for k in EVAL_LABELS}
+
+
+def lm_eval_files(model: str, arm: str, checkpoint: str, benchmarks: list[str]) -> list[str]:
+    """The lm-evaluation-harness layout files of one model x arm x checkpoint (relative to the
+    run dir): the results file, then one samples file per benchmark file."""
+    wcs = [eval_wildcards(eval_labels(model, arm, checkpoint, b)) for b in benchmarks]
+    if not wcs:
+        return []
+    return [LM_EVAL_RESULTS.format(**wcs[0])] + [LM_EVAL_SAMPLES.format(**w) for w in wcs]

@@ -1,23 +1,31 @@
-"""Aggregate per-item evaluation predictions into tables and plots.
+"""Aggregate per-item evaluation predictions into tables, plots and lm-eval-layout files.
 
-Input: the per-item prediction files of the evaluate stage,
-``results/eval/{model}/{arm}/{checkpoint}/{benchmark}.jsonl`` (``model`` is a tokenizer family
-or a reference model; ``arm`` is ``base`` for a model before training; ``checkpoint`` is
-``base`` or ``step_NNNNNNN``; ``benchmark`` is a benchmark file name such as ``pacute_mcq``).
-The labels come from the path, the numbers from the items, so every figure can be traced to
-the items behind it.
+Input: the evaluations of the evaluate stage, each a scores JSON
+(:data:`filmorph.paths.EVAL_SCORES`) and the per-item predictions JSONL beside it (same name,
+``.jsonl``). The labels (``model``: a tokenizer family or a reference model; ``arm``: ``base``
+for a model before training; ``checkpoint``: ``base`` or ``step_NNNNNNN``; ``benchmark``: the
+benchmark file's name) are read from the scores JSON's ``labels``, never from the path; the
+numbers come from the items, so every figure can be traced to the items behind it.
 
-Outputs:
+Outputs (README, "What the report shows"):
 
 * ``results.tsv`` / ``results.md`` -- one tidy table, one row per
-  model × arm × checkpoint × benchmark × mode × scope × task × metric, with the item count,
+  model × arm × checkpoint × benchmark × scope × (group, task) × metric, with the item count,
   the mean and a percentile-bootstrap 95 % interval over items. ``scope`` is ``all`` (the
-  whole file), ``group``, ``level`` or ``task``.
-* ``deltas.tsv`` / ``deltas.md`` -- every non-vanilla arm minus vanilla, same model family,
-  same checkpoint, same cell, paired over item ids, with a paired-bootstrap interval.
-* plots: per-benchmark bars with intervals, hierarchical level curves, a heatmap.
+  whole file), ``group`` (e.g. a PACUTE category), ``level`` (a hierarchical level, in
+  ``task``) or ``task`` (a task *within its group*: rows are keyed by (group, task), never by
+  the task name alone).
+* ``deltas.tsv`` / ``deltas.md`` -- every arm other than the baseline minus the baseline, same
+  model, checkpoint, benchmark and cell, paired over item ids, with a paired-bootstrap 95 %
+  interval and the share of resampled deltas at or below 0.
+* plots (:mod:`filmorph.report_plots`): one headline figure per model, the deltas with their
+  intervals, per-benchmark bars, hierarchical level curves, a heatmap; arms in the colours of
+  :mod:`filmorph.palette`.
+* the lm-evaluation-harness layout (:mod:`filmorph.lm_eval_layout`).
 
 Metrics: MCQ items carry ``acc`` and ``acc_norm``; GEN items ``exact_match`` and ``edit_sim``.
+Bootstrap resamples: ``--bootstrap-samples`` (config ``report.bootstrap_samples``), seeded by
+``--seed`` and the cell, so the tables are the same on every run.
 """
 
 from __future__ import annotations
@@ -25,16 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .io import atomic_path
-from .paths import step_of
+from .lm_eval_layout import write_lm_eval
+from .paths import EVAL_LABELS, LM_EVAL_DIR, step_of
 from .rng import derive_seed
 
 METRICS = {"mcq": ("acc", "acc_norm"), "gen": ("exact_match", "edit_sim")}
@@ -46,15 +54,13 @@ ITEM_FIELDS = {
     "edit_sim": "edit_sim",
 }
 RESULT_COLUMNS = [
-    "model", "arm", "checkpoint", "step", "benchmark", "mode", "scope", "task", "metric",
+    "model", "arm", "checkpoint", "step", "benchmark", "mode", "scope", "group", "task", "metric",
     "n", "value", "ci_low", "ci_high",
 ]  # fmt: skip
 DELTA_COLUMNS = [
-    "model", "arm", "baseline", "checkpoint", "step", "benchmark", "mode", "scope", "task", "metric",
-    "n", "value", "baseline_value", "delta", "ci_low", "ci_high", "p_le_0",
+    "model", "arm", "baseline", "checkpoint", "step", "benchmark", "mode", "scope", "group", "task",
+    "metric", "n", "value", "baseline_value", "delta", "ci_low", "ci_high", "p_le_0",
 ]  # fmt: skip
-
-_PATH_RE = re.compile(r"(?P<model>[^/]+)/(?P<arm>[^/]+)/(?P<checkpoint>[^/]+)/(?P<benchmark>[^/]+)\.jsonl$")
 
 
 @dataclass
@@ -71,23 +77,40 @@ class Run:
     tasks: list[str]
     levels: list[int | None]
     values: dict[str, np.ndarray]  # metric -> per-item values (0/1 or [0, 1])
+    records: list[dict] = field(default_factory=list, repr=False)  # the prediction records
+    scores: dict = field(default_factory=dict, repr=False)  # the scores JSON
+    source: str = ""  # the scores JSON's path, for messages
+    _items: dict | None = field(default=None, repr=False)
 
     @property
     def step(self) -> int:
         return step_of(self.checkpoint)
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"model": self.model, "arm": self.arm, "checkpoint": self.checkpoint,
+                "benchmark": self.benchmark}  # fmt: skip
 
-def parse_prediction_path(path: str | Path) -> dict[str, str]:
-    """``{model, arm, checkpoint, benchmark}`` from ``.../{model}/{arm}/{checkpoint}/{benchmark}.jsonl``."""
-    m = _PATH_RE.search(Path(path).as_posix())
-    if not m:
-        raise ValueError(f"{path}: not a .../{{model}}/{{arm}}/{{checkpoint}}/{{benchmark}}.jsonl path")
-    return m.groupdict()
+    def items(self) -> dict[str, tuple[int, dict]]:
+        """The scored benchmark file's items by id: (0-based line, item JSON). The file is the
+        one the scores JSON names, checked against its recorded sha256."""
+        if self._items is None:
+            from .provenance import sha256_file
+
+            bench = self.scores.get("benchmark_file")
+            if not bench or not Path(bench).is_file():
+                raise ValueError(f"{self.source}: benchmark file {bench!r} is missing")
+            if self.scores.get("benchmark_sha256") not in (None, sha256_file(bench)):
+                raise ValueError(f"{self.source}: {bench} changed since it was scored (sha256)")
+            lines = [ln for ln in Path(bench).read_text(encoding="utf-8").splitlines() if ln.strip()]
+            self._items = {}
+            for k, line in enumerate(lines):
+                item = json.loads(line)
+                self._items[item["id"]] = (k, item)
+        return self._items
 
 
-def load_run(path: str | Path) -> Run:
-    """Read one predictions JSONL file (see :mod:`filmorph.evaluate`)."""
-    labels = parse_prediction_path(path)
+def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -96,14 +119,34 @@ def load_run(path: str | Path) -> Run:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{lineno}: {e}") from None
+    return rows
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one evaluation: the scores JSON (``path`` itself, or beside a ``.jsonl`` path) for
+    its labels, the predictions JSONL beside it (see :mod:`filmorph.evaluate`) for the items."""
+    path = Path(path)
+    scores_path, pred_path = path.with_suffix(".json"), path.with_suffix(".jsonl")
+    for p in (scores_path, pred_path):
+        if not p.is_file():
+            raise ValueError(f"{p}: missing (an evaluation is a scores .json and a predictions .jsonl)")
+    try:
+        scores = json.loads(scores_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{scores_path}: {e}") from None
+    labels = scores.get("labels") or {}
+    missing = [k for k in EVAL_LABELS if not labels.get(k)]
+    if missing:
+        raise ValueError(f"{scores_path}: labels lack {', '.join(missing)} (written by the evaluate stage)")
+    rows = _read_jsonl(pred_path)
     modes = {r["format"] for r in rows}
     if len(modes) > 1:
-        raise ValueError(f"{path}: mixes formats {sorted(modes)}")
-    mode = modes.pop() if modes else ("gen" if labels["benchmark"].endswith("_gen") else "mcq")
+        raise ValueError(f"{pred_path}: mixes formats {sorted(modes)}")
+    mode = modes.pop() if modes else ("gen" if "gen" in scores.get("overall", {}) else "mcq")
     values = {}
     for metric in METRICS[mode]:
-        field = ITEM_FIELDS[metric]
-        values[metric] = np.array([float(r[field]) for r in rows], dtype=np.float64)
+        fld = ITEM_FIELDS[metric]
+        values[metric] = np.array([float(r[fld]) for r in rows], dtype=np.float64)
     return Run(
         model=labels["model"],
         arm=labels["arm"],
@@ -115,23 +158,32 @@ def load_run(path: str | Path) -> Run:
         tasks=[r["task"] for r in rows],
         levels=[r.get("level") for r in rows],
         values=values,
+        records=rows,
+        scores=scores,
+        source=str(scores_path),
     )
 
 
-def _cells(run: Run) -> Iterable[tuple[str, str, np.ndarray]]:
-    """(scope, name, item index array) for the whole file, each group, level and task."""
+def _cells(run: Run) -> Iterable[tuple[str, str, str, np.ndarray]]:
+    """(scope, group, task, item index array) for the whole file, each group, each level and
+    each (group, task): a task is always taken within its group."""
     n = len(run.ids)
-    yield "all", "*", np.arange(n)
-    for scope, keys in (("group", run.groups), ("level", run.levels), ("task", run.tasks)):
-        if scope == "level" and all(k is None for k in keys):
-            continue
-        if scope == "group" and len(set(keys)) <= 1:
-            continue
-        by: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            by.setdefault(str(k), []).append(i)
-        for k in sorted(by, key=lambda s: (len(s), s)):
-            yield scope, k, np.array(by[k])
+    yield "all", "*", "*", np.arange(n)
+    if len(set(run.groups)) > 1:
+        for g in sorted(set(run.groups)):
+            yield "group", g, "*", np.array([i for i, x in enumerate(run.groups) if x == g])
+    if any(v is not None for v in run.levels):
+        by: dict[int, list[int]] = {}
+        for i, v in enumerate(run.levels):
+            if v is not None:
+                by.setdefault(int(v), []).append(i)
+        for v in sorted(by):
+            yield "level", "*", str(v), np.array(by[v])
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(run.groups, run.tasks, strict=True)):
+        pairs.setdefault(key, []).append(i)
+    for g, t in sorted(pairs):
+        yield "task", g, t, np.array(pairs[g, t])
 
 
 def _bootstrap_idx(n: int, samples: int, seed: int, key: str) -> np.ndarray:
@@ -167,10 +219,10 @@ def results_table(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0) ->
     """The tidy table (rows with :data:`RESULT_COLUMNS`)."""
     rows = []
     for run in sorted(runs, key=lambda r: (r.model, r.arm, r.step, r.benchmark)):
-        for scope, name, idx in _cells(run):
+        for scope, group, task, idx in _cells(run):
             for metric in METRICS[run.mode]:
                 x = run.values[metric][idx]
-                key = f"{run.model}/{run.arm}/{run.checkpoint}/{run.benchmark}/{scope}/{name}/{metric}"
+                key = "/".join([*run.labels.values(), scope, group, task, metric])
                 lo, hi = bootstrap_ci(x, samples=samples, seed=seed, key=key)
                 rows.append(
                     dict(
@@ -181,7 +233,8 @@ def results_table(runs: Sequence[Run], *, samples: int = 1000, seed: int = 0) ->
                         benchmark=run.benchmark,
                         mode=run.mode,
                         scope=scope,
-                        task=name,
+                        group=group,
+                        task=task,
                         metric=metric,
                         n=len(x),
                         value=float(x.mean()) if len(x) else math.nan,
@@ -210,11 +263,11 @@ def deltas_table(
                 f"({len(missing)} ids not in {baseline}); evaluate both on the same benchmark file"
             )
         order = np.array([pos[i] for i in run.ids])
-        for scope, name, idx in _cells(run):
+        for scope, group, task, idx in _cells(run):
             for metric in METRICS[run.mode]:
                 a = run.values[metric][idx]
                 b = base.values[metric][order[idx]]
-                key = f"{model}/{arm}-{baseline}/{ckpt}/{bench}/{scope}/{name}/{metric}"
+                key = f"{model}/{arm}-{baseline}/{ckpt}/{bench}/{scope}/{group}/{task}/{metric}"
                 delta, lo, hi, p = paired_bootstrap(a, b, samples=samples, seed=seed, key=key)
                 rows.append(
                     dict(
@@ -226,7 +279,8 @@ def deltas_table(
                         benchmark=bench,
                         mode=run.mode,
                         scope=scope,
-                        task=name,
+                        group=group,
+                        task=task,
                         metric=metric,
                         n=len(a),
                         value=float(a.mean()),
@@ -253,9 +307,10 @@ def write_tsv(path: str | Path, rows: Sequence[dict], columns: Sequence[str]) ->
             fh.write("\t".join(_fmt(r[c]) for c in columns) + "\n")
 
 
-def write_markdown(path: str | Path, rows: Sequence[dict], columns: Sequence[str], title: str) -> None:
-    """A Markdown table of the ``all``- and ``group``-scope rows (the TSV has every row)."""
-    keep = [r for r in rows if r["scope"] in ("all", "group")]
+def write_markdown(path: str | Path, rows: Sequence[dict], columns: Sequence[str], title: str, *,
+                   scopes: Sequence[str] = ("all", "group")) -> None:
+    """A Markdown table of the rows of ``scopes`` (the TSV has every row)."""
+    keep = [r for r in rows if r["scope"] in scopes]
     lines = [f"# {title}", ""]
     if not keep:
         lines.append("_no rows_")
@@ -267,147 +322,59 @@ def write_markdown(path: str | Path, rows: Sequence[dict], columns: Sequence[str
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _subject(r: dict) -> str:
-    return f"{r['model']}/{r['arm']}/{r['checkpoint']}"
-
-
-def _save(fig, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
-def plot_benchmarks(rows: Sequence[dict], path: str | Path) -> None:
-    """One panel per benchmark file: primary metric per subject with its 95 % interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    top = [r for r in rows if r["scope"] == "all" and r["metric"] == PRIMARY[r["mode"]]]
-    benches = sorted({r["benchmark"] for r in top})
-    subjects = sorted({_subject(r) for r in top})
-    ncol = min(3, max(1, len(benches)))
-    nrow = max(1, math.ceil(len(benches) / ncol))
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(5 * ncol, 0.35 * len(subjects) * nrow + 2.2 * nrow), squeeze=False
-    )
-    for ax in axes.flat[len(benches) :]:
-        ax.axis("off")
-    for ax, bench in zip(axes.flat, benches, strict=False):
-        rs = {_subject(r): r for r in top if r["benchmark"] == bench}
-        ys = np.arange(len(subjects))
-        vals = [rs[s]["value"] if s in rs else np.nan for s in subjects]
-        err = [
-            [max(0.0, rs[s]["value"] - rs[s]["ci_low"]) if s in rs else 0 for s in subjects],
-            [max(0.0, rs[s]["ci_high"] - rs[s]["value"]) if s in rs else 0 for s in subjects],
-        ]
-        ax.barh(ys, vals, xerr=err, color="#4c72b0", ecolor="black", capsize=2)
-        ax.set_yticks(ys, subjects, fontsize=7)
-        ax.set_xlim(0, 1)
-        metric = next(iter(rs.values()))["metric"] if rs else ""
-        ax.set_title(f"{bench} ({metric}, 95% CI)", fontsize=9)
-        ax.invert_yaxis()
-    if not benches:
-        axes.flat[0].text(0.5, 0.5, "no evaluation results", ha="center")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_levels(rows: Sequence[dict], path: str | Path) -> None:
-    """Hierarchical benchmark: primary metric by level (0-5), one line per subject."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lv = [r for r in rows if r["scope"] == "level" and r["metric"] == PRIMARY[r["mode"]]]
-    benches = sorted({r["benchmark"] for r in lv})
-    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(6 * max(1, len(benches)), 4), squeeze=False)
-    for ax, bench in zip(axes.flat, benches, strict=False):
-        for subj in sorted({_subject(r) for r in lv if r["benchmark"] == bench}):
-            pts = sorted((int(r["task"]), r) for r in lv if r["benchmark"] == bench and _subject(r) == subj)
-            x = [p[0] for p in pts]
-            y = [p[1]["value"] for p in pts]
-            lo = [p[1]["ci_low"] for p in pts]
-            hi = [p[1]["ci_high"] for p in pts]
-            (line,) = ax.plot(x, y, marker="o", label=subj)
-            ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
-        ax.set_xlabel("level")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{bench}: {PRIMARY['gen' if bench.endswith('_gen') else 'mcq']} by level", fontsize=9)
-        ax.legend(fontsize=6)
-    if not benches:
-        axes.flat[0].text(0.5, 0.5, "no hierarchical results", ha="center")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_heatmap(rows: Sequence[dict], path: str | Path) -> None:
-    """Subjects × (benchmark, group) heatmap of the primary metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = [
-        r
-        for r in rows
-        if r["metric"] == PRIMARY[r["mode"]]
-        and (r["scope"] == "group" or (r["scope"] == "all" and not _has_groups(rows, r["benchmark"])))
-    ]
-    cols = sorted({(r["benchmark"], r["task"]) for r in cells})
-    subjects = sorted({_subject(r) for r in cells})
-    m = np.full((len(subjects), len(cols)), np.nan)
-    for r in cells:
-        m[subjects.index(_subject(r)), cols.index((r["benchmark"], r["task"]))] = r["value"]
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(cols) + 3), max(2.5, 0.35 * len(subjects) + 2)))
-    if cols and subjects:
-        im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(
-            range(len(cols)), [f"{b}:{t}" if t != "*" else b for b, t in cols], rotation=70, fontsize=7
-        )
-        ax.set_yticks(range(len(subjects)), subjects, fontsize=7)
-        fig.colorbar(im, ax=ax, label="acc (MCQ) / exact match (GEN)")
-    else:
-        ax.text(0.5, 0.5, "no evaluation results", ha="center")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def _has_groups(rows: Sequence[dict], bench: str) -> bool:
-    return any(r["benchmark"] == bench and r["scope"] == "group" for r in rows)
+def _by_subject(runs: Sequence[Run]) -> dict[tuple[str, str, str], list[Run]]:
+    out: dict[tuple[str, str, str], list[Run]] = {}
+    for r in runs:
+        out.setdefault((r.model, r.arm, r.checkpoint), []).append(r)
+    return out
 
 
 def report(
-    prediction_files: Sequence[str | Path],
+    evaluation_files: Sequence[str | Path],
     out_dir: str | Path,
     plot_dir: str | Path,
     *,
     samples: int = 1000,
     seed: int = 0,
     baseline: str = "vanilla",
+    lm_eval_root: str | Path | None = None,
 ) -> dict:
-    """Write results/deltas TSV + Markdown into ``out_dir`` and the plots into ``plot_dir``."""
-    runs = [load_run(p) for p in prediction_files]
+    """Write results/deltas TSV + Markdown into ``out_dir``, the plots (``headline/{model}.png``
+    one per model) into ``plot_dir`` and, with ``lm_eval_root`` (the run dir), the
+    lm-evaluation-harness layout under its ``results/lm_eval/``."""
+    from . import report_plots as plots
+
+    runs = [load_run(p) for p in evaluation_files]
+    seen: dict[tuple[str, ...], str] = {}
+    for r in runs:
+        key = tuple(r.labels[k] for k in EVAL_LABELS)
+        if key in seen:
+            raise ValueError(f"{r.source} and {seen[key]} carry the same labels {r.labels}")
+        seen[key] = r.source
     rows = results_table(runs, samples=samples, seed=seed)
     deltas = deltas_table(runs, baseline=baseline, samples=samples, seed=seed)
     out_dir, plot_dir = Path(out_dir), Path(plot_dir)
     write_tsv(out_dir / "results.tsv", rows, RESULT_COLUMNS)
     write_markdown(out_dir / "results.md", rows, RESULT_COLUMNS, "Evaluation results (95% bootstrap CI)")
     write_tsv(out_dir / "deltas.tsv", deltas, DELTA_COLUMNS)
-    write_markdown(
-        out_dir / "deltas.md", deltas, DELTA_COLUMNS, f"Arm minus {baseline} (paired bootstrap 95% CI)"
-    )
-    plot_benchmarks(rows, plot_dir / "benchmarks.png")
-    plot_levels(rows, plot_dir / "hierarchical_levels.png")
-    plot_heatmap(rows, plot_dir / "heatmap.png")
-    return {"runs": len(runs), "rows": len(rows), "delta_rows": len(deltas)}
+    write_markdown(out_dir / "deltas.md", deltas, DELTA_COLUMNS,
+                   f"Arm minus {baseline} (paired bootstrap 95% CI)", scopes=("all", "group", "level"))
+    lm_files = []
+    if lm_eval_root is not None:
+        for subject_runs in _by_subject(runs).values():
+            lm_files += write_lm_eval(lm_eval_root, subject_runs)
+    models = sorted({r.model for r in runs})
+    for model in models:
+        plots.plot_headline(rows, model, plot_dir / "headline" / f"{model}.png")
+    plots.plot_deltas(deltas, plot_dir / "deltas.png")
+    plots.plot_benchmarks(rows, plot_dir / "benchmarks.png")
+    plots.plot_levels(rows, plot_dir / "hierarchical_levels.png")
+    plots.plot_heatmap(rows, plot_dir / "heatmap.png")
+    return {"runs": len(runs), "rows": len(rows), "delta_rows": len(deltas), "models": models,
+            "lm_eval_files": len(lm_files)}  # fmt: skip
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -421,18 +388,18 @@ TRAINING_COLUMNS = [
 
 def training_report(summary_files: Sequence[str | Path], tsv: str | Path, png: str | Path) -> list[dict]:
     """One row per training run (``.../{family}/{arm}/train_summary.json``) and loss curves read
-    from the ``metrics.jsonl`` beside each summary."""
-    import matplotlib
+    from the ``metrics.jsonl`` beside each summary; each arm in its colour
+    (:mod:`filmorph.palette`), one line style per family."""
+    from .palette import arm_color
+    from .report_plots import _plt, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     rows, curves = [], {}
     for f in summary_files:
         f = Path(f)
         s = json.loads(f.read_text(encoding="utf-8"))
         family, arm = f.parent.parent.name, f.parent.name
-        metrics = _read_jsonl(f.parent / "metrics.jsonl")
+        metrics = _read_metrics(f.parent / "metrics.jsonl")
         train = [m for m in metrics if m.get("loss") is not None]
         val = [m for m in metrics if m.get("val_loss") is not None]
         tps = [m["tokens_per_s"] for m in train if m.get("tokens_per_s")]
@@ -450,14 +417,17 @@ def training_report(summary_files: Sequence[str | Path], tsv: str | Path, png: s
                 seconds=float(s.get("seconds", math.nan)),
             )
         )
-        curves[f"{family}/{arm}"] = (train, val)
+        curves[family, arm] = (train, val)
     write_tsv(tsv, rows, TRAINING_COLUMNS)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, (train, val) in sorted(curves.items()):
-        (line,) = axes[0].plot([m["step"] for m in train], [m["loss"] for m in train], label=name)
+    families = sorted({f for f, _ in curves})
+    styles = ("-", "--", ":", "-.")
+    for (family, arm), (train, val) in sorted(curves.items()):
+        style = dict(color=arm_color(arm), linestyle=styles[families.index(family) % len(styles)],
+                     label=f"{family}/{arm}")  # fmt: skip
+        axes[0].plot([m["step"] for m in train], [m["loss"] for m in train], **style)
         if val:
-            axes[1].plot([m["step"] for m in val], [m["val_loss"] for m in val], marker="o",
-                         color=line.get_color(), label=name)  # fmt: skip
+            axes[1].plot([m["step"] for m in val], [m["val_loss"] for m in val], marker="o", **style)
     axes[0].set_title("training loss")
     axes[1].set_title("validation loss")
     for ax in axes:
@@ -465,8 +435,7 @@ def training_report(summary_files: Sequence[str | Path], tsv: str | Path, png: s
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, png)
-    plt.close(fig)
+    save(fig, png)
     return rows
 
 
@@ -487,23 +456,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m filmorph.report",
         description=(
-            "Aggregate evaluation predictions (results/eval/{model}/{arm}/{checkpoint}/{benchmark}"
-            ".jsonl) into results.tsv/.md, deltas.tsv/.md (arm minus baseline, paired bootstrap) "
-            "and plots. `python -m filmorph.report training --help`: training curves."
+            "Aggregate evaluations (results/eval/{model}/{arm}/{checkpoint}/{benchmark}.json, "
+            "labels read from each file, and the per-item .jsonl beside it) into results.tsv/.md, "
+            "deltas.tsv/.md (arm minus baseline, paired bootstrap), plots (headline/{model}.png, "
+            "deltas.png, benchmarks.png, hierarchical_levels.png, heatmap.png) and, with "
+            f"--lm-eval-root, lm-evaluation-harness files under {LM_EVAL_DIR}/. "
+            "`python -m filmorph.report training --help`: training curves."
         ),
     )
-    ap.add_argument("predictions", nargs="+", type=Path, help="per-item prediction JSONL files")
+    ap.add_argument("evaluations", nargs="+", type=Path,
+                    help="scores JSON files (or the predictions .jsonl beside each)")
     ap.add_argument("--out-dir", type=Path, required=True, help="where the tables go")
     ap.add_argument("--plot-dir", type=Path, required=True, help="where the PNG plots go")
+    ap.add_argument("--lm-eval-root", type=Path, default=None,
+                    help=f"run dir under whose {LM_EVAL_DIR}/ the lm-evaluation-harness files go "
+                         "(default: not written)")
     ap.add_argument("--bootstrap-samples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     ap.add_argument(
         "--baseline", default="vanilla", help="arm the deltas are taken against (default vanilla)"
     )
     a = ap.parse_args(argv)
-    info = report(
-        a.predictions, a.out_dir, a.plot_dir, samples=a.bootstrap_samples, seed=a.seed, baseline=a.baseline
-    )
+    if a.bootstrap_samples < 1:
+        ap.error("--bootstrap-samples must be at least 1")
+    info = report(a.evaluations, a.out_dir, a.plot_dir, samples=a.bootstrap_samples, seed=a.seed,
+                  baseline=a.baseline, lm_eval_root=a.lm_eval_root)
     print(json.dumps(info))
     return 0
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import read_json, write_json_atomic
+from filmorph.palette import arm_color
 from filmorph.phonology import VOWEL_LETTERS
 from filmorph.rng import derive_seed
 
@@ -247,7 +248,8 @@ def write_table(summaries: Sequence[Mapping[str, Any]], out_tsv: str | Path,
         for j, arm in enumerate(arms):
             vals = [next((r.get(key) or 0 for r in rows if r["family"] == f and r["arm"] == arm),
                          0) for f in families]
-            ax.bar([i + j * width for i in range(len(families))], vals, width, label=arm)
+            ax.bar([i + j * width for i in range(len(families))], vals, width, label=arm,
+                   color=arm_color(arm))
         ax.set_xticks([i + width * (len(arms) - 1) / 2 for i in range(len(families))])
         ax.set_xticklabels(families)
         ax.set_title(title)
