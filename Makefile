@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ENVS := envs/data.yaml envs/workflow.yaml
 TARGET ?= all
+TEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (CI has 2 cores)
 
 .PHONY: setup run test lint clean
 setup: $(VENV)/.installed
@@ -24,7 +25,7 @@ run: setup
 	$(VENV)/bin/snakemake --profile profiles/local $(TARGET)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 lint: setup
 	$(VENV)/bin/ruff check src tests workflow_scripts envs tools
