@@ -21,7 +21,7 @@ its last line one JSON object ``{"gemma": {"vanilla_mb_s", "native_mb_s",
 "expansion_build_s"}, "llama": {...}}``.
 
 `digest`: the same corpus, arms and seeds; prints, as its last line, ``{family: {arm: sha256
-of every document's output ids}}``, to check that a change to an arm's code keeps its
+of every document's output ids and the arm's counters}}``, to check that a change to an arm's code keeps its
 outputs byte-identical (run it once with `PYTHONPATH` at each tree and compare).
 
 `evaluate`: scores a fixed subset of benchmark items (default 500 MCQ + 200 GEN, drawn with a
@@ -195,7 +195,8 @@ def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64,
 
 def bench_digest(mb: float, families: list[str], cache: Path, arms: dict | None = None,
                  seed: int = 0) -> dict:
-    """{family: {arm: sha256 of every document's output ids}} on the bench corpus."""
+    """{family: {arm: sha256 of every document's output ids and the arm's nonzero counters}}
+    on the bench corpus."""
     import hashlib
 
     from filmorph.rng import rng_for
@@ -208,9 +209,11 @@ def bench_digest(mb: float, families: list[str], cache: Path, arms: dict | None 
         row = {}
         for name, arm in build_arms(fam, arms or BENCH_ARMS).items():
             h = hashlib.sha256()
+            counters: Counter = Counter()
             for (doc_id, _), ids in zip(docs, encoded, strict=True):
-                out = arm(ids, rng_for(seed, name, doc_id), Counter())
+                out = arm(ids, rng_for(seed, name, doc_id), counters)
                 h.update(doc_id.encode() + b"\0" + ",".join(map(str, out)).encode() + b"\n")
+            h.update(json.dumps(sorted((k, v) for k, v in counters.items() if v)).encode())
             row[name] = h.hexdigest()
             print(f"{fam_name:6s} {name:16s} {row[name]}", file=sys.stderr)
         results[fam_name] = row
