@@ -176,7 +176,6 @@ class PatokPublished:
             window_of, replace = seq.window, seq.replace
         has_special = not self._special_ids.isdisjoint(ids)
         windows = cuts = redups = kept = fallbacks = dropped = 0
-        affix_at = is_affix.__getitem__
         spans_get = self._spans.get
         aware_plain, aware_overlap = p.affix_awareness, p.affix_awareness_if_overlap
         for _ in range(iterations):
@@ -204,10 +203,10 @@ class PatokPublished:
                             window = lst[s0:s0 + k] if single else window_of(s0, k)
                         else:
                             continue
-                    if not any(map(affix_at, window)):
+                    info = spans_get(tuple(window)) or self._info(window)
+                    if not info[4]:  # no affix token in the window
                         st = s0
                         break
-                    info = spans_get(tuple(window)) or self._info(window)
                     if rand() >= (aware_overlap if info[1] else aware_plain):
                         st = s0
                         break
@@ -222,7 +221,7 @@ class PatokPublished:
             windows += 1
             if info is None:
                 info = spans_get(tuple(window)) or self._info(window)
-            text, _, choices, outcomes = info
+            text, _, choices, outcomes, _ = info
             if text is None:  # not whole UTF-8 characters: keep the window's ids
                 kept += 1
                 continue
@@ -254,20 +253,23 @@ class PatokPublished:
                                  redraw_blocked=MAX_REDRAWS)
 
     def _info(self, window: list[int]) -> tuple:
-        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes)
-        of a window's ids, memoised; outcomes fill in as choices are drawn."""
+        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes,
+        holds an affix token?) of a window's ids, memoised; outcomes fill in as choices are
+        drawn."""
         key = tuple(window)
         got = self._spans.get(key)
         if got is None:
+            affix = any(self.is_affix[t] for t in window)
             try:
                 text = b"".join([self.tb[t] for t in window]).decode("utf-8")
             except UnicodeDecodeError:
-                got = (None, False, (), {})
+                got = (None, False, (), {}, affix)
             else:
                 matches = self.find(text)
                 starts = [i for i, _ in matches]
                 spaced = [m for m in matches if " " in m[1]]
-                got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {})
+                got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {},
+                       affix)
             if len(self._spans) < 1_000_000:
                 self._spans[key] = got
         return got
