@@ -34,8 +34,9 @@ whole UTF-8 characters, or whose re-encoded pieces do not spell its bytes, keeps
 (counted `windows_kept`); bytes are joined directly rather than decoded with the
 tokenizer's clean-up; a StochasTok draw gives up after 1,000 redraws on affix tokens
 instead of looping for ever. All randomness comes from the one `random.Random`. Edits go
-through :class:`filmorph.arms.seq.BlockSeq`, so a document costs O(n log n) rather than
-the published O(n²).
+through :class:`filmorph.arms.seq.BlockSeq` (a document of one block, the common case, is
+edited as a plain list, the same edits), so a document costs O(n log n) rather than the
+published O(n²).
 """
 
 from __future__ import annotations
