@@ -391,3 +391,60 @@ def test_proof_rejects_an_unknown_phase(capsys):
         P.main(["prove", "--payload", "x", "--phases", "matched,bogus"])
     assert e.value.code == 2
     assert "bogus" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ tools/bench.py tokenize
+
+
+@pytest.fixture(scope="module")
+def bench_cache(tmp_path_factory, family_dirs):
+    """A bench cache holding the prepared Llama 3 tokenizer and a small bench corpus."""
+    cache = tmp_path_factory.mktemp("bench") / "cache"
+    (cache / "tokenizers").mkdir(parents=True)
+    (cache / "tokenizers" / "llama").symlink_to(family_dirs["llama"])
+    text = ("Nagsasalita siya nang mahusay at pinakamaganda ang kanyang boses. Kumain kami ng "
+            "masarap na pagkain sa tindahan bago umalis. ")
+    # the bench corpus of "--mb 0.01", written here (synthesizing it loads wordfreq: slow)
+    (cache / "synthetic_0.01mb.jsonl").write_text(
+        "".join(json.dumps({"text": text * (1 + i % 4)}) + "\n" for i in range(12)))
+    return cache
+
+
+def test_bench_tokenize_times_every_named_arm(tmp_path, bench_cache, capsys):
+    """The last line keeps the old keys and adds, per family, the native encoder's MB/s and
+    one `<arm>_mb_s` per named arm of a config's `arms:`; the table prints each arm against
+    vanilla and vanilla against the native encoder."""
+    from tools import bench
+
+    cfg = tmp_path / "arms.yaml"
+    cfg.write_text("arms:\n  vanilla: {}\n  stochastok: {expand_prop: 0.1}\n  patok: {}\n"
+                   "  patok_pub: {type: patok, variant: published}\n")
+    cache = bench_cache
+    assert bench.main(["tokenize", "--mb", "0.01", "--families", "llama", "--cache", str(cache),
+                       "--config", str(cfg), "--reps", "1", "--cold"]) == 0
+    out, err = capsys.readouterr()
+    row = json.loads(out.strip().splitlines()[-1])["llama"]
+    arms = ("vanilla", "stochastok", "patok", "patok_pub")
+    assert {"native_mb_s", "vanilla_vs_native", "expansion_build_s", "stochastok_vs_vanilla",
+            "patok_vs_vanilla", "patok_pub_vs_vanilla"} <= set(row)
+    assert all(row[f"{a}_mb_s"] > 0 for a in arms) and row["native_mb_s"] > 0
+    assert row["patok_pub_vs_vanilla"] == pytest.approx(
+        row["patok_pub_mb_s"] / row["vanilla_mb_s"], abs=2e-3)
+    # more tokens than vanilla for the splitting arms; vanilla's count is the encoder's
+    assert row["patok_pub_tokens"] > row["vanilla_tokens"] and row["stochastok_tokens"] > row[
+        "vanilla_tokens"]
+    docs = bench.bench_corpus(0.01, cache)
+    fam = bench.bench_family("llama", cache)
+    assert row["vanilla_tokens"] == sum(map(len, fam.encode_batch([t for _, t in docs])))
+    assert "x native" in err and "(tiktoken)" in err and err.count("x vanilla") == 3
+
+
+def test_bench_digest_tells_arms_apart_and_repeats(bench_cache):
+    from tools import bench
+
+    cache = bench_cache
+    arms = {"vanilla": {}, "stochastok": {"expand_prop": 0.5}, "other": {"type": "stochastok",
+                                                                       "expand_prop": 0.4}}
+    a = bench.bench_digest(0.01, ["llama"], cache, arms=arms)["llama"]
+    assert a == bench.bench_digest(0.01, ["llama"], cache, arms=arms)["llama"]
+    assert len(set(a.values())) == 3

@@ -1,15 +1,28 @@
 """Benchmarks that print figures (never asserted in tests).
 
     python -m tools.bench tokenize [--mb 5] [--families gemma,llama] [--cache DIR]
+        [--config FILE] [--reps 2] [--cold]
+    python -m tools.bench digest [--mb 5] [--families gemma,llama] [--cache DIR] [--config FILE]
     python -m tools.bench evaluate [--model DIR] [--items FILE.jsonl] [--mcq 500] [--gen 200]
         [--batch-size auto] [--max-new-tokens 32] [--device auto] [--dtype auto] [--threads N]
 
 `tokenize`: synthesizes a deterministic Filipino corpus of at least `--mb` MB, then for
-each tokenizer family times, on one core (one process, tokenizers' thread pool pinned to 1):
-the expansion-table build, and each arm end to end on the whole corpus (batch encode +
-arm). Prints a table, then as its last line one JSON object:
-``{"gemma": {"vanilla_mb_s", "stochastok_mb_s", "patok_mb_s", "expansion_build_s",
-"stochastok_vs_vanilla", "patok_vs_vanilla"}, "llama": {...}}``.
+each tokenizer family times, on one core (one process, tokenizers' thread pool pinned to 1,
+CPU time, best of `--reps` after one untimed pass that warms the arms' memos unless
+`--cold`): the expansion-table build, the family's native encoder alone (`native_mb_s`:
+tiktoken for Llama 3, the HF `tokenizers` fast backend otherwise), and each named arm end to
+end on the whole corpus (batch encode as the tokenize stage does + the arm, seeded per
+document from (0, arm name, document id)). The arms are named instances (`arms.<name>`, with
+`type` where the name is not the type): :data:`BENCH_ARMS` (vanilla, stochastok, patok =
+variant v1, patok_published, patok_morph, study settings) or a config's `arms:`
+(`--config`). Prints each arm against vanilla and vanilla against the native encoder, then as
+its last line one JSON object ``{"gemma": {"vanilla_mb_s", "native_mb_s",
+"vanilla_vs_native", "<arm>_mb_s", "<arm>_vs_vanilla", "<arm>_tokens" for every named arm,
+"expansion_build_s"}, "llama": {...}}``.
+
+`digest`: the same corpus, arms and seeds; prints, as its last line, ``{family: {arm: sha256
+of every document's output ids and the arm's counters}}``, to check that a change to an arm's code keeps its
+outputs byte-identical (run it once with `PYTHONPATH` at each tree and compare).
 
 `evaluate`: scores a fixed subset of benchmark items (default 500 MCQ + 200 GEN, drawn with a
 fixed seed from `filmorph.benchmarks.generate(b, fmt, 10, seed=0)` over all benchmarks, or from
@@ -33,70 +46,176 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
+from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ARM_DEFAULTS = {
+STUDY_PATOK = {"contract_prop": 0.3, "expand_prop": 0.3, "affix_awareness": 0.95,
+               "affix_awareness_if_overlap": 0.75}
+# Named arm instances timed by default (arms.<name>; `type` where the name is not the type).
+BENCH_ARMS = {
     "vanilla": {},
     "stochastok": {"expand_prop": 0.1},
-    "patok": {"contract_prop": 0.3, "expand_prop": 0.3, "affix_awareness": 0.95},
+    "patok": {"variant": "v1", **STUDY_PATOK},
+    "patok_published": {"type": "patok", "variant": "published", **STUDY_PATOK},
+    "patok_morph": {"type": "patok", "variant": "morph"},
 }
 SPECS = {"gemma": {"source": "gemma3_gguf_package"}, "llama": {"source": "llama3_tiktoken_package"}}
 
 
-def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64) -> dict:
-    """Time every arm of every family on one synthesized corpus; return the figures."""
-    from filmorph.affixes import load_affixes
-    from filmorph.arms import make_arm
-    from filmorph.arms.expansions import ExpansionTable
+def bench_corpus(mb: float, cache: Path) -> list[tuple[str, str]]:
+    """(document id, text) of the deterministic synthetic corpus of at least `mb` MB."""
     from filmorph.corpus import iter_documents, synthesize
-    from filmorph.rng import rng_for
-    from filmorph.tokenize import Family, prepare
 
     cache.mkdir(parents=True, exist_ok=True)
     corpus = cache / f"synthetic_{mb:g}mb.jsonl"
     if not corpus.exists():
         synthesize(corpus, int(mb * 1e6), seed=0)
-    docs = list(iter_documents(corpus, id_prefix="bench"))
-    nbytes = sum(len(t.encode("utf-8")) for _, t in docs)
-    print(f"corpus: {len(docs)} documents, {nbytes / 1e6:.2f} MB", file=sys.stderr)
-    results: dict[str, dict] = {}
-    for fam_name in families:
-        d = cache / "tokenizers" / fam_name
-        if not (d / "tokenizer_meta.json").exists():
-            prepare(fam_name, SPECS[fam_name], d)
-        fam = Family(d)
-        t0 = time.perf_counter()
-        ExpansionTable.build(fam.token_bytes, fam.secondary)
-        build_s = time.perf_counter() - t0
-        row: dict[str, float] = {"expansion_build_s": round(build_s, 3)}
-        affixes = load_affixes()
-        for arm_name, params in ARM_DEFAULTS.items():
-            arm = make_arm(
-                arm_name,
-                params,
-                token_bytes=fam.token_bytes,
-                table=fam.table,
-                encode=fam.encode_batch,
-                affixes=affixes,
-                secondary_ids=fam.secondary,
-            )
-            counters: Counter = Counter()
-            t0 = time.perf_counter()
+    return list(iter_documents(corpus, id_prefix="bench"))
+
+
+@lru_cache(maxsize=4)
+def bench_family(name: str, cache: Path):
+    """The prepared `filmorph.tokenize.Family` `name` (prepared into `cache` when absent;
+    loaded once per process)."""
+    from filmorph.tokenize import Family, prepare
+
+    d = cache / "tokenizers" / name
+    if not (d / "tokenizer_meta.json").exists():
+        prepare(name, SPECS[name], d)
+    return Family(d)
+
+
+def config_arms(path: str | Path) -> dict:
+    """A config file's `arms:` (named instances)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        arms = (yaml.safe_load(fh) or {}).get("arms")
+    if not isinstance(arms, dict) or not arms:
+        raise SystemExit(f"{path}: no `arms:` mapping")
+    return {k: dict(v or {}) for k, v in arms.items()}
+
+
+def build_arms(fam, arms: dict) -> dict:
+    """{name: arm function} for the named instances `arms` on family `fam`."""
+    from filmorph.affixes import load_affixes
+    from filmorph.arms import make_arm
+
+    affixes = load_affixes()
+    return {
+        name: make_arm(name, params, token_bytes=fam.token_bytes, table=fam.table,
+                       encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
+        for name, params in arms.items()
+    }
+
+
+def native_encode(fam):
+    """(label, batch encoder) of the family's native encoder: tiktoken where the source has
+    one (:func:`filmorph.tokenizers.native_encoder`), else the HF `tokenizers` fast backend."""
+    if fam.native is not None:
+        return "tiktoken", fam.native
+    backend = fam.backend
+    return "hf-tokenizers", lambda texts: [
+        e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def time_arms(fam, docs: list[tuple[str, str]], arms: dict, *, reps: int = 2, warm: bool = True,
+              batch: int = 64, seed: int = 0, label: str = "") -> dict:
+    """One-core MB/s (CPU time, best of `reps`; after one untimed pass when `warm`, i.e. the
+    steady state of a long corpus with the arms' memos filled): the native encoder alone, and
+    each named arm in `arms` ({name: arm function}) end to end (`fam.encode_batch` per batch of
+    `batch` documents + the arm, seeded from (seed, name, document id)). Returns
+    ``native_mb_s``, ``vanilla_mb_s`` (the vanilla arm, timed here even if `arms` lacks it),
+    ``vanilla_vs_native``, and per arm ``<name>_mb_s``, ``<name>_vs_vanilla``,
+    ``<name>_tokens``; prints the figures to stderr."""
+    from filmorph.rng import rng_for
+
+    texts = [t for _, t in docs]
+    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    if "vanilla" not in arms:
+        arms = {"vanilla": lambda ids, rng, counters: list(ids), **arms}
+
+    def best(fn) -> tuple[float, object]:
+        out = fn() if warm else None
+        times = []
+        for _ in range(max(1, reps)):
+            t0 = time.process_time()
+            out = fn()
+            times.append(time.process_time() - t0)
+        return mb / min(times), out
+
+    native_name, native = native_encode(fam)
+    row: dict = {}
+    row["native_mb_s"], _ = best(lambda: native(texts))
+    print(f"{label:6s} {'native':16s} {row['native_mb_s']:7.2f} MB/s  ({native_name})",
+          file=sys.stderr)
+    for name, arm in arms.items():
+
+        def run_arm(name=name, arm=arm) -> int:
             n_out = 0
             for i in range(0, len(docs), batch):
-                part = docs[i : i + batch]
-                for (doc_id, _), ids in zip(part, fam.encode_batch([t for _, t in part]), strict=True):
-                    n_out += len(arm(ids, rng_for(0, arm_name, doc_id), counters))
-            secs = time.perf_counter() - t0
-            row[f"{arm_name}_mb_s"] = round(nbytes / 1e6 / secs, 3)
-            row[f"{arm_name}_tokens"] = n_out
-            print(
-                f"{fam_name:6s} {arm_name:10s} {secs:7.2f} s  {nbytes / 1e6 / secs:6.2f} MB/s  "
-                f"{n_out} tokens",
-                file=sys.stderr,
-            )
-        row["stochastok_vs_vanilla"] = round(row["stochastok_mb_s"] / row["vanilla_mb_s"], 3)
-        row["patok_vs_vanilla"] = round(row["patok_mb_s"] / row["vanilla_mb_s"], 3)
+                part = docs[i:i + batch]
+                for (doc_id, _), ids in zip(part, fam.encode_batch([t for _, t in part]),
+                                            strict=True):
+                    n_out += len(arm(ids, rng_for(seed, name, doc_id), None))
+            return n_out
+
+        row[f"{name}_mb_s"], row[f"{name}_tokens"] = best(run_arm)
+        if name == "vanilla":
+            row["vanilla_vs_native"] = row["vanilla_mb_s"] / row["native_mb_s"]
+            vs = f"{row['vanilla_vs_native']:5.2f} x native"
+        else:
+            row[f"{name}_vs_vanilla"] = row[f"{name}_mb_s"] / row["vanilla_mb_s"]
+            vs = f"{row[f'{name}_vs_vanilla']:5.2f} x vanilla"
+        print(f"{label:6s} {name:16s} {row[f'{name}_mb_s']:7.2f} MB/s  {vs}  "
+              f"{row[f'{name}_tokens']} tokens", file=sys.stderr)
+    return {k: v if k.endswith("_tokens") else round(v, 3) for k, v in row.items()}
+
+
+def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64,
+                   arms: dict | None = None, reps: int = 2, warm: bool = True) -> dict:
+    """Time every named arm of every family on one synthesized corpus; return the figures."""
+    from filmorph.arms.expansions import ExpansionTable
+
+    docs = bench_corpus(mb, cache)
+    nbytes = sum(len(t.encode("utf-8")) for _, t in docs)
+    print(f"corpus: {len(docs)} documents, {nbytes / 1e6:.2f} MB; one core, CPU time, best of "
+          f"{reps}{', warm' if warm else ', first pass'}", file=sys.stderr)
+    results: dict[str, dict] = {}
+    for fam_name in families:
+        fam = bench_family(fam_name, cache)
+        t0 = time.perf_counter()
+        ExpansionTable.build(fam.token_bytes, fam.secondary)
+        row = {"expansion_build_s": round(time.perf_counter() - t0, 3)}
+        row.update(time_arms(fam, docs, build_arms(fam, arms or BENCH_ARMS), reps=reps,
+                             warm=warm, batch=batch, label=fam_name))
+        results[fam_name] = row
+    return results
+
+
+def bench_digest(mb: float, families: list[str], cache: Path, arms: dict | None = None,
+                 seed: int = 0) -> dict:
+    """{family: {arm: sha256 of every document's output ids and the arm's nonzero counters}}
+    on the bench corpus."""
+    import hashlib
+
+    from filmorph.rng import rng_for
+
+    docs = bench_corpus(mb, cache)
+    results: dict[str, dict] = {}
+    for fam_name in families:
+        fam = bench_family(fam_name, cache)
+        encoded = fam.encode_batch([t for _, t in docs])
+        row = {}
+        for name, arm in build_arms(fam, arms or BENCH_ARMS).items():
+            h = hashlib.sha256()
+            counters: Counter = Counter()
+            for (doc_id, _), ids in zip(docs, encoded, strict=True):
+                out = arm(ids, rng_for(seed, name, doc_id), counters)
+                h.update(doc_id.encode() + b"\0" + ",".join(map(str, out)).encode() + b"\n")
+            h.update(json.dumps(sorted((k, v) for k, v in counters.items() if v)).encode())
+            row[name] = h.hexdigest()
+            print(f"{fam_name:6s} {name:16s} {row[name]}", file=sys.stderr)
         results[fam_name] = row
     return results
 
@@ -300,9 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("tokenize", help="arm throughput on one core, both families")
-    t.add_argument("--mb", type=float, default=5.0, help="corpus size (default 5 MB)")
-    t.add_argument("--families", default="gemma,llama")
-    t.add_argument("--cache", default=str(Path.home() / ".cache" / "filmorph" / "bench"))
+    g = sub.add_parser("digest", help="sha256 of every arm's output ids (byte-identity check)")
+    for p in (t, g):
+        p.add_argument("--mb", type=float, default=5.0, help="corpus size (default 5 MB)")
+        p.add_argument("--families", default="gemma,llama")
+        p.add_argument("--cache", default=str(Path.home() / ".cache" / "filmorph" / "bench"))
+        p.add_argument("--config", default=None,
+                       help="time this config file's `arms:` instead of the built-in set")
+    t.add_argument("--reps", type=int, default=2, help="timed passes, best kept (default 2)")
+    t.add_argument("--cold", action="store_true",
+                   help="no untimed warm-up pass (first pass: memos empty)")
     e = sub.add_parser("evaluate", help="scorer throughput (MCQ and GEN items/s) with SmolLM2-135M")
     e.add_argument(
         "--model",
@@ -318,8 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--dtype", default="auto", help="auto: bfloat16 on CUDA, float32 on CPU")
     e.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args(argv)
+    if args.cmd in ("tokenize", "digest"):
+        fams = [f for f in args.families.split(",") if f]
+        unknown = sorted(set(fams) - set(SPECS))
+        if unknown:
+            ap.error(f"unknown families {unknown}; expected some of {sorted(SPECS)}")
+        arms = config_arms(args.config) if args.config else None
     if args.cmd == "tokenize":
-        res = bench_tokenize(args.mb, args.families.split(","), Path(args.cache))
+        res = bench_tokenize(args.mb, fams, Path(args.cache), arms=arms, reps=args.reps,
+                             warm=not args.cold)
+    elif args.cmd == "digest":
+        res = bench_digest(args.mb, fams, Path(args.cache), arms=arms)
     else:
         bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
         res = bench_evaluate(

@@ -21,9 +21,10 @@ once with `--seed` as its preprocessing does), and our `patok` arm in variants `
 `published` is within 10 % of the published implementation on each figure, and as its last
 line one JSON object
 ``{family: {arm: figures}}``. One core: tokenizers' thread pool is pinned to 1.
-With `--speed` each family's row also gets `speed`: one-core MB/s (CPU time, caches warm)
-of the HF encoder (`vanilla_mb_s`), the native encoder (`native_mb_s`, tiktoken for Llama 3)
-and every arm end to end (`<arm>_mb_s`), with `<arm>_vs_vanilla` and `vanilla_vs_native`.
+With `--speed` each family's row also gets `speed`: one-core MB/s (CPU time, caches warm) of
+the native encoder (`native_mb_s`, tiktoken for Llama 3), vanilla and every arm end to end
+(`<arm>_mb_s`), with `<arm>_vs_vanilla` and `vanilla_vs_native`, timed by
+`tools.bench.time_arms` as `python -m tools.bench tokenize` does.
 """
 
 from __future__ import annotations
@@ -166,44 +167,14 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
 
 
 def speed(fam, fam_name: str, docs: list[tuple[str, str]], arms: dict, reps: int = 2) -> dict:
-    """One-core MB/s (CPU time, best of `reps`, caches warmed by one untimed pass, i.e. the
-    steady state of a long corpus): the HF backend (vanilla), the native encoder where there
-    is one, and each arm end to end (vanilla encode + arm), with ratios."""
-    import time
-
-    from filmorph.rng import rng_for
-    from filmorph.tokenizers import native_encoder
-
-    texts = [t for _, t in docs]
-    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(reps):
-            t0 = time.process_time()
-            fn()
-            times.append(time.process_time() - t0)
-        return mb / min(times)
-
-    row = {"vanilla_mb_s": best(lambda: fam.encode_batch(texts))}
-    native = native_encoder(fam.meta["source"])
-    if native is not None:
-        row["native_mb_s"] = best(lambda: native(texts))
-        row["vanilla_vs_native"] = row["vanilla_mb_s"] / row["native_mb_s"]
-    for name, arm in arms.items():
-        base = name.split("_")[0]
-
-        def run_arm(arm=arm, base=base):
-            for (doc_id, _), ids in zip(docs, fam.encode_batch(texts), strict=True):
-                arm(ids, rng_for(0, base, doc_id), None)
-
-        row[f"{name}_mb_s"] = best(run_arm)
-        row[f"{name}_vs_vanilla"] = row[f"{name}_mb_s"] / row["vanilla_mb_s"]
-    row = {k: round(v, 3) for k, v in row.items()}
-    print(f"{fam_name} speed (MB/s, one core): "
-          + ", ".join(f"{k}={v}" for k, v in row.items()), file=sys.stderr)
-    return row
+    """One-core MB/s of the native encoder, vanilla and each arm end to end, with ratios:
+    :func:`tools.bench.time_arms` (the one home of that timing), caches warm."""
+    try:
+        from tools.bench import time_arms
+    except ModuleNotFoundError:  # run as `python tools/bench_patok.py`: the repo root
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tools.bench import time_arms
+    return time_arms(fam, docs, arms, reps=reps, warm=True, label=fam_name)
 
 
 def _print_family(name: str, row: dict) -> None:

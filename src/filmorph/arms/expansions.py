@@ -21,6 +21,7 @@ import hashlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,13 @@ class ExpansionTable:
     @property
     def num_pairs(self) -> int:
         return len(self.lefts)
+
+    @cached_property
+    def starts_counts(self) -> tuple[list[int], list[int]]:
+        """(first pair index, number of pairs) of every token id, as lists: the arms' inner
+        loops index these (a list hands back its int objects; an array makes new ones)."""
+        offs = np.frombuffer(self.offsets, dtype=np.int64)
+        return offs[:-1].tolist(), np.diff(offs).tolist()
 
     def pairs(self, tid: int) -> list[tuple[int, int]]:
         """All (left, right) expansions of `tid`."""

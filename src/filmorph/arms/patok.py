@@ -44,13 +44,14 @@ from __future__ import annotations
 
 import random
 import re
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
 import ahocorasick
+import numpy as np
 
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
 from filmorph.arms.patok_published import PublishedParams
@@ -58,6 +59,8 @@ from filmorph.arms.stochastok import stochastok_expand
 from filmorph.phonology import VOWEL_LETTERS as VOWELS
 
 _SPLIT_KEY = {k: f"split_{k}" for k in ("prefix", "infix", "suffix")}
+_VECTOR_MIN = 48  # documents of this many tokens or more get their per-token lookups from numpy
+_NO_FACTS: tuple = ((), None)  # the memo's value for a word without matches or reduplication
 _ONES = {k: b"\x01" * k for k in range(1, 5)}
 _V = "aeiouáàâéèêíìîóòôúùû"
 # A reduplicated first syllable at a word start (lower-cased text): CV·CV (gaganda) or V·V
@@ -120,6 +123,9 @@ class Patok:
                 continue
             if s in affix_set:
                 self.is_affix[tid] = 1
+        self._special_np = np.frombuffer(bytes(self.special), dtype=np.uint8)
+        self._affix_np = np.frombuffer(bytes(self.is_affix), dtype=np.uint8)
+        self._tblen_np = np.array(self._tblen, dtype=np.int64)
         w = params.window_weights
         total = sum(w)
         self._cum = (w[0] / total, (w[0] + w[1]) / total)
@@ -156,9 +162,8 @@ class Patok:
         try:
             text = word.decode("utf-8")
         except UnicodeDecodeError:
-            got = ((), None)
-            self._words[word] = got
-            return got
+            self._words[word] = _NO_FACTS
+            return _NO_FACTS
         ascii_only = len(text) == len(word)
         facts: list[tuple[int, int, str, int]] = []
         redup: tuple[int, int] | None = None
@@ -183,29 +188,29 @@ class Patok:
                 if r:
                     redup = (bpos(0), bpos(len(r.group(1) or r.group(2))))
         facts.sort()
-        got = (tuple(facts), redup)
+        got = (tuple(facts), redup) if facts or redup else _NO_FACTS
         if len(self._words) < 2_000_000:
             self._words[word] = got
         return got
 
-    def document_facts(self, raw: bytes) -> tuple[list[int], list[tuple], list[int],
-                                                 list[tuple[int, int]]]:
-        """Affix matches and reduplications of a whole document, as sorted byte spans:
-        (match starts, matches, redup starts, redups)."""
-        matches: list[tuple] = []
-        redups: list[tuple[int, int]] = []
+    def document_words(self, raw: bytes) -> tuple[list[int], list[int], list[tuple]]:
+        """The words of a whole document that have affix matches or a reduplication, in
+        order: (their start bytes, their end bytes, their :meth:`word_facts`, relative to the
+        word). :meth:`_inside` places the facts a window needs in the document."""
+        starts: list[int] = []
+        ends: list[int] = []
+        facts: list[tuple] = []
         get = self._words.get
         for m in _LETTER_BYTES.finditer(raw):
             w = m.group()
             got = get(w)
-            facts, redup = got if got is not None else self.word_facts(w)
-            if facts or redup:
-                a = m.start()
-                matches.extend((x + a, y + a, kind, c + a if c >= 0 else -1)
-                               for x, y, kind, c in facts)
-                if redup:
-                    redups.append((redup[0] + a, redup[1] + a))
-        return [x[0] for x in matches], matches, [r[0] for r in redups], redups
+            if got is None:
+                got = self.word_facts(w)
+            if got is not _NO_FACTS:
+                starts.append(m.start())
+                ends.append(m.end())
+                facts.append(got)
+        return starts, ends, facts
 
     # ------------------------------------------------------------------ arm
     def __call__(self, ids: Sequence[int], rng: random.Random,
@@ -218,11 +223,19 @@ class Patok:
         counters["contract_attempts"] += attempts
         windows: list[tuple[int, int]] = []
         if attempts:
-            special = bytes(map(self.special.__getitem__, ids))
-            affix = bytes(map(self.is_affix.__getitem__, ids))
+            if n < _VECTOR_MIN:
+                special = bytes(map(self.special.__getitem__, ids))
+                affix = bytes(map(self.is_affix.__getitem__, ids))
+                offsets = [0, *accumulate(map(self._tblen.__getitem__, ids))]
+            else:  # the same per-token lookups, vectorised
+                x = np.array(ids, dtype=np.int64)
+                special = self._special_np[x].tobytes()
+                affix = self._affix_np[x].tobytes()
+                off = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(self._tblen_np[x], out=off[1:])
+                offsets = off.tolist()
             raw = b"".join(map(self._tb0.__getitem__, ids))
-            offsets = [0, *accumulate(map(self._tblen.__getitem__, ids))]
-            facts = self.document_facts(raw)
+            facts = self.document_words(raw)
             rand = rng.random
             taken = bytearray(special)  # specials block windows like taken positions do
             c1, c2 = self._cum
@@ -259,14 +272,14 @@ class Patok:
             out = list(ids)
         else:
             windows.sort()
-            plans = [self._plan(st, en, raw, offsets, facts, rng, counters)
-                     for st, en in windows]
+            plans = self._plans(windows, raw, offsets, facts, rng, counters)
             one = sum(1 for k in plans if type(k) is int)
             cut = sum(1 for k in plans if type(k) is tuple)
             counters["windows_contracted"] += len(plans)
             counters["windows_to_one_token"] += one
             counters["windows_cut"] += cut
             fresh = self._encode_missing(plans)
+            rewritten_get = self._rewritten.get
             out = []
             prev = 0
             for (st, en), key in zip(windows, plans, strict=True):
@@ -276,9 +289,9 @@ class Patok:
                 elif type(key) is int:
                     out.append(key)
                 else:
-                    new = fresh.get(key)
+                    new = rewritten_get(key)
                     if new is None:
-                        new = self._rewritten[key]
+                        new = fresh[key]
                     if not new:
                         counters["windows_fallback"] += 1
                         new = ids[st:en]
@@ -289,56 +302,84 @@ class Patok:
                                  counters=counters)
 
     @staticmethod
-    def _inside(facts, o1: int, o2: int) -> list[tuple]:
-        """Affix matches lying wholly inside the byte range [o1, o2)."""
-        starts, matches = facts[0], facts[1]
-        out = []
-        for i in range(bisect_left(starts, o1), len(starts)):
-            if starts[i] >= o2:
+    def _inside(words, o1: int, o2: int, with_redups: bool = False):
+        """The affix matches (start, end, kind, reduplication cut or -1) lying wholly inside
+        the byte range [o1, o2), sorted, as document byte offsets; with `with_redups`, also
+        the word-initial reduplications (start, cut) starting in it and cut inside it."""
+        wstarts, wends, wfacts = words
+        out: list[tuple] = []
+        redups: list[tuple[int, int]] = []
+        i = bisect_right(wends, o1)  # the first word ending after o1
+        n = len(wstarts)
+        while i < n:
+            a = wstarts[i]
+            if a >= o2:
                 break
-            if matches[i][1] <= o2:
-                out.append(matches[i])
-        return out
-
-    def _plan(self, st: int, en: int, raw: bytes, offsets: list[int], facts,
-              rng: random.Random, counters: Counter) -> tuple | int | None:
-        """Decide a window's cuts (drawing from `rng`). Returns the rewrite key (window
-        bytes, cut offsets) for a window with morpheme cuts; for one without, the single
-        token its text is, or None (the window keeps its ids)."""
-        o1, o2 = offsets[st], offsets[en]
-        # a window edge inside a UTF-8 character (byte-level BPE): leave it as it is
-        if (o1 < len(raw) and 0x80 <= raw[o1] < 0xC0) or (o2 < len(raw) and 0x80 <= raw[o2] < 0xC0):
-            return None
-        span = raw[o1:o2]
-        if rng.random() >= self.params.affix_awareness:
-            return self._canon.get(span)
-        starts, rstarts = facts[0], facts[2]
-        cuts: set[int] | None = None
-        i = bisect_left(starts, o1)
-        if i < len(starts) and starts[i] < o2:
-            found = self._inside(facts, o1, o2)
-            if found:
-                start, end, kind, rcut = found[int(rng.random() * len(found))]
-                cuts = {start, end}
-                counters[_SPLIT_KEY[kind]] += 1
-                if 0 <= rcut <= o2:
-                    cuts.add(rcut)
-                    counters["split_redup"] += 1
-        i = bisect_left(rstarts, o1)
-        if i < len(rstarts) and rstarts[i] < o2:
-            redups = facts[3]
-            for k in range(i, len(rstarts)):
-                if rstarts[k] >= o2:
+            facts, redup = wfacts[i]
+            for x, y, kind, c in facts:  # sorted by start
+                x += a
+                if x >= o2:
                     break
-                a, c = redups[k]
-                if c <= o2:
+                if x >= o1 and y + a <= o2:
+                    out.append((x, y + a, kind, c + a if c >= 0 else -1))
+            if with_redups and redup is not None:
+                x, c = redup[0] + a, redup[1] + a
+                if o1 <= x < o2 and c <= o2:
+                    redups.append((x, c))
+            i += 1
+        return (out, redups) if with_redups else out
+
+    def _plans(self, windows: list[tuple[int, int]], raw: bytes, offsets: list[int], facts,
+               rng: random.Random, counters: Counter) -> list:
+        """Decide each window's cuts (drawing from `rng`, windows in order). A window's plan
+        is the rewrite key (window bytes, cut offsets) when it has morpheme cuts; without
+        cuts, the single token its text is, or None (the window keeps its ids)."""
+        rand = rng.random
+        aware = self.params.affix_awareness
+        canon_get = self._canon.get
+        wstarts, wends = facts[0], facts[1]
+        nraw = len(raw)
+        inside = self._inside
+        split = dict.fromkeys(_SPLIT_KEY, 0)
+        n_redup = 0
+        plans: list = []
+        add = plans.append
+        for st, en in windows:
+            o1, o2 = offsets[st], offsets[en]
+            # a window edge inside a UTF-8 character (byte-level BPE): leave it as it is
+            if (o1 < nraw and 0x80 <= raw[o1] < 0xC0) or (o2 < nraw and 0x80 <= raw[o2] < 0xC0):
+                add(None)
+                continue
+            span = raw[o1:o2]
+            if rand() >= aware:
+                add(canon_get(span))
+                continue
+            cuts: set[int] | None = None
+            i = bisect_right(wends, o1)
+            if i < len(wstarts) and wstarts[i] < o2:  # a word with facts meets the window
+                found, redups = inside(facts, o1, o2, True)
+                if found:
+                    start, end, kind, rcut = found[int(rand() * len(found))]
+                    cuts = {start, end}
+                    split[kind] += 1
+                    if 0 <= rcut <= o2:
+                        cuts.add(rcut)
+                        n_redup += 1
+                for a, c in redups:
                     if cuts is None:
                         cuts = set()
                     cuts.update((a, c))
-                    counters["split_redup"] += 1
-        if not cuts:
-            return self._canon.get(span)
-        return (span, tuple(sorted(c - o1 for c in cuts if o1 < c < o2)))
+                    n_redup += 1
+            if not cuts:
+                add(canon_get(span))
+            else:
+                add((span, tuple(sorted(c - o1 for c in cuts if o1 < c < o2))))
+        for kind, v in split.items():
+            if v:
+                counters[_SPLIT_KEY[kind]] += v
+        if n_redup:
+            counters["split_redup"] += n_redup
+        return plans
 
     def _encode_missing(self, plans: list) -> dict[tuple, tuple[int, ...]]:
         """Rewrites of this document's keys not yet memoised, encoding every piece that is

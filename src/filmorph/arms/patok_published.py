@@ -34,8 +34,9 @@ whole UTF-8 characters, or whose re-encoded pieces do not spell its bytes, keeps
 (counted `windows_kept`); bytes are joined directly rather than decoded with the
 tokenizer's clean-up; a StochasTok draw gives up after 1,000 redraws on affix tokens
 instead of looping for ever. All randomness comes from the one `random.Random`. Edits go
-through :class:`filmorph.arms.seq.BlockSeq`, so a document costs O(n log n) rather than
-the published O(n²).
+through :class:`filmorph.arms.seq.BlockSeq` (a document of one block, the common case, is
+edited as a plain list, the same edits), so a document costs O(n log n) rather than the
+published O(n²).
 """
 
 from __future__ import annotations
@@ -165,59 +166,68 @@ class PatokPublished:
         special, is_affix = self.special, self.is_affix
         rand = rng.random
         c1, c2 = self._cum
-        seq = BlockSeq(ids, self._block)
+        # A document of at most one block is edited as a plain list (the common case; no
+        # method call per window), a longer one through BlockSeq: the same edits.
+        single = n0 <= self._block
+        if single:
+            lst = list(ids)
+            seq = None
+        else:
+            seq = BlockSeq(ids, self._block)
+            window_of, replace = seq.window, seq.replace
         has_special = not self._special_ids.isdisjoint(ids)
         windows = cuts = redups = kept = fallbacks = dropped = 0
-        window_of, replace, affix_at = seq.window, seq.replace, is_affix.__getitem__
+        spans_get = self._spans.get
+        aware_plain, aware_overlap = p.affix_awareness, p.affix_awareness_if_overlap
         for _ in range(iterations):
             r = rand()
             k = 2 if r < c1 else (3 if r < c2 else 4)
-            L = seq.n
+            L = len(lst) if single else seq.n
             info = None
             if L < k:
                 st, k = 0, L
-                window = window_of(0, L)
+                window = lst[:L] if single else window_of(0, L)
                 if has_special and any(special[t] for t in window):
                     dropped += 1
                     continue
             else:
                 st = -1
+                span = L - k + 1
                 for _attempt in range(MAX_ATTEMPTS):
-                    s0 = int(rand() * (L - k + 1))
-                    window = window_of(s0, k)
+                    s0 = int(rand() * span)
+                    window = lst[s0:s0 + k] if single else window_of(s0, k)
                     if has_special:
                         for _redraw in range(MAX_ATTEMPTS):
                             if not any(special[t] for t in window):
                                 break
-                            s0 = int(rand() * (L - k + 1))
-                            window = window_of(s0, k)
+                            s0 = int(rand() * span)
+                            window = lst[s0:s0 + k] if single else window_of(s0, k)
                         else:
                             continue
-                    if not any(map(affix_at, window)):
+                    info = spans_get(tuple(window)) or self._info(window)
+                    if not info[4]:  # no affix token in the window
                         st = s0
                         break
-                    info = self._info(window)
-                    aware = p.affix_awareness_if_overlap if info[1] else p.affix_awareness
-                    if rand() >= aware:
+                    if rand() >= (aware_overlap if info[1] else aware_plain):
                         st = s0
                         break
                     info = None
                 if st < 0:
                     fallbacks += 1
                     st = 0
-                    window = window_of(0, k)
+                    window = lst[:k] if single else window_of(0, k)
                     if has_special and any(special[t] for t in window):
                         dropped += 1
                         continue
             windows += 1
             if info is None:
-                info = self._info(window)
-            text, _, choices, outcomes = info
+                info = spans_get(tuple(window)) or self._info(window)
+            text, _, choices, outcomes, _ = info
             if text is None:  # not whole UTF-8 characters: keep the window's ids
                 kept += 1
                 continue
             j = -1
-            if choices and not rand() > p.affix_awareness:
+            if choices and not rand() > aware_plain:
                 j = int(rand() * len(choices))
             res = outcomes.get(j)
             if res is None:
@@ -228,7 +238,10 @@ class PatokPublished:
             if new is None:
                 kept += 1
                 continue
-            replace(st, k, new)
+            if single:
+                lst[st:st + k] = new
+            else:
+                replace(st, k, new)
         counters["windows"] += windows
         counters["windows_contracted"] += windows  # the summary's contracted_window_rate
         counters["affix_cuts"] += cuts
@@ -236,25 +249,28 @@ class PatokPublished:
         counters["windows_kept"] += kept
         counters["windows_first_k"] += fallbacks
         counters["windows_dropped_special"] += dropped
-        return stochastok_expand(seq.to_list(), self.table, rng, p.expand_prop,
+        return stochastok_expand(lst if single else seq.to_list(), self.table, rng, p.expand_prop,
                                  blocked=is_affix, counters=counters,
                                  redraw_blocked=MAX_REDRAWS)
 
     def _info(self, window: list[int]) -> tuple:
-        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes)
-        of a window's ids, memoised; outcomes fill in as choices are drawn."""
+        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes,
+        holds an affix token?) of a window's ids, memoised; outcomes fill in as choices are
+        drawn."""
         key = tuple(window)
         got = self._spans.get(key)
         if got is None:
+            affix = any(self.is_affix[t] for t in window)
             try:
                 text = b"".join([self.tb[t] for t in window]).decode("utf-8")
             except UnicodeDecodeError:
-                got = (None, False, (), {})
+                got = (None, False, (), {}, affix)
             else:
                 matches = self.find(text)
                 starts = [i for i, _ in matches]
                 spaced = [m for m in matches if " " in m[1]]
-                got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {})
+                got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {},
+                       affix)
             if len(self._spans) < 1_000_000:
                 self._spans[key] = got
         return got

@@ -52,16 +52,19 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
     attempts = int(expand_prop * n0)
     if attempts <= 0:
         return {}
-    offsets, lefts, rights = table.offsets, table.lefts, table.rights
+    starts, counts = table.starts_counts
+    lefts, rights = table.lefts, table.rights
     rand = rng.random
     slots: dict[int, list[int]] = {}
     expanded: list[int] = []  # slots with more than one piece, in expansion order
     pieces_in_expanded = 0
     maxc = 2
     done = 0  # each expansion adds one token: the current length is n0 + done
-    draws = range(redraw_blocked + 1)
+    draws = redraw_blocked + 1
+    # Two copies of one loop: without `blocked` (StochasTok itself, the hot case) the draw is
+    # not retried; with it, up to `draws` draws. Both consume `rng` identically.
     for _ in range(attempts):
-        for _draw in draws:
+        if blocked is None:
             if pieces_in_expanded and rand() * (n0 + done) < pieces_in_expanded:
                 while True:
                     s = expanded[int(rand() * len(expanded))]
@@ -72,21 +75,38 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
                 j = int(rand() * c)
                 tid = pieces[j]
             else:
-                while True:
+                s = int(rand() * n0)
+                while s in slots:
                     s = int(rand() * n0)
-                    if s not in slots:
-                        break
                 pieces = None
                 tid = ids[s]
-            if blocked is None or not blocked[tid]:
-                break
         else:
-            continue  # every draw landed on a blocked token
-        lo = offsets[tid]
-        k = offsets[tid + 1] - lo
-        if k == 0:
+            left = draws
+            while left:
+                if pieces_in_expanded and rand() * (n0 + done) < pieces_in_expanded:
+                    while True:
+                        s = expanded[int(rand() * len(expanded))]
+                        pieces = slots[s]
+                        c = len(pieces)
+                        if c == maxc or rand() * maxc < c:
+                            break
+                    j = int(rand() * c)
+                    tid = pieces[j]
+                else:
+                    s = int(rand() * n0)
+                    while s in slots:
+                        s = int(rand() * n0)
+                    pieces = None
+                    tid = ids[s]
+                if not blocked[tid]:
+                    break
+                left -= 1
+            if not left:
+                continue  # every draw landed on a blocked token
+        k = counts[tid]
+        if not k:
             continue
-        m = lo + int(rand() * k)
+        m = starts[tid] + int(rand() * k)
         if pieces is None:
             slots[s] = [lefts[m], rights[m]]
             expanded.append(s)
