@@ -17,7 +17,7 @@ rule manifest:
     conda:
         "../envs/data.yaml"
     params:
-        code=CODE["provenance"],
+        code=STAGE_FINGERPRINTS["provenance"],
     script:
         "../workflow_scripts/manifest.py"
 
@@ -51,6 +51,6 @@ rule audit:
         ),
         # the outputs the config implies (the manifest's inputs): each must exist, recorded
         expected=get_all_targets(audit=False),
-        code=CODE["audit"],
+        code=STAGE_FINGERPRINTS["audit"],
     script:
         "../workflow_scripts/audit.py"

@@ -25,7 +25,7 @@ rule make_benchmarks:
     params:
         items_per_task=lambda wc: config["benchmarks"]["items_per_task"][wc.benchmark],
         seed=config["benchmarks"]["seed"],
-        code=CODE["benchmarks"],
+        code=STAGE_FINGERPRINTS["benchmarks"],
     script:
         "../workflow_scripts/make_benchmarks.py"
 
@@ -51,7 +51,7 @@ rule fetch_benchmark:
     params:
         source=lambda wc: fetch_spec(wc.name, wc.file)["input"],
         sha256=lambda wc: fetch_spec(wc.name, wc.file).get("sha256") or "",
-        code=CODE["benchmarks"],
+        code=STAGE_FINGERPRINTS["benchmarks"],
     script:
         "../workflow_scripts/fetch_benchmark.py"
 
@@ -75,7 +75,7 @@ rule import_benchmark:
         runtime=30,
     params:
         options=lambda wc: external_option_args(wc.name),
-        code=CODE["benchmarks"],
+        code=STAGE_FINGERPRINTS["benchmarks"],
     script:
         "../workflow_scripts/import_benchmark.py"
 

@@ -185,6 +185,9 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
+# {family}: a tokenizer family; {model}: the name of a model that is evaluated, i.e. a family
+# (its base model and its CPT checkpoints) or a reference model (the fine-tuning track's
+# evaluate_finetuned narrows it to its run names); {arm}: a named arm, or "base".
 wildcard_constraints:
     family=_alternatives(FAMILIES),
     arm=_alternatives([*TARGET_ARMS, "base"]),
@@ -196,7 +199,7 @@ wildcard_constraints:
 
 # Code fingerprints, passed as a param of each stage's rules: editing any module a stage
 # imports (its import closure, filmorph.fingerprint) reruns that stage's jobs.
-CODE = stage_fingerprints(sorted(set(FAMILY_ENGINES.values())))
+STAGE_FINGERPRINTS = stage_fingerprints(sorted(set(FAMILY_ENGINES.values())))
 
 
 def provenance_shell(**params):

@@ -34,9 +34,9 @@ if MEGATRON_FAMILIES:
             gpu=1,
         params:
             tp=MEGATRON["tensor_parallel"],
-            code=CODE["train"],
+            code=STAGE_FINGERPRINTS["train"],
             provenance=provenance_shell(
-                tp=MEGATRON["tensor_parallel"], code=CODE["train"]
+                tp=MEGATRON["tensor_parallel"], code=STAGE_FINGERPRINTS["train"]
             ),
         shell:
             with_provenance(
@@ -75,12 +75,12 @@ if MEGATRON_FAMILIES:
             import_tol=MEGATRON["verify_tolerance"],
             export_tol=MEGATRON["export_tolerance"],
             doc_mask_args="" if DOC_MASK_CHECK else "--mode none",
-            code=CODE["train"],
+            code=STAGE_FINGERPRINTS["train"],
             provenance=provenance_shell(
                 import_tol=MEGATRON["verify_tolerance"],
                 export_tol=MEGATRON["export_tolerance"],
                 doc_mask=DOC_MASK_CHECK,
-                code=CODE["train"],
+                code=STAGE_FINGERPRINTS["train"],
             ),
         shell:
             with_provenance(

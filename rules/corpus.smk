@@ -32,7 +32,7 @@ rule synthesize_corpus:
     params:
         target_mb=config["corpus"]["synthetic"]["target_mb"],
         seed=config["corpus"]["synthetic"]["seed"],
-        code=CODE["corpus"],
+        code=STAGE_FINGERPRINTS["corpus"],
     script:
         "../workflow_scripts/synthesize_corpus.py"
 
@@ -59,6 +59,6 @@ rule split_corpus:
         id_prefix=config["corpus"]["id_prefix"],
         on_bad_record=config["corpus"]["on_bad_record"],
         num_chunks=NUM_CHUNKS,
-        code=CODE["corpus"],
+        code=STAGE_FINGERPRINTS["corpus"],
     script:
         "../workflow_scripts/split_corpus.py"

@@ -23,6 +23,6 @@ rule evaluate:
         max_new_tokens=config["evaluate"]["max_new_tokens"],
         dtype=config["evaluate"]["dtype"],
         max_items=config["evaluate"]["max_items"] or "",
-        code=CODE["evaluate"],
+        code=STAGE_FINGERPRINTS["evaluate"],
     script:
         "../workflow_scripts/evaluate.py"

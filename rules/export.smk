@@ -27,8 +27,8 @@ if MEGATRON_FAMILIES:
             runtime=240,
             gpu=1,
         params:
-            code=CODE["train"],
-            provenance=provenance_shell(code=CODE["train"]),
+            code=STAGE_FINGERPRINTS["train"],
+            provenance=provenance_shell(code=STAGE_FINGERPRINTS["train"]),
         shell:
             with_provenance(
                 f"{MEGATRON_VERSIONS_ENV} "

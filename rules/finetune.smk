@@ -96,7 +96,7 @@ rule download_finetune_model:
     params:
         id=lambda wc: FT_DOWNLOADS[wc.ftmodel][0],
         revision=lambda wc: FT_DOWNLOADS[wc.ftmodel][1] or "",
-        code=CODE_FINETUNE,
+        code=FINETUNE_FINGERPRINT,
     script:
         "../workflow_scripts/finetune.py"
 
@@ -115,7 +115,7 @@ rule download_kernel_sources:
     params:
         mamba_ssm=FT_KERNELS["mamba_ssm"],
         causal_conv1d=FT_KERNELS["causal_conv1d"],
-        code=CODE_FINETUNE,
+        code=FINETUNE_FINGERPRINT,
     script:
         "../workflow_scripts/finetune.py"
 
@@ -143,7 +143,7 @@ rule build_kernel_wheels:
         runtime=180,
     params:
         arch_list=FT_KERNELS["cuda_arch_list"],
-        code=CODE_FINETUNE,
+        code=FINETUNE_FINGERPRINT,
     script:
         "../workflow_scripts/finetune.py"
 
@@ -177,7 +177,7 @@ rule finetune_model:
     params:
         run=get_ft_run_spec,
         trust_remote_code=get_ft_trust,
-        code=CODE_FINETUNE,
+        code=FINETUNE_FINGERPRINT,
     script:
         "../workflow_scripts/finetune_model.py"
 
@@ -205,7 +205,7 @@ rule merge_adapter:
     params:
         dtype=lambda wc: FT_RUNS[wc.run]["cfg"].torch_dtype,
         trust_remote_code=get_ft_trust,
-        code=CODE_FINETUNE,
+        code=FINETUNE_FINGERPRINT,
     script:
         "../workflow_scripts/finetune.py"
 
@@ -236,7 +236,7 @@ rule chat_loss:
         max_conversations=FINETUNE["loss"]["max_conversations"] or "",
         chat_template=lambda wc: FT_RUNS[wc.run]["cfg"].chat_template or "",
         trust_remote_code=get_ft_trust,
-        code=CODE_FINETUNE,
+        code=FINETUNE_FINGERPRINT,
     script:
         "../workflow_scripts/finetune.py"
 

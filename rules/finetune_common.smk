@@ -36,7 +36,7 @@ FT_SLURM = {
     if v
 }
 # Code fingerprints (import closures, rules/common.smk's STAGE_ENTRIES say how).
-CODE_FINETUNE = fingerprint(
+FINETUNE_FINGERPRINT = fingerprint(
     [
         "filmorph.finetune.__main__",
         "filmorph.finetune.run",

@@ -19,6 +19,6 @@ rule prepare_model:
         runtime=120,
     params:
         spec=get_model_spec,
-        code=CODE["models"],
+        code=STAGE_FINGERPRINTS["models"],
     script:
         "../workflow_scripts/prepare_model.py"

@@ -60,6 +60,6 @@ rule report_results:
         samples=config["report"]["bootstrap_samples"],
         baseline=config["report"]["baseline_arm"],
         seed=config["seed"],
-        code=CODE["report"],
+        code=STAGE_FINGERPRINTS["report"],
     script:
         "../workflow_scripts/report_results.py"

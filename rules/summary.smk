@@ -33,7 +33,7 @@ rule summarize_arm:
         sample=config["summary"]["sample_documents"],
         seed=config["seed"],
         affixes=config["patok_affixes"] or "",
-        code=CODE["summary"],
+        code=STAGE_FINGERPRINTS["summary"],
     script:
         "../workflow_scripts/summarize_arm.py"
 
@@ -66,6 +66,6 @@ rule summarize_tokenization:
         mem_mb=1000,
         runtime=10,
     params:
-        code=CODE["summary"],
+        code=STAGE_FINGERPRINTS["summary"],
     script:
         "../workflow_scripts/summarize_tokenization.py"

@@ -15,7 +15,7 @@ rule prepare_tokenizer:
         runtime=30,
     params:
         spec=get_tokenizer_spec,
-        code=CODE["tokenize"],
+        code=STAGE_FINGERPRINTS["tokenize"],
     script:
         "../workflow_scripts/prepare_tokenizer.py"
 
@@ -44,6 +44,6 @@ rule tokenize_chunk:
         seed=config["seed"],
         affixes=config["patok_affixes"] or "",
         batch_size=config["tokenize"]["batch_size"],
-        code=CODE["tokenize"],
+        code=STAGE_FINGERPRINTS["tokenize"],
     script:
         "../workflow_scripts/tokenize_chunk.py"

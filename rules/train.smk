@@ -39,7 +39,7 @@ if DIRECT_FAMILIES:
         params:
             train_config=get_train_config,
             engine=get_family_engine,
-            code=CODE["train"],
+            code=STAGE_FINGERPRINTS["train"],
         script:
             "../workflow_scripts/train_cpt.py"
 
@@ -82,7 +82,7 @@ if MEGATRON_FAMILIES:
             engine="megatron",
             tp=MEGATRON["tensor_parallel"],
             allow_untested_versions=MEGATRON["allow_untested_versions"],
-            code=CODE["train"],
+            code=STAGE_FINGERPRINTS["train"],
         script:
             "../workflow_scripts/train_cpt.py"
 
@@ -115,6 +115,6 @@ rule summarize_training:
         mem_mb=2000,
         runtime=10,
     params:
-        code=CODE["report"],
+        code=STAGE_FINGERPRINTS["report"],
     script:
         "../workflow_scripts/summarize_training.py"

@@ -88,10 +88,10 @@ def family_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def families(family_dirs):
-    """{family: filmorph.tokenize.Family} loaded from the prepared dirs."""
-    from filmorph.tokenize import Family
+    """{family: filmorph.tokenize.PreparedTokenizer} loaded from the prepared dirs."""
+    from filmorph.tokenize import PreparedTokenizer
 
-    return {name: Family(d) for name, d in family_dirs.items()}
+    return {name: PreparedTokenizer(d) for name, d in family_dirs.items()}
 
 
 @pytest.fixture(scope="session")

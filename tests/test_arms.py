@@ -39,7 +39,7 @@ def fam(request, families):
 def arms(fam):
     affixes = load_affixes()
     return {key: make_arm(name, params, token_bytes=fam.token_bytes, table=fam.table,
-                          encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
+                          encode=fam.encode_batch, affixes=affixes, byte_fallback_ids=fam.byte_fallback_ids)
             for key, (name, params) in ARM_PARAMS.items()}
 
 
@@ -100,7 +100,7 @@ def test_input_is_not_mutated(fam, arms):
 
 def test_expansion_table_is_exact_and_complete(fam):
     tb, table = fam.token_bytes, fam.table
-    canon = canonical_ids(tb, fam.secondary)
+    canon = canonical_ids(tb, fam.byte_fallback_ids)
     rng = random.Random(0)
     for tid in rng.sample(range(len(tb)), 3000):
         pairs = table.pairs(tid)
@@ -139,7 +139,7 @@ def test_patok_splits_off_affixes(fam):
     arm = make_arm("patok", {"contract_prop": 1.0, "expand_prop": 0.0, "affix_awareness": 1.0,
                              "affix_awareness_if_overlap": 1.0},
                    token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_batch,
-                   affixes=load_affixes(), secondary_ids=fam.secondary)
+                   affixes=load_affixes(), byte_fallback_ids=fam.byte_fallback_ids)
     text = " naglalaro kumain sinulatan gaganda " * 20
     ids = fam.encode_one(text)
     c = Counter()

@@ -260,9 +260,9 @@ def test_cli_help(capsys):
 def test_random_model_matches_family_tokenizer(family, arch, family_dirs, tmp_path):
     """A random-init base model takes vocab and special ids from the family's tokenizer, is a pure
     function of its seed, and loads as an ordinary checkpoint."""
-    from filmorph.tokenize import Family
+    from filmorph.tokenize import PreparedTokenizer
 
-    fam = Family(family_dirs[family])
+    fam = PreparedTokenizer(family_dirs[family])
     spec = {"source": "random", "architecture": arch, "seed": 7, "config": {"num_hidden_layers": 1}}
     meta = M.prepare_model(spec, tmp_path / "a", tokenizer_dir=family_dirs[family])
     assert meta["vocab_size"] == fam.vocab_size and meta["eos_id"] == fam.eod_id

@@ -36,7 +36,7 @@ def fam(request, families):
 
 def _arm(fam, params):
     return make_arm("patok", params, token_bytes=fam.token_bytes, table=fam.table,
-                    encode=fam.encode_batch, affixes=load_affixes(), secondary_ids=fam.secondary)
+                    encode=fam.encode_batch, affixes=load_affixes(), byte_fallback_ids=fam.byte_fallback_ids)
 
 
 def _pieces(fam, ids):

@@ -109,10 +109,10 @@ def test_relative_and_submodule_imports_are_followed(tmp_path):
 
 
 def test_workflow_code_params_are_the_closure_fingerprints():
-    """rules/common.smk holds no hand list: its CODE comes from filmorph.fingerprint."""
+    """rules/common.smk holds no hand list: its STAGE_FINGERPRINTS come from filmorph.fingerprint."""
     text = (REPO / "rules/common.smk").read_text()
     assert "code_fingerprint(" not in text
-    assert "CODE = stage_fingerprints(" in text
+    assert "STAGE_FINGERPRINTS = stage_fingerprints(" in text
 
 
 def test_summarize_arm_counts_only_the_chunks_it_is_given(tiny_tok, tmp_path):  # noqa: F811

@@ -593,7 +593,7 @@ def test_env_token_never_written(tmp_path, llama, monkeypatch):
                                         ("patok", {"variant": "published", "contract_prop": 0.5})])
 def test_llama_shards_are_byte_identical_with_and_without_the_native_encoder(
         family_dirs, tmp_path, monkeypatch, arm, params):
-    """The tokenize stage encodes Llama 3 through tiktoken (Family.native); its shards equal
+    """The tokenize stage encodes Llama 3 through tiktoken (PreparedTokenizer.native); its shards equal
     those of the HF backend byte for byte (vanilla, and Patok, which re-encodes pieces)."""
     from filmorph.corpus import split_corpus
     from filmorph.tokenize import tokenize_chunk

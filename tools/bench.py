@@ -75,14 +75,14 @@ def bench_corpus(mb: float, cache: Path) -> list[tuple[str, str]]:
 
 @lru_cache(maxsize=4)
 def bench_family(name: str, cache: Path):
-    """The prepared `filmorph.tokenize.Family` `name` (prepared into `cache` when absent;
+    """The prepared `filmorph.tokenize.PreparedTokenizer` `name` (prepared into `cache` when absent;
     loaded once per process)."""
-    from filmorph.tokenize import Family, prepare
+    from filmorph.tokenize import PreparedTokenizer, prepare
 
     d = cache / "tokenizers" / name
     if not (d / "tokenizer_meta.json").exists():
         prepare(name, SPECS[name], d)
-    return Family(d)
+    return PreparedTokenizer(d)
 
 
 def config_arms(path: str | Path) -> dict:
@@ -104,7 +104,7 @@ def build_arms(fam, arms: dict) -> dict:
     affixes = load_affixes()
     return {
         name: make_arm(name, params, token_bytes=fam.token_bytes, table=fam.table,
-                       encode=fam.encode_batch, affixes=affixes, secondary_ids=fam.secondary)
+                       encode=fam.encode_batch, affixes=affixes, byte_fallback_ids=fam.byte_fallback_ids)
         for name, params in arms.items()
     }
 
@@ -185,7 +185,7 @@ def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64,
     for fam_name in families:
         fam = bench_family(fam_name, cache)
         t0 = time.perf_counter()
-        ExpansionTable.build(fam.token_bytes, fam.secondary)
+        ExpansionTable.build(fam.token_bytes, fam.byte_fallback_ids)
         row = {"expansion_build_s": round(time.perf_counter() - t0, 3)}
         row.update(time_arms(fam, docs, build_arms(fam, arms or BENCH_ARMS), reps=reps,
                              warm=warm, batch=batch, label=fam_name))

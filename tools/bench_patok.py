@@ -122,7 +122,7 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
     from filmorph.affixes import load_affixes
     from filmorph.arms import make_arm
     from filmorph.arms.intensity import measure_arm, measure_published_impl, within
-    from filmorph.tokenize import Family, prepare
+    from filmorph.tokenize import PreparedTokenizer, prepare
 
     cache.mkdir(parents=True, exist_ok=True)
     docs = corpus_docs(mb, cache)
@@ -135,7 +135,7 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
             d = cache / "tokenizers" / fam_name
             if not (d / "tokenizer_meta.json").exists():
                 prepare(fam_name, SPECS[fam_name], d)
-            fam = Family(d)
+            fam = PreparedTokenizer(d)
             t0 = time.perf_counter()
             encoded = fam.encode_batch([t for _, t in docs])
             enc_s = time.perf_counter() - t0
@@ -152,7 +152,7 @@ def run(published: Path, mb: float, families: list[str], cache: Path, seed: int,
                     params = {"variant": "morph"}
                 arm = arms[f"patok_{variant}"] = make_arm(
                     "patok", params, token_bytes=fam.token_bytes, table=fam.table,
-                    encode=fam.encode_batch, affixes=load_affixes(), secondary_ids=fam.secondary)
+                    encode=fam.encode_batch, affixes=load_affixes(), byte_fallback_ids=fam.byte_fallback_ids)
                 row[variant] = measure_arm(arm, variant,
                                            zip((i for i, _ in docs), encoded, strict=True),
                                            seed=seed, token_bytes=fam.token_bytes)

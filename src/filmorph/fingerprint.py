@@ -131,7 +131,7 @@ ENGINE_ENTRIES = {
 
 
 def stage_entries(engines: Iterable[str]) -> dict[str, list[str]]:
-    """The entry modules of each stage of the workflow (rules/common.smk's ``CODE``). The
+    """The entry modules of each stage of the workflow (rules/common.smk's ``STAGE_FINGERPRINTS``). The
     training engines are imported by a computed name, so the configured ones are named here."""
     unknown = sorted(set(engines) - set(ENGINE_ENTRIES))
     if unknown:

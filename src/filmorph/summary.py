@@ -147,7 +147,7 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
     from filmorph.arms.morph_gold import arm_gold_summary
     from filmorph.corpus import read_chunk
     from filmorph.shards import read_shard
-    from filmorph.tokenize import Family
+    from filmorph.tokenize import PreparedTokenizer
 
     shard_dir, corpus_dir = Path(shard_dir), Path(corpus_dir)
     if not chunks:
@@ -176,7 +176,7 @@ def summarize_arm(family: str, arm: str, shard_dir: str | Path, corpus_dir: str 
     by_chunk: dict[str, dict[str, int]] = {}
     for _, d, chunk, i in chosen:
         by_chunk.setdefault(chunk, {})[d] = i
-    tb = Family(tokenizer_dir, need_table=False).token_bytes
+    tb = PreparedTokenizer(tokenizer_dir, need_table=False).token_bytes
     analyzer = BoundaryAnalyzer(load_affixes(affix_path), default_lexicon())
     gold = hit = 0
     for chunk, wanted in sorted(by_chunk.items()):

@@ -73,7 +73,7 @@ def load_token_bytes(path: str | Path) -> list[bytes | None]:
     return out
 
 
-class Family:
+class PreparedTokenizer:
     """A prepared tokenizer family for the arms: fast encoder, token bytes, table, EOD id.
 
     Loads only the `tokenizers` backend and the cached token bytes (about 1 s for Gemma's
@@ -99,7 +99,7 @@ class Family:
             raise ValueError(f"{self.dir}: token_bytes has {self.vocab_size} ids, "
                              f"meta says {self.meta['vocab_size']}")
         self.native = native_encoder(self.meta.get("source") or {}) if native else None
-        self.secondary = list(self.meta["byte_fallback_ids"])
+        self.byte_fallback_ids = list(self.meta["byte_fallback_ids"])
         self.eod_id = int(self.meta["eos_id"])
         self._tokenizer = None
         self.table: ExpansionTable | None = None
@@ -137,19 +137,19 @@ def prepare(family: str, spec: Mapping[str, Any], out_dir: str | Path) -> dict[s
     with atomic_path(out_dir) as tmp:
         meta = save_tokenizer(spec, tmp, tokenizer=tok)
         tb = token_bytes(tok)
-        secondary = byte_fallback_ids(tok)
+        fallback = byte_fallback_ids(tok)
         save_token_bytes(tb, tmp / TOKEN_BYTES_FILE)
-        meta.update(family=family, byte_fallback_ids=secondary,
-                    expansion_table=build_tables(tb, secondary, tmp / TABLES_FILE))
+        meta.update(family=family, byte_fallback_ids=fallback,
+                    expansion_table=build_tables(tb, fallback, tmp / TABLES_FILE))
         write_json_atomic(tmp / "tokenizer_meta.json", meta)
     return meta
 
 
-def build_tables(tb: Sequence[bytes | None], secondary: Sequence[int],
+def build_tables(tb: Sequence[bytes | None], fallback_ids: Sequence[int],
                  out_path: str | Path) -> dict[str, Any]:
     """Build the family's expansion table, save it to `out_path`; return its stats."""
     t0 = time.perf_counter()
-    table = ExpansionTable.build(tb, secondary)
+    table = ExpansionTable.build(tb, fallback_ids)
     seconds = time.perf_counter() - t0
     with atomic_path(out_path) as tmp:
         table.save(tmp)
@@ -174,11 +174,11 @@ def _init_worker(tokenizer_dir: str, arm: str, arm_params: Mapping[str, Any],
     from filmorph.affixes import load_affixes
 
     kind, _ = resolve_arm(arm, arm_params)
-    fam = Family(tokenizer_dir, need_table=kind != "vanilla")
+    fam = PreparedTokenizer(tokenizer_dir, need_table=kind != "vanilla")
     affixes = load_affixes(affix_path) if kind == "patok" else None
     _STATE.update(family=fam, arm_name=arm, arm=make_arm(
         arm, arm_params, token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_batch,
-        affixes=affixes, secondary_ids=fam.secondary))
+        affixes=affixes, byte_fallback_ids=fam.byte_fallback_ids))
 
 
 def _init_pool_worker(*init_args: Any) -> None:
@@ -225,7 +225,7 @@ def _ordered_results(pool: Any, work: Any, batches: Iterator[Any], ahead: int) -
 def _process_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes], dict]:
     from filmorph.rng import rng_for
 
-    fam: Family = _STATE["family"]
+    fam: PreparedTokenizer = _STATE["family"]
     arm = _STATE["arm"]
     name = _STATE["arm_name"]
     counters: Counter = Counter()

@@ -130,7 +130,7 @@ def check_arm(name: str, params: Mapping[str, Any] | None) -> tuple[str, Any]:
 def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[bytes | None],
              table: ExpansionTable | None, encode: Callable[[list[str]], list[list[int]]] | None = None,
              affixes: Mapping[str, Sequence[str]] | None = None,
-             secondary_ids: Sequence[int] = ()) -> Arm:
+             byte_fallback_ids: Sequence[int] = ()) -> Arm:
     """The arm instance `name` (its type by :func:`resolve_arm`) as a function
     (ids, rng, counters) -> ids, configured by `params`.
 
@@ -152,8 +152,8 @@ def make_arm(name: str, params: Mapping[str, Any], *, token_bytes: Sequence[byte
         if affixes is None:
             raise ValueError(f"patok variant {variant!r} needs an affix inventory")
         if variant == "morph":
-            return PatokMorph(token_bytes, table, encode, affixes, p, secondary_ids)
-        return Patok(token_bytes, table, encode, affixes, p, secondary_ids)
+            return PatokMorph(token_bytes, table, encode, affixes, p, byte_fallback_ids)
+        return Patok(token_bytes, table, encode, affixes, p, byte_fallback_ids)
     raise AssertionError(kind)  # pragma: no cover -- resolve_arm admits only ARMS
 
 

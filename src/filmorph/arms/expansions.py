@@ -28,15 +28,16 @@ import numpy as np
 
 
 def canonical_ids(token_bytes: Sequence[bytes | None],
-                  secondary: Sequence[int] = ()) -> dict[bytes, int]:
-    """Map each distinct byte string to one id: non-`secondary` ids first, then lowest id."""
-    second = set(secondary)
+                  byte_fallback_ids: Sequence[int] = ()) -> dict[bytes, int]:
+    """Map each distinct byte string to one id: ids that are not byte-fallback ids first (so
+    ``<0x41>`` never stands for ``A``), then the lowest id."""
+    fallback = set(byte_fallback_ids)
     out: dict[bytes, int] = {}
     for tid, b in enumerate(token_bytes):
-        if b is None or tid in second:
+        if b is None or tid in fallback:
             continue
         out.setdefault(b, tid)
-    for tid in sorted(second):
+    for tid in sorted(fallback):
         b = token_bytes[tid]
         if b is not None:
             out.setdefault(b, tid)
@@ -82,9 +83,9 @@ class ExpansionTable:
 
     @classmethod
     def build(cls, token_bytes: Sequence[bytes | None],
-              secondary: Sequence[int] = ()) -> ExpansionTable:
+              byte_fallback_ids: Sequence[int] = ()) -> ExpansionTable:
         """Build the table from per-id token bytes (None = special, never split)."""
-        canon = canonical_ids(token_bytes, secondary)
+        canon = canonical_ids(token_bytes, byte_fallback_ids)
         get = canon.get
         offsets = array("q", [0])
         lefts, rights = array("q"), array("q")

@@ -188,14 +188,14 @@ def arm_gold_summary(tokenizer_dir: str | Path, arm: str, params: Mapping, seed:
     summary's ``morph_gold``): {context: {"all" | type: figures, "words": n}}."""
     from filmorph.affixes import load_affixes
     from filmorph.arms import make_arm, resolve_arm
-    from filmorph.tokenize import Family
+    from filmorph.tokenize import PreparedTokenizer
 
     kind, _ = resolve_arm(arm, params)
-    fam = Family(tokenizer_dir, need_table=kind != "vanilla")
+    fam = PreparedTokenizer(tokenizer_dir, need_table=kind != "vanilla")
     a = make_arm(arm, params, token_bytes=fam.token_bytes, table=fam.table,
                  encode=fam.encode_batch,
                  affixes=load_affixes(affix_path) if kind == "patok" else None,
-                 secondary_ids=fam.secondary)
+                 byte_fallback_ids=fam.byte_fallback_ids)
     res = measure(load_gold(gold_path), {arm: a}, fam.encode_one, fam.token_bytes,
                   renderings, boot, seed)
     return res[arm]
@@ -206,12 +206,12 @@ def family_arms(tokenizer_dir: str | Path) -> tuple[dict[str, Callable], Callabl
     settings: vanilla, stochastok, and patok in each variant."""
     from filmorph.affixes import load_affixes
     from filmorph.arms import PATOK_VARIANTS, make_arm
-    from filmorph.tokenize import Family
+    from filmorph.tokenize import PreparedTokenizer
 
-    fam = Family(tokenizer_dir)
+    fam = PreparedTokenizer(tokenizer_dir)
     affixes = load_affixes()
     common = dict(token_bytes=fam.token_bytes, table=fam.table, encode=fam.encode_batch,
-                  affixes=affixes, secondary_ids=fam.secondary)
+                  affixes=affixes, byte_fallback_ids=fam.byte_fallback_ids)
     arms = {"vanilla": make_arm("vanilla", {}, **common),
             "stochastok": make_arm("stochastok", {"expand_prop": 0.1}, **common)}
     for v in PATOK_VARIANTS:

@@ -87,7 +87,7 @@ class Patok:
 
     def __init__(self, token_bytes: Sequence[bytes | None], table: ExpansionTable,
                  encode: Callable[[list[str]], list[list[int]]], affixes: Mapping[str, Iterable[str]],
-                 params: PatokParams = PatokParams(), secondary_ids: Sequence[int] = ()):
+                 params: PatokParams = PatokParams(), byte_fallback_ids: Sequence[int] = ()):
         self.tb = token_bytes
         self.table = table
         self.params = params
@@ -97,7 +97,7 @@ class Patok:
         self._cache: dict[bytes, tuple[int, ...]] = {}
         self._words: dict[bytes, tuple] = {}
         self._rewritten: dict[tuple, tuple[int, ...]] = {}
-        self._canon = canonical_ids(token_bytes, secondary_ids)
+        self._canon = canonical_ids(token_bytes, byte_fallback_ids)
         kinds: dict[str, set[str]] = {}
         for kind in ("prefix", "infix", "suffix"):
             for a in affixes.get(kind, ()):

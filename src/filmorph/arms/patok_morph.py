@@ -220,7 +220,7 @@ class PatokMorph:
     def __init__(self, token_bytes: Sequence[bytes | None], table: ExpansionTable,
                  encode: Callable[[list[str]], list[list[int]]],
                  affixes: Mapping[str, Iterable[str]], params: MorphParams = MorphParams(),
-                 secondary_ids: Sequence[int] = (), analyzer: MorphAnalyzer | None = None):
+                 byte_fallback_ids: Sequence[int] = (), analyzer: MorphAnalyzer | None = None):
         self.tb = token_bytes
         self.table = table
         self.params = params
@@ -234,7 +234,7 @@ class PatokMorph:
         self._tblen = [len(b) for b in self._tb0]
         # a piece that is one vocabulary token becomes that token; others are encoded
         self._pieces: dict[bytes, tuple[int, ...]] = {
-            b: (t,) for b, t in canonical_ids(token_bytes, secondary_ids).items()}
+            b: (t,) for b, t in canonical_ids(token_bytes, byte_fallback_ids).items()}
 
     def word_cuts(self, run: bytes) -> tuple[int, ...]:
         """Byte cuts inside a run of letter bytes (memoised)."""
