@@ -49,13 +49,13 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filmorph import scoring
 from filmorph.io import atomic_path, write_json_atomic
-from filmorph.items import Item, read_items
+from filmorph.items import BadItemError, Item, read_items
 from filmorph.provenance import package_versions, sha256_file
 
 if TYPE_CHECKING:  # torch / transformers are imported lazily: importing them costs seconds
@@ -572,6 +572,7 @@ def score(
     progress: bool = False,
     share_context: bool = True,
     stats: dict[str, Any] | None = None,
+    progress_label: str = "",
 ) -> list[dict[str, Any]]:
     """Answer ``items`` with ``model`` (an HF causal LM in eval mode) and return one prediction
     dict per item, in item order.
@@ -593,6 +594,7 @@ def score(
     its options on copies of its KV cache (falls back to whole sequences for a model that
     returns no cache); the log-probs equal the whole-sequence ones up to float rounding.
     ``stats``, when given, receives the batch sizes used, request counts and seconds per format.
+    ``progress_label`` prefixes the progress bars' names (``"<label> mcq"``), e.g. the file.
     """
     import torch
 
@@ -613,7 +615,7 @@ def score(
             t0 = time.perf_counter()
             bs, auto = _resolve_batch_size(batch_size, device, "mcq")
             reqs, merged = _mcq_requests(mcq, enc)
-            bar = _progress(len(reqs), "mcq", progress)
+            bar = _progress(len(reqs), f"{progress_label} mcq".strip(), progress)
             try:
                 lps, used, shared = _score_mcq(
                     model,
@@ -660,7 +662,7 @@ def score(
             t0 = time.perf_counter()
             bs, auto = _resolve_batch_size(batch_size, device, "gen")
             prompts = enc([it.prompt for _, it in gen])
-            bar = _progress(len(prompts), "gen", progress)
+            bar = _progress(len(prompts), f"{progress_label} gen".strip(), progress)
             try:
                 outs, used = _generate(
                     model,
@@ -784,11 +786,47 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
-def evaluate_file(
+class BenchmarkFileError(ValueError):
+    """A benchmark file that cannot be scored (missing, unreadable, or an output clash); the
+    message names it."""
+
+
+@dataclass(frozen=True)
+class EvalFile:
+    """One benchmark file of an evaluation and the two files its results go to: the scores JSON
+    and the per-item predictions JSONL; ``labels`` are this file's own (added to the common
+    ones)."""
+
+    benchmark: Path
+    scores: Path
+    predictions: Path
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_benchmarks(files: Sequence[EvalFile], max_items: int | None = None) -> list[list[Item]]:
+    """The items of every file (the first ``max_items`` of each), all read before any model is
+    loaded: a missing or bad file fails at once, named (``file:line`` for a bad item). Two files
+    writing the same output are refused."""
+    outs: dict[Path, Path] = {}
+    for f in files:
+        for out in (f.scores, f.predictions):
+            key = Path(out).resolve()
+            if key in outs:
+                raise BenchmarkFileError(f"{out} is the output of both {outs[key]} and {f.benchmark}")
+            outs[key] = Path(f.benchmark)
+    loaded = []
+    for f in files:
+        try:
+            items = read_items(f.benchmark)
+        except OSError as exc:
+            raise BenchmarkFileError(f"benchmark file {f.benchmark}: {exc.strerror or exc}") from None
+        loaded.append(items[:max_items] if max_items is not None else items)
+    return loaded
+
+
+def evaluate_files(
     model_path: str | Path,
-    benchmark: str | Path,
-    scores_path: str | Path,
-    predictions_path: str | Path,
+    files: Sequence[EvalFile],
     *,
     labels: Mapping[str, str] | None = None,
     batch_size: int | str = "auto",
@@ -797,67 +835,103 @@ def evaluate_file(
     device: str = "auto",
     max_items: int | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Load the model, score the benchmark file and write the predictions (JSONL, one record of
-    :func:`score` per line, item order) and the scores (JSON: :func:`summarize` plus labels,
-    model, model dir sha256 (:func:`filmorph.provenance.sha256_tree`), benchmark sha256, items,
-    dtype, device, batch sizes, seconds, items/s, versions), both atomically.  Returns the
-    scores."""
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Load the model once and score every benchmark file of ``files`` with it, in order. Per
+    file, write the predictions (JSONL, one record of :func:`score` per line, item order) and the
+    scores (JSON: :func:`summarize` plus labels (``labels`` and the file's own), model, model
+    dir sha256 (:func:`filmorph.provenance.sha256_tree`), benchmark sha256, items, dtype,
+    device, batch sizes, the model's load seconds (one load for all the files), seconds, items/s,
+    versions), both atomically and as soon as that file is scored; a one-line summary of each
+    goes to ``log`` (stderr by default). Every file is read first (:func:`read_benchmarks`).
+    A run that stops part-way leaves the files scored before complete and the others absent
+    (or as they were). Returns the scores, in order."""
     from filmorph.models import load_causal_lm
     from filmorph.provenance import sha256_tree
 
-    benchmark = Path(benchmark)
-    items = read_items(benchmark)
-    if max_items is not None:
-        items = items[:max_items]
+    log = sys.stderr if log is None else log
+    all_items = read_benchmarks(files, max_items)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     t0 = time.perf_counter()
     model, tok = load_causal_lm(model_path, dtype=dtype, device=device)
     load_s = time.perf_counter() - t0
-    stats: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    preds = score(
-        model,
-        tok,
-        items,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        device=device,
-        progress=progress,
-        stats=stats,
-    )
-    secs = time.perf_counter() - t0
-    summary = summarize(preds)
     meta_file = Path(model_path) / "filmorph_model_meta.json"
-    scores: dict[str, Any] = {
-        "labels": dict(labels or {}),
+    common: dict[str, Any] = {
         "model": str(model_path),
         # what the audit checks the model dir against (filmorph.provenance.sha256_tree)
         "model_sha256": sha256_tree(model_path) if Path(model_path).is_dir() else None,
         "model_meta": json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else None,
         "model_params": sum(p.numel() for p in model.parameters()),
-        "benchmark_file": str(benchmark),
-        "benchmark_sha256": sha256_file(benchmark),
-        "n_items": len(items),
-        "max_items": max_items,
-        "dtype": dtype,
-        "device": device,
-        "batch_size": batch_size,
-        "batch_size_used": {k: stats.get(f"{k}_batch_size") for k in ("mcq", "gen")},
-        "max_new_tokens": max_new_tokens,
-        "load_seconds": round(load_s, 3),
-        "seconds": round(secs, 3),
-        "items_per_s": round(len(items) / secs, 3) if secs > 0 else None,
-        "stats": stats,
-        "versions": package_versions(VERSIONED_PACKAGES),
-        **summary,
     }
-    with atomic_path(predictions_path) as tmp, tmp.open("w", encoding="utf-8") as fh:
-        for p in preds:
-            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
-    write_json_atomic(scores_path, scores)
-    return scores
+    versions = package_versions(VERSIONED_PACKAGES)
+    results = []
+    for f, items in zip(files, all_items, strict=True):
+        benchmark = Path(f.benchmark)
+        stats: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        preds = score(
+            model,
+            tok,
+            items,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            device=device,
+            progress=progress,
+            stats=stats,
+            progress_label=benchmark.stem,
+        )
+        secs = time.perf_counter() - t0
+        scores: dict[str, Any] = {
+            "labels": {**(labels or {}), **f.labels},
+            **common,
+            "benchmark_file": str(benchmark),
+            "benchmark_sha256": sha256_file(benchmark),
+            "n_items": len(items),
+            "max_items": max_items,
+            "dtype": dtype,
+            "device": device,
+            "batch_size": batch_size,
+            "batch_size_used": {k: stats.get(f"{k}_batch_size") for k in ("mcq", "gen")},
+            "max_new_tokens": max_new_tokens,
+            "load_seconds": round(load_s, 3),
+            "seconds": round(secs, 3),
+            "items_per_s": round(len(items) / secs, 3) if secs > 0 else None,
+            "stats": stats,
+            "versions": versions,
+            **summarize(preds),
+        }
+        with atomic_path(f.predictions) as tmp, tmp.open("w", encoding="utf-8") as fh:
+            for p in preds:
+                fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+        write_json_atomic(f.scores, scores)
+        print(f"{benchmark}: {summary_line(scores)}", file=log)
+        results.append(scores)
+    return results
+
+
+def evaluate_file(
+    model_path: str | Path,
+    benchmark: str | Path,
+    scores_path: str | Path,
+    predictions_path: str | Path,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`evaluate_files` for one benchmark file (same keyword arguments); its scores."""
+    one = EvalFile(Path(benchmark), Path(scores_path), Path(predictions_path))
+    return evaluate_files(model_path, [one], **kwargs)[0]
+
+
+def summary_line(scores: Mapping[str, Any]) -> str:
+    """``"10 items, acc 0.500 acc_norm 0.600, 12.3 items/s"``: the headline of a scores dict."""
+    o = scores["overall"]
+    parts = [f"{scores['n_items']} items"]
+    if "mcq" in o:
+        parts.append(f"acc {o['mcq']['acc']:.3f} acc_norm {o['mcq']['acc_norm']:.3f}")
+    if "gen" in o:
+        parts.append(f"exact_match {o['gen']['exact_match']:.3f} edit_sim {o['gen']['edit_sim']:.3f}")
+    parts.append(f"{scores['items_per_s']} items/s")
+    return ", ".join(parts)
 
 
 def export_lm_eval_task(items_path: str | Path, out_dir: str | Path, *, task: str | None = None) -> Path:
@@ -962,9 +1036,28 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", required=True, help="HF checkpoint directory or Hub model id")
-    p.add_argument("--benchmark", required=True, type=Path, help="benchmark JSONL file")
-    p.add_argument("--scores", required=True, type=Path, help="scores JSON to write")
-    p.add_argument("--predictions", required=True, type=Path, help="per-item predictions JSONL to write")
+    p.add_argument(
+        "--benchmark",
+        required=True,
+        type=Path,
+        action="append",
+        help="benchmark JSONL file (repeatable: the Nth --benchmark writes the Nth --scores and "
+        "--predictions; the model is loaded once for all of them)",
+    )
+    p.add_argument("--scores", required=True, type=Path, action="append", help="scores JSON to write (one per --benchmark)")
+    p.add_argument(
+        "--predictions",
+        required=True,
+        type=Path,
+        action="append",
+        help="per-item predictions JSONL to write (one per --benchmark)",
+    )
+    p.add_argument(
+        "--benchmark-label",
+        metavar="KEY",
+        default=None,
+        help="also record each file's name (its stem) under labels[KEY], e.g. --benchmark-label benchmark",
+    )
     p.add_argument(
         "--label",
         action="append",
@@ -1001,28 +1094,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    scores = evaluate_file(
-        args.model,
-        args.benchmark,
-        args.scores,
-        args.predictions,
-        labels=dict(args.label),
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        dtype=args.dtype,
-        device=args.device,
-        max_items=args.max_items,
-        progress=not args.no_progress,
-    )
-    o = scores["overall"]
-    parts = [f"{scores['n_items']} items"]
-    if "mcq" in o:
-        parts.append(f"acc {o['mcq']['acc']:.3f} acc_norm {o['mcq']['acc_norm']:.3f}")
-    if "gen" in o:
-        parts.append(f"exact_match {o['gen']['exact_match']:.3f} edit_sim {o['gen']['edit_sim']:.3f}")
-    parts.append(f"{scores['items_per_s']} items/s")
-    print(", ".join(parts), file=sys.stderr)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    n = len(args.benchmark)
+    if not len(args.scores) == len(args.predictions) == n:
+        parser.error(
+            f"give one --scores and one --predictions per --benchmark: got {n} --benchmark, "
+            f"{len(args.scores)} --scores, {len(args.predictions)} --predictions"
+        )
+    labels = dict(args.label)
+    if args.benchmark_label is not None and args.benchmark_label in labels:
+        parser.error(f"--label {args.benchmark_label}=... and --benchmark-label {args.benchmark_label} clash")
+    files = [
+        EvalFile(b, s, p, {args.benchmark_label: b.stem} if args.benchmark_label is not None else {})
+        for b, s, p in zip(args.benchmark, args.scores, args.predictions, strict=True)
+    ]
+    try:
+        evaluate_files(
+            args.model,
+            files,
+            labels=labels,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            dtype=args.dtype,
+            device=args.device,
+            max_items=args.max_items,
+            progress=not args.no_progress,
+        )
+    except (BadItemError, BenchmarkFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
