@@ -628,14 +628,16 @@ def test_cli_scores_several_files_with_one_model_load(real_model_dirs, tmp_path,
     argv = [*common, "--benchmark-label", "benchmark"]
     for name, its in files.items():
         write_items(tmp_path / f"{name}.jsonl", its)
-        argv += ["--benchmark", str(tmp_path / f"{name}.jsonl"), "--scores", str(tmp_path / "multi" / f"{name}.json"),
+        argv += ["--benchmark", str(tmp_path / f"{name}.jsonl"),
+                 "--scores", str(tmp_path / "multi" / f"{name}.json"),
                  "--predictions", str(tmp_path / "multi" / f"{name}.jsonl")]
     assert E.main(argv) == 0
     assert loads == [model_dir]
     err = capsys.readouterr().err
     for name, its in files.items():
         assert f"{name}.jsonl: {len(its)} items" in err
-        single = ["--benchmark", str(tmp_path / f"{name}.jsonl"), "--scores", str(tmp_path / "single" / f"{name}.json"),
+        single = ["--benchmark", str(tmp_path / f"{name}.jsonl"),
+                  "--scores", str(tmp_path / "single" / f"{name}.json"),
                   "--predictions", str(tmp_path / "single" / f"{name}.jsonl")]
         assert E.main([*common, "--label", f"benchmark={name}", *single]) == 0
         multi = json.loads((tmp_path / "multi" / f"{name}.json").read_text(encoding="utf-8"))
@@ -645,12 +647,12 @@ def test_cli_scores_several_files_with_one_model_load(real_model_dirs, tmp_path,
         timing = {"load_seconds", "seconds", "items_per_s", "stats", "benchmark_file"}
         assert {k: v for k, v in multi.items() if k not in timing} == \
             {k: v for k, v in one.items() if k not in timing}
-        rows = [json.loads(x) for x in (tmp_path / "multi" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+        rows, ones = (
+            [json.loads(x) for x in (tmp_path / d / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+            for d in ("multi", "single")
+        )
         assert [r["id"] for r in rows] == [it.id for it in its]
-        assert [(r["pred"], r["generated"]) for r in rows] == [
-            (r["pred"], r["generated"])
-            for r in map(json.loads, (tmp_path / "single" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines())
-        ]
+        assert [(r["pred"], r["generated"]) for r in rows] == [(r["pred"], r["generated"]) for r in ones]
     assert len(loads) == 3
 
 

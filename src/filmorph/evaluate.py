@@ -1044,7 +1044,13 @@ def _parser() -> argparse.ArgumentParser:
         help="benchmark JSONL file (repeatable: the Nth --benchmark writes the Nth --scores and "
         "--predictions; the model is loaded once for all of them)",
     )
-    p.add_argument("--scores", required=True, type=Path, action="append", help="scores JSON to write (one per --benchmark)")
+    p.add_argument(
+        "--scores",
+        required=True,
+        type=Path,
+        action="append",
+        help="scores JSON to write (one per --benchmark)",
+    )
     p.add_argument(
         "--predictions",
         required=True,
