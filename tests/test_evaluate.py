@@ -749,12 +749,12 @@ def test_out_of_memory_backoff_halves_and_retries():
         done.extend(range(start, stop))
 
     progress = []
-    assert E._run_batched([1] * 10, 16, True, run, progress.append) == 2
+    assert E.run_batched([1] * 10, 16, True, run, progress.append) == 2
     assert done == list(range(10)) and sum(progress) == 10
     assert sizes[:4] == [10, 8, 4, 2]
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        E._run_batched([1] * 10, 16, False, run, progress.append)
+        E.run_batched([1] * 10, 16, False, run, progress.append)
     # weights: a unit heavier than the batch still runs alone
     runs = []
-    E._run_batched([3, 3, 1, 5], 4, False, lambda a, b: runs.append((a, b)), lambda n: None)
+    E.run_batched([3, 3, 1, 5], 4, False, lambda a, b: runs.append((a, b)), lambda n: None)
     assert runs == [(0, 1), (1, 3), (3, 4)]
