@@ -71,6 +71,25 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
         assert not {"import_checkpoint", "verify_import", "export_checkpoint"} & set(counts), engine
 
 
+def test_published_sets_dry_run_scores_only_the_published_files(tmp_path):
+    """published_sets: one evaluate_published job per reference model loads it once for the 48
+    published files (their scores and predictions its outputs); nothing generated, no corpus,
+    no training."""
+    ref = '{"reference_models": {"smollm2-135m": {"source": "gguf_package", "name": "smollm2-135m"}}}'
+    res = snakemake(tmp_path, "-n", "published_sets", "--config", f"evaluate={ref}",
+                    config="config/study.yaml")
+    out = res.stdout + res.stderr
+    counts, jobs = job_counts(out), _jobs_by_rule(out)
+    assert counts["evaluate_published"] == 1 and counts["import_benchmark"] == 48
+    assert not {"evaluate", "make_benchmarks", "split_corpus", "train_cpt"} & set(counts), counts
+    (job,) = jobs["evaluate_published"]
+    names = yaml.safe_load((REPO / "config/study.yaml").read_text())["benchmarks"]["external"]
+    for name in names:
+        assert f"resources/benchmarks/{name}.jsonl" in job
+        for ext in ("json", "jsonl"):
+            assert f"results/eval/smollm2-135m/base/base/{name}.{ext}" in job, name
+
+
 def _study_with_engines(tmp_path: Path, train: str, **families: str) -> Path:
     """config/study.yaml with train.engine and families.<name>.engine set."""
     import yaml
