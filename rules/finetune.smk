@@ -242,19 +242,27 @@ rule chat_loss:
 
 
 # The benchmark rules score the base model (checkpoint "base") and the fine-tuned one
-# ("final") of every run: the evaluate rule itself, with the model as input.
-use rule evaluate as evaluate_finetuned with:
-    input:
-        model=get_ft_eval_model,
-        benchmark_file=BENCHMARK_FILE,
-    output:
-        scores=EVAL_SCORES,
-        predictions=EVAL_PREDICTIONS,
-    log:
-        "logs/evaluate/{model}/{arm}/{ckpt}/{bench}.log",
-    benchmark:
-        "benchmarks/evaluate/{model}/{arm}/{ckpt}/{bench}.tsv"
-    wildcard_constraints:
-        model=_alternatives(FT_RUNS),
-        arm="finetune",
-        ckpt="base|final",
+# ("final") of every run: the evaluate rules themselves (one per benchmark set), with the
+# model as input.
+if "generated" in EVAL_SETS:
+
+    use rule evaluate as evaluate_finetuned with:
+        input:
+            model=get_ft_eval_model,
+            benchmarks=eval_set_inputs(EVAL_SETS["generated"]),
+        wildcard_constraints:
+            model=_alternatives(FT_RUNS),
+            arm="finetune",
+            ckpt="base|final",
+
+
+if "published" in EVAL_SETS:
+
+    use rule evaluate_published as evaluate_finetuned_published with:
+        input:
+            model=get_ft_eval_model,
+            benchmarks=eval_set_inputs(EVAL_SETS["published"]),
+        wildcard_constraints:
+            model=_alternatives(FT_RUNS),
+            arm="finetune",
+            ckpt="base|final",

@@ -608,6 +608,90 @@ def test_cli_writes_scores_and_predictions(real_model_dirs, tmp_path, capsys):
     assert "10 items" in err and "acc" in err
 
 
+def test_cli_scores_several_files_with_one_model_load(tokenizers_, tmp_path, monkeypatch, capsys):
+    """Repeated --benchmark/--scores/--predictions: the model is loaded once, each file gets its
+    own outputs (labels with its name under --benchmark-label) equal to a one-file run's. A
+    planted model (the real SmolLM2 tokenizer) that knows every gold answer scores 100 %."""
+    from filmorph import models
+
+    tok = tokenizers_["smollm2-135m"]
+    items = real_items()
+    files = {"one": items[:5], "two": items[5:9]}
+    loads = []
+
+    def planted_load(path, **kwargs):
+        loads.append(path)
+        return PlantedLM(planted_paths(tok, items, lambda it: it.answer), len(tok)).eval(), tok
+
+    monkeypatch.setattr(models, "load_causal_lm", planted_load)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}", encoding="utf-8")
+    common = ["--model", str(model_dir), "--max-new-tokens", "8", "--device", "cpu", "--label", "arm=a"]
+    argv = [*common, "--benchmark-label", "benchmark"]
+    for name, its in files.items():
+        write_items(tmp_path / f"{name}.jsonl", its)
+        argv += ["--benchmark", str(tmp_path / f"{name}.jsonl"),
+                 "--scores", str(tmp_path / "multi" / f"{name}.json"),
+                 "--predictions", str(tmp_path / "multi" / f"{name}.jsonl")]
+    assert E.main(argv) == 0
+    assert loads == [str(model_dir)]
+    err = capsys.readouterr().err
+    for name, its in files.items():
+        assert f"{name}.jsonl: {len(its)} items" in err
+        single = ["--benchmark", str(tmp_path / f"{name}.jsonl"),
+                  "--scores", str(tmp_path / "single" / f"{name}.json"),
+                  "--predictions", str(tmp_path / "single" / f"{name}.jsonl")]
+        assert E.main([*common, "--label", f"benchmark={name}", *single]) == 0
+        multi = json.loads((tmp_path / "multi" / f"{name}.json").read_text(encoding="utf-8"))
+        one = json.loads((tmp_path / "single" / f"{name}.json").read_text(encoding="utf-8"))
+        assert multi["labels"] == one["labels"] == {"arm": "a", "benchmark": name}
+        assert multi["n_items"] == len(its) and multi["benchmark_file"] == str(tmp_path / f"{name}.jsonl")
+        timing = {"load_seconds", "seconds", "items_per_s", "stats"}
+        assert {k: v for k, v in multi.items() if k not in timing} == \
+            {k: v for k, v in one.items() if k not in timing}
+        rows, ones = (
+            [json.loads(x) for x in (tmp_path / d / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+            for d in ("multi", "single")
+        )
+        assert [r["id"] for r in rows] == [it.id for it in its]
+        assert rows == ones and all(r["correct"] for r in rows)
+    assert len(loads) == 3
+
+
+def test_cli_names_a_bad_benchmark_file_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    """Every file is read before the model is loaded: a bad line or a missing file fails the
+    run at once, naming it, with no output written; outputs must pair up with files."""
+    from filmorph import models
+
+    monkeypatch.setattr(models, "load_causal_lm", lambda *a, **k: pytest.fail("model loaded"))
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    write_items(good, real_items()[:2])
+    bad.write_text(good.read_text(encoding="utf-8") + '{"id": "x"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+
+    def argv(*benches):
+        a = ["--model", "no-such-model"]
+        for b in benches:
+            a += ["--benchmark", str(b), "--scores", str(out / f"{b.stem}.json"),
+                  "--predictions", str(out / f"{b.stem}.jsonl")]
+        return a
+
+    assert E.main(argv(good, bad)) == 2
+    assert f"{bad}:3: missing field" in capsys.readouterr().err
+    assert E.main(argv(good, tmp_path / "absent.jsonl")) == 2
+    assert f"benchmark file {tmp_path / 'absent.jsonl'}" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):  # two --benchmark, one --scores
+        E.main([*argv(good), "--benchmark", str(bad)])
+    assert "one --scores and one --predictions per --benchmark" in capsys.readouterr().err
+    clash = ["--model", "m", "--benchmark", str(good), "--scores", str(out / "s.json"), "--predictions",
+             str(out / "p.jsonl"), "--benchmark", str(good), "--scores", str(out / "s.json"),
+             "--predictions", str(out / "q.jsonl")]
+    assert E.main(clash) == 2
+    assert "is the output of both" in capsys.readouterr().err
+
+
 def test_cli_help_and_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         E.main(["--help"])
@@ -668,12 +752,12 @@ def test_out_of_memory_backoff_halves_and_retries():
         done.extend(range(start, stop))
 
     progress = []
-    assert E._run_batched([1] * 10, 16, True, run, progress.append) == 2
+    assert E.run_batched([1] * 10, 16, True, run, progress.append) == 2
     assert done == list(range(10)) and sum(progress) == 10
     assert sizes[:4] == [10, 8, 4, 2]
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        E._run_batched([1] * 10, 16, False, run, progress.append)
+        E.run_batched([1] * 10, 16, False, run, progress.append)
     # weights: a unit heavier than the batch still runs alone
     runs = []
-    E._run_batched([3, 3, 1, 5], 4, False, lambda a, b: runs.append((a, b)), lambda n: None)
+    E.run_batched([3, 3, 1, 5], 4, False, lambda a, b: runs.append((a, b)), lambda n: None)
     assert runs == [(0, 1), (1, 3), (3, 4)]

@@ -225,7 +225,19 @@ def test_every_job_of_the_local_run_left_a_record(local_run):
         rules[rule] = rules.get(rule, 0) + 1
     assert rules["tokenize_chunk"] == 2 * 3 * 2 and rules["train_cpt"] == 6
     assert rules["prepare_tokenizer"] == 2 and rules["split_corpus"] == 1
-    assert rules["evaluate"] == (2 + 6) * 4 and rules["report_results"] == 1
+    assert rules["evaluate"] == 2 + 6 and rules["report_results"] == 1
+    # one evaluate job per model x arm x checkpoint scores the 4 files: its record names each
+    # file's scores and predictions (hashed as they are now), the model and each benchmark file
+    ev = recs[("evaluate", "arm=vanilla,ckpt=step_0000004,model=gemma")]
+    scored = sorted((local_run / "results/eval/gemma/vanilla/step_0000004").glob("*.json"))
+    assert len(scored) == 4
+    for f in scored:
+        s = json.loads(f.read_text(encoding="utf-8"))
+        assert s["labels"]["benchmark"] == f.stem and s["benchmark_file"] in ev["inputs"]
+        for out in (f, f.with_suffix(".jsonl")):
+            rel = str(out.relative_to(local_run))
+            assert ev["outputs"][rel]["sha256"] == P.sha256_file(out)
+    assert "results/checkpoints/gemma/vanilla/hf/step_0000004" in ev["inputs"]
     tok = recs[("tokenize_chunk", "arm=patok,chunk=chunk_0001,family=llama")]
     assert tok["config"]["values"]["arm_params"]["contract_prop"] == 0.3 and tok["seed"] == 1234
     for ext in ("bin", "idx", "doc_ids.txt", "stats.json"):

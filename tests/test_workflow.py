@@ -56,8 +56,8 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
     assert counts["import_checkpoint"] == 2 and counts["verify_import"] == 2
     assert counts["train_cpt_megatron"] == 8 and "train_cpt" not in counts
     assert counts["export_checkpoint"] == 8 * 5  # every 1000 of 5000
-    # base + every checkpoint on 10 generated and the 48 published benchmark files
-    assert counts["evaluate"] == (2 + 8 * 5) * (10 + 48)
+    # base + every checkpoint, one job on the 10 generated and one on the 48 published files
+    assert counts["evaluate"] == counts["evaluate_published"] == 2 + 8 * 5
     # the 48 published files and the stress lexicon's 26 UPDF files are fetched on the login node
     assert counts["import_benchmark"] == 48 and counts["fetch_benchmark"] == 48 + 26
     train_jobs = [b for b in out.split("\nrule ")[1:] if b.startswith("train_cpt_megatron:")]
@@ -70,6 +70,25 @@ def test_study_dry_run_plans_each_engine_and_sizes_gpu_jobs(tmp_path):
         counts = job_counts(res.stdout + res.stderr)
         assert counts["train_cpt"] == 8, engine
         assert not {"import_checkpoint", "verify_import", "export_checkpoint"} & set(counts), engine
+
+
+def test_published_sets_dry_run_scores_only_the_published_files(tmp_path):
+    """published_sets: one evaluate_published job per reference model loads it once for the 48
+    published files (their scores and predictions its outputs); nothing generated, no corpus,
+    no training."""
+    ref = '{"reference_models": {"smollm2-135m": {"source": "gguf_package", "name": "smollm2-135m"}}}'
+    res = snakemake(tmp_path, "-n", "published_sets", "--config", f"evaluate={ref}",
+                    config="config/study.yaml")
+    out = res.stdout + res.stderr
+    counts, jobs = job_counts(out), _jobs_by_rule(out)
+    assert counts["evaluate_published"] == 1 and counts["import_benchmark"] == 48
+    assert not {"evaluate", "make_benchmarks", "split_corpus", "train_cpt"} & set(counts), counts
+    (job,) = jobs["evaluate_published"]
+    names = yaml.safe_load((REPO / "config/study.yaml").read_text())["benchmarks"]["external"]
+    for name in names:
+        assert f"resources/benchmarks/{name}.jsonl" in job
+        for ext in ("json", "jsonl"):
+            assert f"results/eval/smollm2-135m/base/base/{name}.{ext}" in job, name
 
 
 def _study_with_engines(tmp_path: Path, train: str, **families: str) -> Path:
@@ -144,7 +163,7 @@ def test_gpu_config_plans_the_whole_dag_with_one_engine_per_family(tmp_path):
     assert counts["import_checkpoint"] == counts["verify_import"] == 1
     assert counts["train_cpt"] == counts["train_cpt_megatron"] == 3
     assert counts["export_checkpoint"] == 3 * 2  # steps 150 and 300
-    assert counts["evaluate"] == (2 + 6) * 6  # base + last checkpoint of 6 runs, 6 files
+    assert counts["evaluate"] == 2 + 6  # base + last checkpoint of 6 runs, 6 files per job
     assert counts["report_results"] == counts["summarize_training"] == counts["audit"] == 1
     for rule in ("import_checkpoint", "verify_import", "train_cpt_megatron", "export_checkpoint"):
         assert all("checkpoints/llama/" in j and "gpu=1" in j for j in jobs[rule]), rule
@@ -274,7 +293,7 @@ def test_changing_one_arms_params_reruns_only_that_arm(local_run, tmp_path):
         key = "per_arm" if "arm" in wc else "cross_arm"
         planned.setdefault(key, {}).setdefault(rule, 0)
         planned[key][rule] += 1
-    evals = len(FAMILIES) * 4  # the trimmed config: 4 benchmark files, the last checkpoint
+    evals = len(FAMILIES)  # the last checkpoint, one job for the trimmed config's 4 files
     assert planned["per_arm"] == {"tokenize_chunk": len(FAMILIES) * 2, "train_cpt": len(FAMILIES),
                                   "summarize_arm": len(FAMILIES), "evaluate": evals}, planned
     # once each: the tables across arms (and the manifest + audit of the whole run)
