@@ -4,7 +4,7 @@
 rule summarize_arm:
     input:
         stats=lambda wc: expand(
-            SHARD_STEM + ".stats.json",
+            SHARD_STATS,
             family=wc.family,
             arm=wc.arm,
             chunk=CHUNKS,

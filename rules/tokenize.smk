@@ -25,10 +25,10 @@ rule tokenize_chunk:
         chunk=CORPUS_CHUNK,
         tokenizer=TOKENIZER_DIR,
     output:
-        bin=SHARD_STEM + ".bin",
-        idx=SHARD_STEM + ".idx",
-        doc_ids=SHARD_STEM + ".doc_ids.txt",
-        stats=SHARD_STEM + ".stats.json",
+        bin=SHARD_BIN,
+        idx=SHARD_IDX,
+        doc_ids=SHARD_DOC_IDS,
+        stats=SHARD_STATS,
     log:
         "logs/tokenize_chunk/{family}/{arm}/{chunk}.log",
     benchmark:

@@ -1,6 +1,8 @@
 """The path vocabulary: the names of the arms and of the numbered things in ``resources/`` and
-``results/`` (corpus chunks, checkpoint steps, Megatron iterations), the path patterns of the
-benchmark files, models, evaluations and report outputs, and the one mapping between an
+``results/`` (corpus chunks, checkpoint steps, Megatron iterations), the path pattern of every
+file and dir the rules write there (corpus, tokenizers, shards, summaries, checkpoints,
+fine-tuning, benchmark files, models, evaluations, report, provenance and audit; the rules spell
+none of them), and the one mapping between an
 evaluation's path and its labels; written once for the rules (``rules/common.smk``,
 ``rules/*.smk``), the package's stages, the report and the audit.
 
@@ -60,6 +62,10 @@ __all__ = [
     "TOKENIZER_DIR",
     "SHARD_STEM",
     "SHARD_FILE",
+    "SHARD_BIN",
+    "SHARD_IDX",
+    "SHARD_DOC_IDS",
+    "SHARD_STATS",
     "ARM_SUMMARY",
     "TOKENIZATION_SUMMARY_TSV",
     "TOKENIZATION_SUMMARY_PNG",
@@ -190,9 +196,14 @@ CORPUS_COUNTS = "resources/corpus/counts.json"
 # Tokenization (rules/tokenize.smk, rules/summary.smk)
 #: A family's tokenizer dir (+ expansion table).
 TOKENIZER_DIR = "resources/tokenizers/{family}"
-#: One shard of a family x arm x chunk, without its extension; SHARD_FILE with ``{ext}``.
+#: One shard of a family x arm x chunk, without its extension; SHARD_FILE with ``{ext}``;
+#: its four files (token ids, index, document ids, statistics).
 SHARD_STEM = "results/shards/{family}/{arm}/{chunk}"
 SHARD_FILE = SHARD_STEM + ".{ext}"
+SHARD_BIN = SHARD_STEM + ".bin"
+SHARD_IDX = SHARD_STEM + ".idx"
+SHARD_DOC_IDS = SHARD_STEM + ".doc_ids.txt"
+SHARD_STATS = SHARD_STEM + ".stats.json"
 #: The per family x arm tokenization summary, and the TSV + plot across all of them.
 ARM_SUMMARY = "results/tokenization/{family}/{arm}.json"
 TOKENIZATION_SUMMARY_TSV = "results/tokenization/summary.tsv"
