@@ -2,9 +2,9 @@
 ``results/`` (corpus chunks, checkpoint steps, Megatron iterations), the path pattern of every
 file and dir the rules write there (corpus, tokenizers, shards, summaries, checkpoints,
 fine-tuning, benchmark files, models, evaluations, report, provenance and audit; the rules spell
-none of them), and the one mapping between an
-evaluation's path and its labels; written once for the rules (``rules/common.smk``,
-``rules/*.smk``), the package's stages, the report and the audit.
+none of them), and the one mapping between an evaluation's path and its labels; written once
+for the rules (``rules/common.smk``, ``rules/*.smk``), the package's stages, the report and the
+audit. Patterns are grouped by stage; derived ones are built from their stage's base pattern.
 
 Patterns are ``str.format`` / Snakemake patterns whose fields are the rules' wildcard names
 (``{model}``, ``{arm}``, ``{ckpt}``, ``{bench}``). An evaluation's *labels* (stored in its
