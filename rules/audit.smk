@@ -8,7 +8,7 @@ rule manifest:
     input:
         get_all_targets(audit=False),
     output:
-        "results/manifest.json",
+        MANIFEST,
     log:
         "logs/manifest/manifest.log",
     benchmark:
@@ -24,11 +24,11 @@ rule manifest:
 
 rule audit:
     input:
-        manifest="results/manifest.json",
+        manifest=MANIFEST,
     output:
-        json="results/audit/audit.json",
+        json=AUDIT_JSON,
         tsv=report(
-            "results/audit/audit.tsv",
+            AUDIT_TSV,
             category="Audit",
             caption="../report/audit.rst",
         ),

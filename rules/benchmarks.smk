@@ -8,8 +8,8 @@ rule make_benchmarks:
             stress_lexicon_files() if wc.benchmark == "pacute" else []
         ),
     output:
-        jsonl="resources/benchmarks/{benchmark}_{fmt}.jsonl",
-        stats="resources/benchmarks/{benchmark}_{fmt}.stats.json",
+        jsonl=BENCHMARK_FILE.format(bench="{benchmark}_{fmt}"),
+        stats=BENCHMARK_STATS.format(bench="{benchmark}_{fmt}"),
     log:
         "logs/make_benchmarks/{benchmark}_{fmt}.log",
     benchmark:
@@ -36,8 +36,8 @@ rule make_benchmarks:
 # checked against the entry's sha256 when given), so generation and conversion need no network.
 rule fetch_benchmark:
     output:
-        file="resources/benchmarks/source/{name}/{file}",
-        record="resources/benchmarks/source/{name}/{file}.fetch.json",
+        file=BENCHMARK_SOURCE,
+        record=BENCHMARK_FETCH_RECORD,
     log:
         "logs/fetch_benchmark/{name}/{file}.log",
     benchmark:
@@ -60,8 +60,8 @@ rule import_benchmark:
     input:
         source=lambda wc: external_source(wc.name),
     output:
-        jsonl="resources/benchmarks/{name}.jsonl",
-        stats="resources/benchmarks/{name}.stats.json",
+        jsonl=BENCHMARK_FILE.format(bench="{name}"),
+        stats=BENCHMARK_STATS.format(bench="{name}"),
     log:
         "logs/import_benchmark/{name}.log",
     benchmark:

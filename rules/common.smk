@@ -18,22 +18,64 @@ from filmorph.config_checks import (
 )
 from filmorph.paths import (
     ARMS,
+    ARM_SUMMARY,
+    AUDIT_JSON,
+    AUDIT_TSV,
+    BENCHMARK_FETCH_RECORD,
     BENCHMARK_FILE,
+    BENCHMARK_SOURCE,
+    BENCHMARK_STATS,
     CHUNK_PATTERN,
+    CORPUS_CHUNK,
+    CORPUS_COUNTS,
+    CORPUS_SOURCE,
+    CORPUS_SYNTHETIC,
+    CPT_HF_CHECKPOINT,
+    CPT_MEGATRON_ITER,
     EVAL_PREDICTIONS,
     EVAL_SCORES,
+    FT_CHAT_LOSS,
+    FT_DATA_COUNTS,
+    FT_FINAL,
+    FT_MERGED,
+    FT_MODEL_DIR,
+    FT_SOURCE_FETCHED,
+    FT_SOURCE_SYNTHETIC,
+    FT_SUMMARY,
+    FT_TRAIN_DATA,
+    FT_VALIDATION_DATA,
     HEADLINE_PLOT,
     HF_CHECKPOINT,
+    MANIFEST,
+    MEGATRON_BASE,
+    MEGATRON_DOCMASK_RECORD,
+    MEGATRON_IMPORT_RECORD,
+    MEGATRON_VERIFY_RECORD,
     MODEL_DIR,
     PLOTS_DIR,
     REPORT_PLOTS,
     REPORT_TABLES,
+    ROUNDTRIP_HF,
+    ROUNDTRIP_VERIFY_RECORD,
+    SHARD_BIN,
+    SHARD_DOC_IDS,
+    SHARD_FILE,
+    SHARD_IDX,
+    SHARD_STATS,
     STEP_DIGITS,
     STEP_PATTERN,
     TABLES_DIR,
+    TOKENIZATION_SUMMARY_PNG,
+    TOKENIZATION_SUMMARY_TSV,
+    TOKENIZER_DIR,
+    TRAINING_CURVES_PNG,
+    TRAINING_SUMMARY_TSV,
+    TRAIN_SUMMARY,
+    WHEELHOUSE_DIR,
+    WHEELHOUSE_SRC,
     chunk_name,
-    iter_name,
     lm_eval_files,
+    step_digits,
     step_name,
 )
 from filmorph.fingerprint import fingerprint, stage_fingerprints
@@ -80,7 +122,7 @@ def local_source(name, src):
     file where it is, a hub or URL source where fetch_benchmark copies it."""
     if _bench_sources.kind(src) == "local":
         return src
-    return f"resources/benchmarks/source/{name}/{_bench_sources.basename(src)}"
+    return BENCHMARK_SOURCE.format(name=name, file=_bench_sources.basename(src))
 
 
 def external_source(name):
@@ -249,7 +291,7 @@ def get_family_engine(wildcards):
 
 def get_train_shards(wildcards):
     return expand(
-        "results/shards/{family}/{arm}/{chunk}.{ext}",
+        SHARD_FILE,
         family=wildcards.family,
         arm=wildcards.arm,
         chunk=CHUNKS,
@@ -260,8 +302,11 @@ def get_train_shards(wildcards):
 def train_outputs(family, arm):
     """What continued pretraining of one family x arm leaves for the later stages."""
     return [
-        *(f"results/checkpoints/{family}/{arm}/hf/{step_name(s)}" for s in CKPT_STEPS),
-        f"results/checkpoints/{family}/{arm}/train_summary.json",
+        *(
+            CPT_HF_CHECKPOINT.format(family=family, arm=arm, ckpt=step_name(s))
+            for s in CKPT_STEPS
+        ),
+        TRAIN_SUMMARY.format(family=family, arm=arm),
     ]
 
 
@@ -269,9 +314,9 @@ def corpus_source_file():
     """The local file split_corpus reads (fetched / synthesized files come from rules)."""
     c = config["corpus"]
     if c["source"] == "hf":
-        return "resources/corpus/source.jsonl.gz"
+        return CORPUS_SOURCE
     if c["source"] == "synthetic":
-        return "resources/corpus/synthetic.jsonl"
+        return CORPUS_SYNTHETIC
     if c["source"] == "local":
         return c["path"]
     return []  # embedded: shipped inside the package
@@ -288,13 +333,13 @@ def get_arm_params(wildcards):
 def arm_outputs(family, arm):
     """Shards and per-arm summary of one family x arm."""
     shards = expand(
-        "results/shards/{family}/{arm}/{chunk}.{ext}",
+        SHARD_FILE,
         family=family,
         arm=arm,
         chunk=CHUNKS,
         ext=["bin", "idx", "stats.json"],
     )
-    return [*shards, f"results/tokenization/{family}/{arm}.json"]
+    return [*shards, ARM_SUMMARY.format(family=family, arm=arm)]
 
 
 def model_dir(name):
@@ -316,7 +361,7 @@ def get_model_tokenizer(wildcards):
             raise ValueError(
                 f"reference model {wildcards.model}: source random needs a family"
             )
-        return f"resources/tokenizers/{wildcards.model}"
+        return TOKENIZER_DIR.format(family=wildcards.model)
     return []
 
 
@@ -400,11 +445,7 @@ def get_family_targets(family):
     return [f for arm in ENABLED_ARMS for f in arm_outputs(family, arm)] + evals
 
 
-AUDIT_OUTPUTS = [
-    "results/manifest.json",
-    "results/audit/audit.json",
-    "results/audit/audit.tsv",
-]
+AUDIT_OUTPUTS = [MANIFEST, AUDIT_JSON, AUDIT_TSV]
 
 
 def get_all_targets(audit=True):
@@ -414,14 +455,10 @@ def get_all_targets(audit=True):
     """
     return [
         *(f for arm in ENABLED_ARMS for f in get_arm_targets(arm)),
-        "results/tokenization/summary.tsv",
-        "results/tokenization/summary.png",
+        TOKENIZATION_SUMMARY_TSV,
+        TOKENIZATION_SUMMARY_PNG,
         *(f for m, a, c in eval_subjects() for f in eval_outputs(m, a, c)),
-        *(
-            f"results/training/{n}"
-            for n in ("curves.png", "summary.tsv")
-            if TRAINED_FAMILIES
-        ),
+        *((TRAINING_CURVES_PNG, TRAINING_SUMMARY_TSV) if TRAINED_FAMILIES else ()),
         *(REPORT_OUTPUTS if eval_subjects() and BENCH_FILES else []),
         *(AUDIT_OUTPUTS if audit else []),
     ]

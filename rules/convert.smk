@@ -13,10 +13,10 @@ if MEGATRON_FAMILIES:
     rule import_checkpoint:
         input:
             model=lambda wc: model_dir(wc.family),
-            tokenizer="resources/tokenizers/{family}",
+            tokenizer=TOKENIZER_DIR,
         output:
-            ckpt=directory("results/checkpoints/{family}/base/megatron"),
-            results="results/checkpoints/{family}/base/megatron.import.json",
+            ckpt=directory(MEGATRON_BASE),
+            results=MEGATRON_IMPORT_RECORD,
         log:
             "logs/import_checkpoint/{family}.log",
         benchmark:
@@ -49,13 +49,13 @@ if MEGATRON_FAMILIES:
     rule verify_import:
         input:
             model=lambda wc: model_dir(wc.family),
-            ckpt="results/checkpoints/{family}/base/megatron",
-            tokenizer="resources/tokenizers/{family}",
+            ckpt=MEGATRON_BASE,
+            tokenizer=TOKENIZER_DIR,
         output:
-            imported="results/checkpoints/{family}/base/megatron.verify.json",
-            roundtrip=directory("results/checkpoints/{family}/base/roundtrip_hf"),
-            exported="results/checkpoints/{family}/base/roundtrip_hf.verify.json",
-            docmask="results/checkpoints/{family}/base/megatron.docmask.json",
+            imported=MEGATRON_VERIFY_RECORD,
+            roundtrip=directory(ROUNDTRIP_HF),
+            exported=ROUNDTRIP_VERIFY_RECORD,
+            docmask=MEGATRON_DOCMASK_RECORD,
         log:
             "logs/verify_import/{family}.log",
         benchmark:

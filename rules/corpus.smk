@@ -3,7 +3,7 @@
 
 rule fetch_corpus:
     output:
-        "resources/corpus/source.jsonl.gz",
+        CORPUS_SOURCE,
     log:
         "logs/fetch_corpus/fetch.log",
     benchmark:
@@ -19,7 +19,7 @@ rule fetch_corpus:
 
 rule synthesize_corpus:
     output:
-        "resources/corpus/synthetic.jsonl",
+        CORPUS_SYNTHETIC,
     log:
         "logs/synthesize_corpus/synthesize.log",
     benchmark:
@@ -41,8 +41,8 @@ rule split_corpus:
     input:
         corpus_source_file(),
     output:
-        chunks=expand("resources/corpus/{chunk}.jsonl", chunk=CHUNKS),
-        counts="resources/corpus/counts.json",
+        chunks=expand(CORPUS_CHUNK, chunk=CHUNKS),
+        counts=CORPUS_COUNTS,
     log:
         "logs/split_corpus/split.log",
     benchmark:

@@ -5,11 +5,13 @@ if MEGATRON_FAMILIES:
 
     rule export_checkpoint:
         input:
-            ckpt="results/checkpoints/{family}/{arm}/megatron/iter_{iter}",
+            ckpt=CPT_MEGATRON_ITER,
             model=lambda wc: model_dir(wc.family),
-            tokenizer="resources/tokenizers/{family}",
+            tokenizer=TOKENIZER_DIR,
         output:
-            hf=directory("results/checkpoints/{family}/{arm}/hf/step_{iter}"),
+            hf=directory(
+                expand(CPT_HF_CHECKPOINT, ckpt="step_{iter}", allow_missing=True)[0]
+            ),
         log:
             "logs/export_checkpoint/{family}/{arm}/{iter}.log",
         benchmark:

@@ -22,7 +22,7 @@ wildcard_constraints:
 
 rule synthesize_chat_data:
     output:
-        "resources/finetune/source/synthetic_{split}.jsonl",
+        FT_SOURCE_SYNTHETIC,
     log:
         "logs/synthesize_chat_data/{split}.log",
     benchmark:
@@ -42,7 +42,7 @@ rule synthesize_chat_data:
 
 rule fetch_chat_data:
     output:
-        "resources/finetune/source/fetched_{split}.jsonl",
+        FT_SOURCE_FETCHED,
     log:
         "logs/fetch_chat_data/{split}.log",
     benchmark:
@@ -64,9 +64,9 @@ rule validate_chat_data:
         train=ft_source("train"),
         validation=ft_source("validation"),
     output:
-        train="resources/finetune/data/train.jsonl",
-        validation="resources/finetune/data/validation.jsonl",
-        counts="resources/finetune/data/counts.json",
+        train=FT_TRAIN_DATA,
+        validation=FT_VALIDATION_DATA,
+        counts=FT_DATA_COUNTS,
     log:
         "logs/validate_chat_data/validate.log",
     benchmark:
@@ -85,7 +85,7 @@ rule validate_chat_data:
 
 rule download_finetune_model:
     output:
-        directory("resources/finetune/models/{ftmodel}"),
+        directory(FT_MODEL_DIR),
     log:
         "logs/download_finetune_model/{ftmodel}.log",
     benchmark:
@@ -152,14 +152,14 @@ rule build_kernel_wheels:
 # outputs: a job killed at its time limit keeps them and its retry resumes).
 rule finetune_model:
     input:
-        train="resources/finetune/data/train.jsonl",
-        validation="resources/finetune/data/validation.jsonl",
-        counts="resources/finetune/data/counts.json",
+        train=FT_TRAIN_DATA,
+        validation=FT_VALIDATION_DATA,
+        counts=FT_DATA_COUNTS,
         model=get_ft_model,
         wheelhouse=get_ft_wheelhouse,
     output:
-        final=directory("results/finetune/{run}/final"),
-        summary="results/finetune/{run}/finetune_summary.json",
+        final=directory(FT_FINAL),
+        summary=FT_SUMMARY,
     log:
         "logs/finetune_model/{run}.log",
     benchmark:
@@ -185,9 +185,9 @@ rule finetune_model:
 rule merge_adapter:
     input:
         model=get_ft_model,
-        adapter="results/finetune/{run}/final",
+        adapter=FT_FINAL,
     output:
-        directory("results/finetune/{run}/merged"),
+        directory(FT_MERGED),
     log:
         "logs/merge_adapter/{run}.log",
     benchmark:
@@ -214,9 +214,9 @@ rule merge_adapter:
 rule chat_loss:
     input:
         unpack(get_ft_loss_inputs),
-        data="resources/finetune/data/validation.jsonl",
+        data=FT_VALIDATION_DATA,
     output:
-        "results/finetune/{run}/chat_loss_{stage}.json",
+        FT_CHAT_LOSS,
     log:
         "logs/chat_loss/{run}/{stage}.log",
     benchmark:

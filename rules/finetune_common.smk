@@ -19,8 +19,10 @@ FT_KERNEL_VERSIONS = {
 }
 # keyed paths: other versions or another arch list are another wheelhouse, a current one is
 # never rebuilt
-FT_KERNEL_SRC = f"resources/wheelhouse/src/{source_key(FT_KERNEL_VERSIONS)}"
-FT_WHEELHOUSE = f"resources/wheelhouse/{wheelhouse_key(FT_KERNEL_VERSIONS, FT_KERNELS['cuda_arch_list'])}"
+FT_KERNEL_SRC = WHEELHOUSE_SRC.format(key=source_key(FT_KERNEL_VERSIONS))
+FT_WHEELHOUSE = WHEELHOUSE_DIR.format(
+    key=wheelhouse_key(FT_KERNEL_VERSIONS, FT_KERNELS["cuda_arch_list"])
+)
 # the GPU rules run in finetune.container when one is set (--sdm apptainer), else in the
 # Automodel conda env (--sdm conda)
 FT_CONDA_ENV = None if FINETUNE["container"] else "../envs/gpu/automodel.yaml"
@@ -69,7 +71,7 @@ for _name, _spec in FINETUNE["runs"].items():
     else:
         _key = hub_dir_name(_src[1], _src[2])
         FT_DOWNLOADS[_key] = (_src[1], _src[2])
-        _dir = f"resources/finetune/models/{_key}"
+        _dir = FT_MODEL_DIR.format(ftmodel=_key)
     _cfg = FinetuneConfig.from_run({**_spec, "model": _dir})
     resolve_chat_template(_cfg.chat_template)  # a bad name or missing file fails here
     FT_RUNS[_name] = {"cfg": _cfg, "model": _dir, "spec": {**_spec, "model": _dir}}
@@ -80,9 +82,9 @@ def ft_source(split):
     """The chat file of a split as configured: synthetic, fetched from a URL, or a local path."""
     value = FT_DATA[split]
     if value == "synthetic":
-        return f"resources/finetune/source/synthetic_{split}.jsonl"
+        return FT_SOURCE_SYNTHETIC.format(split=split)
     if re.match(r"https?://", value):
-        return f"resources/finetune/source/fetched_{split}.jsonl"
+        return FT_SOURCE_FETCHED.format(split=split)
     return value
 
 
@@ -110,7 +112,7 @@ def get_ft_loss_inputs(wildcards):
     run = FT_RUNS[wildcards.run]
     if wildcards.stage == "before":
         return {"model": run["model"]}
-    final = f"results/finetune/{wildcards.run}/final"
+    final = FT_FINAL.format(run=wildcards.run)
     if run["cfg"].peft:
         return {"model": run["model"], "adapter": final}
     return {"model": final}
@@ -123,8 +125,8 @@ def get_ft_eval_model(wildcards):
     if wildcards.ckpt == "base":
         return run["model"]
     if run["cfg"].peft:
-        return f"results/finetune/{wildcards.model}/merged"
-    return f"results/finetune/{wildcards.model}/final"
+        return FT_MERGED.format(run=wildcards.model)
+    return FT_FINAL.format(run=wildcards.model)
 
 
 def get_finetune_targets():
@@ -134,18 +136,15 @@ def get_finetune_targets():
     """
     if not FT_ENABLED:
         return []
-    out = ["resources/finetune/data/counts.json"]
+    out = [FT_DATA_COUNTS]
     for run, plan in FT_RUNS.items():
         out += [
-            f"results/finetune/{run}/final",
-            f"results/finetune/{run}/finetune_summary.json",
-            *(
-                f"results/finetune/{run}/chat_loss_{s}.json"
-                for s in ("before", "after")
-            ),
+            FT_FINAL.format(run=run),
+            FT_SUMMARY.format(run=run),
+            *(FT_CHAT_LOSS.format(run=run, stage=s) for s in ("before", "after")),
         ]
         if plan["cfg"].peft and FINETUNE["merge"]:
-            out.append(f"results/finetune/{run}/merged")
+            out.append(FT_MERGED.format(run=run))
         if FINETUNE["evaluate"]:
             out += [
                 f

@@ -4,22 +4,22 @@
 rule summarize_arm:
     input:
         stats=lambda wc: expand(
-            "results/shards/{family}/{arm}/{chunk}.stats.json",
+            SHARD_STATS,
             family=wc.family,
             arm=wc.arm,
             chunk=CHUNKS,
         ),
         shards=lambda wc: expand(
-            "results/shards/{family}/{arm}/{chunk}.{ext}",
+            SHARD_FILE,
             family=wc.family,
             arm=wc.arm,
             chunk=CHUNKS,
             ext=["bin", "idx", "doc_ids.txt"],
         ),
-        chunks=expand("resources/corpus/{chunk}.jsonl", chunk=CHUNKS),
-        tokenizer="resources/tokenizers/{family}",
+        chunks=expand(CORPUS_CHUNK, chunk=CHUNKS),
+        tokenizer=TOKENIZER_DIR,
     output:
-        "results/tokenization/{family}/{arm}.json",
+        ARM_SUMMARY,
     log:
         "logs/summarize_arm/{family}/{arm}.log",
     benchmark:
@@ -41,18 +41,18 @@ rule summarize_arm:
 rule summarize_tokenization:
     input:
         expand(
-            "results/tokenization/{family}/{arm}.json",
+            ARM_SUMMARY,
             family=FAMILIES,
             arm=ENABLED_ARMS,
         ),
     output:
         tsv=report(
-            "results/tokenization/summary.tsv",
+            TOKENIZATION_SUMMARY_TSV,
             category="Tokenization",
             caption="../report/tokenization.rst",
         ),
         png=report(
-            "results/tokenization/summary.png",
+            TOKENIZATION_SUMMARY_PNG,
             category="Tokenization",
             caption="../report/tokenization.rst",
         ),

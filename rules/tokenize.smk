@@ -3,7 +3,7 @@
 
 rule prepare_tokenizer:
     output:
-        directory("resources/tokenizers/{family}"),
+        directory(TOKENIZER_DIR),
     log:
         "logs/prepare_tokenizer/{family}.log",
     benchmark:
@@ -22,13 +22,13 @@ rule prepare_tokenizer:
 
 rule tokenize_chunk:
     input:
-        chunk="resources/corpus/{chunk}.jsonl",
-        tokenizer="resources/tokenizers/{family}",
+        chunk=CORPUS_CHUNK,
+        tokenizer=TOKENIZER_DIR,
     output:
-        bin="results/shards/{family}/{arm}/{chunk}.bin",
-        idx="results/shards/{family}/{arm}/{chunk}.idx",
-        doc_ids="results/shards/{family}/{arm}/{chunk}.doc_ids.txt",
-        stats="results/shards/{family}/{arm}/{chunk}.stats.json",
+        bin=SHARD_BIN,
+        idx=SHARD_IDX,
+        doc_ids=SHARD_DOC_IDS,
+        stats=SHARD_STATS,
     log:
         "logs/tokenize_chunk/{family}/{arm}/{chunk}.log",
     benchmark:

@@ -13,13 +13,17 @@ if DIRECT_FAMILIES:
         input:
             shards=get_train_shards,
             model=lambda wc: model_dir(wc.family),
-            tokenizer="resources/tokenizers/{family}",
+            tokenizer=TOKENIZER_DIR,
         output:
             ckpts=[
-                directory(f"results/checkpoints/{{family}}/{{arm}}/hf/{step_name(s)}")
-                for s in CKPT_STEPS
+                directory(p)
+                for p in expand(
+                    CPT_HF_CHECKPOINT,
+                    ckpt=[step_name(s) for s in CKPT_STEPS],
+                    allow_missing=True,
+                )
             ],
-            summary="results/checkpoints/{family}/{arm}/train_summary.json",
+            summary=TRAIN_SUMMARY,
         log:
             "logs/train_cpt/{family}/{arm}.log",
         benchmark:
@@ -50,18 +54,20 @@ if MEGATRON_FAMILIES:
         input:
             shards=get_train_shards,
             model=lambda wc: model_dir(wc.family),
-            tokenizer="resources/tokenizers/{family}",
-            imported="results/checkpoints/{family}/base/megatron",
+            tokenizer=TOKENIZER_DIR,
+            imported=MEGATRON_BASE,
             # training waits until the import reproduces the HF logits (and its export does)
-            verified="results/checkpoints/{family}/base/roundtrip_hf.verify.json",
+            verified=ROUNDTRIP_VERIFY_RECORD,
         output:
             ckpts=[
-                directory(
-                    f"results/checkpoints/{{family}}/{{arm}}/megatron/{iter_name(s)}"
+                directory(p)
+                for p in expand(
+                    CPT_MEGATRON_ITER,
+                    iter=[step_digits(s) for s in CKPT_STEPS],
+                    allow_missing=True,
                 )
-                for s in CKPT_STEPS
             ],
-            summary="results/checkpoints/{family}/{arm}/train_summary.json",
+            summary=TRAIN_SUMMARY,
         log:
             "logs/train_cpt/{family}/{arm}.log",
         benchmark:
@@ -90,18 +96,18 @@ if MEGATRON_FAMILIES:
 rule summarize_training:
     input:
         expand(
-            "results/checkpoints/{family}/{arm}/train_summary.json",
+            TRAIN_SUMMARY,
             family=TRAINED_FAMILIES,
             arm=ENABLED_ARMS,
         ),
     output:
         tsv=report(
-            "results/training/summary.tsv",
+            TRAINING_SUMMARY_TSV,
             category="Training",
             caption="../report/training.rst",
         ),
         png=report(
-            "results/training/curves.png",
+            TRAINING_CURVES_PNG,
             category="Training",
             caption="../report/training.rst",
         ),

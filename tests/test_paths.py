@@ -58,3 +58,29 @@ def test_rules_spell_the_report_and_eval_paths_only_through_paths():
         code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         spelled = re.findall(r"[\"'](?:results/(?:eval|tables|plots|lm_eval)|resources/models)/", code)
         assert not spelled, (rule, spelled)
+
+
+def test_no_rule_spells_a_resources_or_results_pattern():
+    """Every resources/ and results/ pattern of the workflow is a filmorph.paths constant: no
+    string literal in Snakefile or rules/*.smk starts with resources/ or results/ (comments and
+    logs/, benchmarks/ paths are not patterns of outputs)."""
+    for path in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]:
+        code = "\n".join(
+            line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        )
+        spelled = re.findall(r"[\"'](?:resources|results)/[^\"']*", code)
+        assert not spelled, (path.name, spelled)
+
+
+def test_training_patterns_name_the_files_evaluation_and_export_read():
+    """The training rules' names ({family}) of a checkpoint are the evaluation's ({model})."""
+    ckpt = P.CPT_HF_CHECKPOINT.format(family="gemma", arm="patok", ckpt=P.step_name(150))
+    assert ckpt == P.HF_CHECKPOINT.format(model="gemma", arm="patok", ckpt="step_0000150")
+    it = P.CPT_MEGATRON_ITER.format(family="gemma", arm="patok", iter=P.step_digits(150))
+    assert it.endswith("/megatron/" + P.iter_name(150))
+    assert P.TRAIN_SUMMARY.format(family="g", arm="a") == "results/checkpoints/g/a/train_summary.json"
+    with pytest.raises(ValueError):
+        P.step_digits(10_000_000)
+    assert P.SHARD_FILE.format(family="g", arm="a", chunk="chunk_0001", ext="idx") == P.SHARD_IDX.format(
+        family="g", arm="a", chunk="chunk_0001"
+    )

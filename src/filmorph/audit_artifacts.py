@@ -14,7 +14,15 @@ import numpy as np
 
 from filmorph.audit_common import listed, progress_bar, short_hash
 from filmorph.io import read_json
-from filmorph.paths import CHUNK_GLOB, EVAL_DIR, HF_CHECKPOINT, STEP_GLOB, STEP_RE, eval_path
+from filmorph.paths import (
+    CHUNK_GLOB,
+    EVAL_DIR,
+    HF_CHECKPOINT,
+    STEP_GLOB,
+    STEP_RE,
+    TOKENIZER_DIR,
+    eval_path,
+)
 from filmorph.provenance import sha256_file, sha256_tree
 from filmorph.shards import check_shard
 
@@ -151,7 +159,7 @@ class ArtifactChecks:
                          f"{len(self.sample)} sampled documents re-tokenized to the shards' ids")
 
     def _retokenize_one(self, family, arm, d, affixes, read_shard, tokenize_documents) -> list[str]:
-        tok_dir = self.run / "resources/tokenizers" / family
+        tok_dir = self.run / TOKENIZER_DIR.format(family=family)
         if not (tok_dir / "tokenizer_meta.json").is_file():
             return [f"{self.rel(tok_dir)}: no prepared tokenizer"]
         problems: list[str] = []
@@ -233,7 +241,7 @@ class ArtifactChecks:
         tc = self.rel(layout.train_config)
         tok = dict(rec.get("tokenizer") or {})
         # the family's prepared tokenizer
-        tok_dir = self.run / "resources/tokenizers" / family
+        tok_dir = self.run / TOKENIZER_DIR.format(family=family)
         if (tok_dir / "tokenizer.json").is_file():
             sha = sha256_file(tok_dir / "tokenizer.json")
             if tok.get("tokenizer_json_sha256") != sha:

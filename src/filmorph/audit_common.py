@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from filmorph.paths import MANIFEST
+
 __all__ = ["CHECKS", "MANIFEST", "SELF_RULES", "Row", "listed", "progress_bar", "short_hash"]
 
 CHECKS = ("records", "complete", "manifest", "hash", "lineage", "inputs", "shard",
           "retokenize", "config", "checkpoint", "evaluation")
-MANIFEST = "results/manifest.json"
 SELF_RULES = frozenset({"audit"})  # their records are not audited
 MAX_LISTED = 8
 

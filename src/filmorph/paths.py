@@ -1,8 +1,10 @@
 """The path vocabulary: the names of the arms and of the numbered things in ``resources/`` and
-``results/`` (corpus chunks, checkpoint steps, Megatron iterations), the path patterns of the
-benchmark files, models, evaluations and report outputs, and the one mapping between an
-evaluation's path and its labels; written once for the rules (``rules/common.smk``,
-``rules/*.smk``), the package's stages, the report and the audit.
+``results/`` (corpus chunks, checkpoint steps, Megatron iterations), the path pattern of every
+file and dir the rules write there (corpus, tokenizers, shards, summaries, checkpoints,
+fine-tuning, benchmark files, models, evaluations, report, provenance and audit; the rules spell
+none of them), and the one mapping between an evaluation's path and its labels; written once
+for the rules (``rules/common.smk``, ``rules/*.smk``), the package's stages, the report and the
+audit. Patterns are grouped by stage; derived ones are built from their stage's base pattern.
 
 Patterns are ``str.format`` / Snakemake patterns whose fields are the rules' wildcard names
 (``{model}``, ``{arm}``, ``{ckpt}``, ``{bench}``). An evaluation's *labels* (stored in its
@@ -50,6 +52,53 @@ __all__ = [
     "iter_name",
     "step_name",
     "step_of",
+    "BENCHMARK_STATS",
+    "BENCHMARK_SOURCE",
+    "BENCHMARK_FETCH_RECORD",
+    "CORPUS_SOURCE",
+    "CORPUS_SYNTHETIC",
+    "CORPUS_CHUNK",
+    "CORPUS_COUNTS",
+    "TOKENIZER_DIR",
+    "SHARD_STEM",
+    "SHARD_FILE",
+    "SHARD_BIN",
+    "SHARD_IDX",
+    "SHARD_DOC_IDS",
+    "SHARD_STATS",
+    "ARM_SUMMARY",
+    "TOKENIZATION_SUMMARY_TSV",
+    "TOKENIZATION_SUMMARY_PNG",
+    "CPT_RUN_DIR",
+    "CPT_HF_CHECKPOINT",
+    "CPT_MEGATRON_ITER",
+    "TRAIN_SUMMARY",
+    "MEGATRON_BASE",
+    "MEGATRON_IMPORT_RECORD",
+    "MEGATRON_VERIFY_RECORD",
+    "MEGATRON_DOCMASK_RECORD",
+    "ROUNDTRIP_HF",
+    "ROUNDTRIP_VERIFY_RECORD",
+    "TRAINING_SUMMARY_TSV",
+    "TRAINING_CURVES_PNG",
+    "FT_SOURCE_SYNTHETIC",
+    "FT_SOURCE_FETCHED",
+    "FT_TRAIN_DATA",
+    "FT_VALIDATION_DATA",
+    "FT_DATA_COUNTS",
+    "FT_MODEL_DIR",
+    "WHEELHOUSE_SRC",
+    "WHEELHOUSE_DIR",
+    "FT_RUN_DIR",
+    "FT_FINAL",
+    "FT_SUMMARY",
+    "FT_MERGED",
+    "FT_CHAT_LOSS",
+    "PROVENANCE_DIR",
+    "MANIFEST",
+    "AUDIT_JSON",
+    "AUDIT_TSV",
+    "step_digits",
 ]
 
 #: The tokenization arms in the study's order; each is a path component ``{arm}``.
@@ -84,9 +133,14 @@ def step_name(step: int) -> str:
     return f"step_{_check_step(step):07d}"
 
 
+def step_digits(step: int) -> str:
+    """``NNNNNNN``: a step as the 7 digits of checkpoint and iteration names."""
+    return f"{_check_step(step):07d}"
+
+
 def iter_name(step: int) -> str:
     """``iter_NNNNNNN`` (7 digits), the name of a Megatron checkpoint iteration."""
-    return f"iter_{_check_step(step):07d}"
+    return f"iter_{step_digits(step)}"
 
 
 def step_of(checkpoint: str) -> int:
@@ -101,6 +155,12 @@ def step_of(checkpoint: str) -> int:
 
 #: A benchmark file (generated or converted from a published set).
 BENCHMARK_FILE = "resources/benchmarks/{bench}.jsonl"
+#: A benchmark file's item statistics.
+BENCHMARK_STATS = "resources/benchmarks/{bench}.stats.json"
+#: A source file fetch_benchmark copies (``{name}``: benchmarks.external.<name> or
+#: ``stress_lexicon``), and its fetch record.
+BENCHMARK_SOURCE = "resources/benchmarks/source/{name}/{file}"
+BENCHMARK_FETCH_RECORD = BENCHMARK_SOURCE + ".fetch.json"
 #: A base or reference model's HF checkpoint dir (written by ``prepare_model``).
 MODEL_DIR = "resources/models/{model}"
 #: An HF checkpoint of continued pretraining (``{ckpt}`` is a ``step_NNNNNNN`` name).
@@ -122,6 +182,80 @@ LM_EVAL_STAMP = "filmorph"
 LM_EVAL_DIR = "results/lm_eval"
 LM_EVAL_RESULTS = LM_EVAL_DIR + "/{model}/{arm}/{ckpt}/results_" + LM_EVAL_STAMP + ".json"
 LM_EVAL_SAMPLES = LM_EVAL_DIR + "/{model}/{arm}/{ckpt}/samples_{bench}_" + LM_EVAL_STAMP + ".jsonl"
+
+# Corpus (rules/corpus.smk)
+#: The hub corpus as fetched (``corpus.source: hf``).
+CORPUS_SOURCE = "resources/corpus/source.jsonl.gz"
+#: The synthesized corpus (``corpus.source: synthetic``).
+CORPUS_SYNTHETIC = "resources/corpus/synthetic.jsonl"
+#: One corpus chunk (``{chunk}`` is a ``chunk_NNNN`` name).
+CORPUS_CHUNK = "resources/corpus/{chunk}.jsonl"
+#: The split's document counts.
+CORPUS_COUNTS = "resources/corpus/counts.json"
+
+# Tokenization (rules/tokenize.smk, rules/summary.smk)
+#: A family's tokenizer dir (+ expansion table).
+TOKENIZER_DIR = "resources/tokenizers/{family}"
+#: One shard of a family x arm x chunk, without its extension; SHARD_FILE with ``{ext}``;
+#: its four files (token ids, index, document ids, statistics).
+SHARD_STEM = "results/shards/{family}/{arm}/{chunk}"
+SHARD_FILE = SHARD_STEM + ".{ext}"
+SHARD_BIN = SHARD_STEM + ".bin"
+SHARD_IDX = SHARD_STEM + ".idx"
+SHARD_DOC_IDS = SHARD_STEM + ".doc_ids.txt"
+SHARD_STATS = SHARD_STEM + ".stats.json"
+#: The per family x arm tokenization summary, and the TSV + plot across all of them.
+ARM_SUMMARY = "results/tokenization/{family}/{arm}.json"
+TOKENIZATION_SUMMARY_TSV = "results/tokenization/summary.tsv"
+TOKENIZATION_SUMMARY_PNG = "results/tokenization/summary.png"
+
+# Continued pretraining (rules/train.smk, rules/convert.smk, rules/export.smk)
+#: A run dir of one family x arm: resumable state/, hf/ (and megatron/) checkpoints, summary.
+CPT_RUN_DIR = "results/checkpoints/{family}/{arm}"
+#: HF_CHECKPOINT as the training rules name it (``{family}`` for ``{model}``).
+CPT_HF_CHECKPOINT = HF_CHECKPOINT.replace("{model}", "{family}")
+#: A Megatron iteration of a run (``{iter}``: its 7 digits, :func:`step_digits`).
+CPT_MEGATRON_ITER = CPT_RUN_DIR + "/megatron/iter_{iter}"
+#: A run's training summary.
+TRAIN_SUMMARY = CPT_RUN_DIR + "/train_summary.json"
+#: A megatron family's imported base model, its import/verify/doc-mask records.
+MEGATRON_BASE = "results/checkpoints/{family}/base/megatron"
+MEGATRON_IMPORT_RECORD = MEGATRON_BASE + ".import.json"
+MEGATRON_VERIFY_RECORD = MEGATRON_BASE + ".verify.json"
+MEGATRON_DOCMASK_RECORD = MEGATRON_BASE + ".docmask.json"
+#: The imported base model exported back to HF, and its verify record.
+ROUNDTRIP_HF = "results/checkpoints/{family}/base/roundtrip_hf"
+ROUNDTRIP_VERIFY_RECORD = ROUNDTRIP_HF + ".verify.json"
+#: The training summary TSV and loss curves across all runs.
+TRAINING_SUMMARY_TSV = "results/training/summary.tsv"
+TRAINING_CURVES_PNG = "results/training/curves.png"
+
+# Fine-tuning track (rules/finetune.smk, rules/finetune_common.smk)
+#: A chat split as synthesized or fetched (``{split}``: train / validation).
+FT_SOURCE_SYNTHETIC = "resources/finetune/source/synthetic_{split}.jsonl"
+FT_SOURCE_FETCHED = "resources/finetune/source/fetched_{split}.jsonl"
+#: The validated chat data and its counts.
+FT_TRAIN_DATA = "resources/finetune/data/train.jsonl"
+FT_VALIDATION_DATA = "resources/finetune/data/validation.jsonl"
+FT_DATA_COUNTS = "resources/finetune/data/counts.json"
+#: A hub model downloaded for fine-tuning (``{ftmodel}``: its hub dir name).
+FT_MODEL_DIR = "resources/finetune/models/{ftmodel}"
+#: The Mamba kernels' sources and wheels (``{key}``: filmorph.finetune.kernels' keys).
+WHEELHOUSE_SRC = "resources/wheelhouse/src/{key}"
+WHEELHOUSE_DIR = "resources/wheelhouse/{key}"
+#: A fine-tuning run: adapter / checkpoint, summary, merged weights, chat loss before/after.
+FT_RUN_DIR = "results/finetune/{run}"
+FT_FINAL = FT_RUN_DIR + "/final"
+FT_SUMMARY = FT_RUN_DIR + "/finetune_summary.json"
+FT_MERGED = FT_RUN_DIR + "/merged"
+FT_CHAT_LOSS = FT_RUN_DIR + "/chat_loss_{stage}.json"
+
+# Provenance and audit (rules/audit.smk)
+#: Per-job provenance records, their manifest, and the audit's outputs.
+PROVENANCE_DIR = "results/provenance"
+MANIFEST = "results/manifest.json"
+AUDIT_JSON = "results/audit/audit.json"
+AUDIT_TSV = "results/audit/audit.tsv"
 
 # --------------------------------------------------------------------------------------------
 # evaluation path <-> labels

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import quote
 
 from filmorph.io import read_json, write_json_atomic
+from filmorph.paths import MANIFEST, PROVENANCE_DIR
 
 __all__ = [
     "PACKAGES",
@@ -66,8 +67,6 @@ __all__ = [
 ]
 
 FORMAT = 1
-PROVENANCE_DIR = "results/provenance"
-MANIFEST = "results/manifest.json"
 REDACTED = "<redacted>"
 
 # distribution names whose versions matter for the outputs (absent ones are recorded as null)
