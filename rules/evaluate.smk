@@ -37,12 +37,12 @@ for _set, _files in EVAL_SETS.items():
             f"logs/evaluate/{{model}}/{{arm}}/{{ckpt}}/{_set}.log",
         benchmark:
             f"benchmarks/evaluate/{{model}}/{{arm}}/{{ckpt}}/{_set}.tsv"
-        conda:
-            "../envs/data.yaml"
-        threads: 2
         # started as soon as their inputs exist: a reference model's job (the longest of a small
         # run) then overlaps the tokenization and training jobs instead of following them
         priority: 10
+        conda:
+            "../envs/data.yaml"
+        threads: 2
         resources:
             mem_mb=lambda wc, attempt: 12000 * attempt,
             runtime=lambda wc, attempt: 120 * attempt,
