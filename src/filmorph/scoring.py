@@ -59,6 +59,7 @@ __all__ = [
     "Profile",
     "extract",
     "gen_summary",
+    "levenshtein",
     "normalize",
     "profile_of",
     "score_gen",
@@ -92,6 +93,21 @@ PROFILES: dict[str, Profile] = {
 }
 # the fields :func:`score_gen` adds beyond those every record has
 GEN_FIELDS = ("contains_match", "prefix_match", "extracted", "scoring")
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions of code points) between a and b."""
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
 
 
 def profile_of(item: Any) -> Profile:

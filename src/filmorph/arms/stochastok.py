@@ -60,11 +60,9 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
     pieces_in_expanded = 0
     maxc = 2
     done = 0  # each expansion adds one token: the current length is n0 + done
-    draws = redraw_blocked + 1
-    # Two copies of one loop: without `blocked` (StochasTok itself, the hot case) the draw is
-    # not retried; with it, up to `draws` draws. Both consume `rng` identically.
+    draws = range(redraw_blocked + 1)
     for _ in range(attempts):
-        if blocked is None:
+        for _draw in draws:
             if pieces_in_expanded and rand() * (n0 + done) < pieces_in_expanded:
                 while True:
                     s = expanded[int(rand() * len(expanded))]
@@ -80,29 +78,10 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
                     s = int(rand() * n0)
                 pieces = None
                 tid = ids[s]
+            if blocked is None or not blocked[tid]:
+                break
         else:
-            left = draws
-            while left:
-                if pieces_in_expanded and rand() * (n0 + done) < pieces_in_expanded:
-                    while True:
-                        s = expanded[int(rand() * len(expanded))]
-                        pieces = slots[s]
-                        c = len(pieces)
-                        if c == maxc or rand() * maxc < c:
-                            break
-                    j = int(rand() * c)
-                    tid = pieces[j]
-                else:
-                    s = int(rand() * n0)
-                    while s in slots:
-                        s = int(rand() * n0)
-                    pieces = None
-                    tid = ids[s]
-                if not blocked[tid]:
-                    break
-                left -= 1
-            if not left:
-                continue  # every draw landed on a blocked token
+            continue  # every draw landed on a blocked token
         k = counts[tid]
         if not k:
             continue

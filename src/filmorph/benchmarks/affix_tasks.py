@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 from functools import cache
 
+from ..scoring import levenshtein
 from ..syllabify import count_syllables, syllabify
 from . import morph
-from .common import ANSWER, Question, choose, levenshtein, listed_options, near_numbers, q
+from .common import ANSWER, Question, choose, listed_options, near_numbers, q
 from .morph import Derivation, Reduplication
 
 KIND_NAMES = ("prefix", "infix", "suffix", "circumfix")

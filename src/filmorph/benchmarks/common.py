@@ -88,18 +88,6 @@ def listing(options: Sequence[str]) -> str:
     return ", ".join(q(o) for o in options)
 
 
-def levenshtein(a: str, b: str) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def distinct(answer: str, candidates: Iterable[str | None]) -> list[str]:
     """Candidates without repeats, empties or the answer, in order."""
     out: list[str] = []

@@ -9,9 +9,10 @@ import random
 from collections import defaultdict
 from functools import cache, partial
 
+from ..scoring import levenshtein
 from . import lexicon
 from . import words as W
-from .common import ANSWER, Question, Task, choose, levenshtein, listed_options, listing, q
+from .common import ANSWER, Question, Task, choose, listed_options, listing, q
 
 SHOTS = 4
 

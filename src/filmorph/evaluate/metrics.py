@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from filmorph import scoring
+from filmorph.scoring import levenshtein
 
 ACC_NORM_DEFINITION = "argmax of summed log-prob / UTF-8 byte length of delimiter+option"
 
@@ -20,21 +21,6 @@ def normalize_answer(text: str) -> str:
     s = unicodedata.normalize("NFC", s.casefold())  # casefold can decompose (e.g. "İ")
     s = " ".join(s.split())
     return s.rstrip(".").rstrip()
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insertions, deletions, substitutions of code points) between a and b."""
-    if len(a) < len(b):
-        a, b = b, a
-    if not b:
-        return len(a)
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def edit_similarity(a: str, b: str) -> float:
