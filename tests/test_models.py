@@ -278,3 +278,63 @@ def test_random_model_matches_family_tokenizer(family, arch, family_dirs, tmp_pa
         M.prepare_model(spec, tmp_path / "d")
     with pytest.raises(ValueError, match="cannot be prepared"):
         M.prepare_model({"source": "local", "path": "x"}, tmp_path / "e")
+
+
+def test_softcapped_attention_loads_with_an_implementation_that_applies_the_cap(family_dirs, tmp_path):
+    """Gemma 2 soft-caps its attention scores; transformers' default (SDPA) drops the cap without
+    a word. ``load_causal_lm`` (evaluation) and the megatron engine's HF reference load such a
+    model with eager attention, whose logits carry the cap."""
+    from transformers import AutoModelForCausalLM
+
+    from filmorph.train.megatron.weights import hf_logits
+
+    spec = {
+        "source": "random",
+        "architecture": "gemma2",
+        "seed": 3,
+        "config": {"num_hidden_layers": 1, "attn_logit_softcapping": 0.5},
+    }
+    M.prepare_model(spec, tmp_path / "g2", tokenizer_dir=family_dirs["gemma"])
+    ids = torch.tensor([[5, 17, 300, 41, 9, 77, 1200, 3]])
+
+    def logits(attn):
+        m = AutoModelForCausalLM.from_pretrained(tmp_path / "g2", attn_implementation=attn)
+        with torch.no_grad():  # scale the queries so that the cap bites (|score| >> 0.5)
+            m.model.layers[0].self_attn.q_proj.weight.mul_(30)
+            m.save_pretrained(tmp_path / "g2")  # the scaled weights are the model's
+            return m(input_ids=ids, use_cache=False).logits
+
+    logits("eager")
+    try:  # transformers 5.12 (Megatron-Bridge's pin) drops the cap; 5.23 refuses SDPA here itself
+        sdpa = logits("sdpa")
+    except ValueError as exc:
+        assert "does not support an attention implementation" in str(exc)
+        sdpa = None
+    model, _ = M.load_causal_lm(tmp_path / "g2", dtype="float32", device="cpu")
+    assert model.config._attn_implementation == "eager"
+    with torch.no_grad():
+        mine = model(input_ids=ids, use_cache=False).logits
+    # each logits() call scaled the saved weights once more: compare against a fresh eager load
+    ref = AutoModelForCausalLM.from_pretrained(tmp_path / "g2", attn_implementation="eager")
+    with torch.no_grad():
+        want = ref(input_ids=ids, use_cache=False).logits
+    assert torch.allclose(mine, want, atol=1e-5)
+    if sdpa is not None:  # SDPA really drops the cap there
+        assert float((want - sdpa).abs().max()) > 1e-2
+    got = hf_logits(tmp_path / "g2", ids, torch.float32, torch.device("cpu"))
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_attention_for_keeps_the_softcap():
+    gemma2 = {"model_type": "gemma2", "attn_logit_softcapping": 50.0}
+    assert M.attn_logit_softcap(gemma2) == 50.0
+    assert M.attn_logit_softcap({"text_config": gemma2}) == 50.0
+    assert M.attn_logit_softcap({"model_type": "gemma2", "attn_logit_softcapping": None}) is None
+    assert M.attention_for({"model_type": "llama"}) is None  # transformers' default
+    assert M.attention_for({"model_type": "llama"}, "sdpa") == "sdpa"
+    assert M.attention_for(gemma2) == "eager"
+    assert M.attention_for(gemma2, "sdpa") == "eager"
+    assert M.attention_for(gemma2, "flash_attention_2", fallback="flex_attention") == "flex_attention"
+    assert M.attention_for(gemma2, "flex_attention") == "flex_attention"
+    with pytest.raises(ValueError, match="fallback"):
+        M.attention_for(gemma2, fallback="sdpa")

@@ -118,6 +118,10 @@ def test_config_fields_that_matter(tmp_path):
     assert "attn_implementation" not in plain["model"]  # Automodel's default (flash / sdpa causal)
     gemma = _config(cfg, tmp_path, attn_implementation="sdpa")
     assert gemma["model"]["attn_implementation"] == "sdpa"
+    # without document masks an implementation is set only when named (Gemma 2's softcap)
+    capped = _config(_cfg(reset_position_ids=False, reset_attention_mask=False), tmp_path,
+                     attn_implementation="flex_attention")
+    assert capped["model"]["attn_implementation"] == "flex_attention"
     assert d["dataloader"]["collate_fn"] == A.COLLATE_TARGET
 
 
@@ -128,6 +132,9 @@ def test_document_attention_by_head_width():
     assert A.document_attention({"hidden_size": 4096, "num_attention_heads": 32}) == "flex_attention"
     assert A.document_attention(gemma3) == "sdpa"
     assert A.document_attention({"model_type": "gemma3", "text_config": gemma3}) == "sdpa"
+    # Gemma 2 soft-caps its attention logits: SDPA would drop the cap, FlexAttention applies it
+    gemma2 = {**gemma3, "model_type": "gemma2", "attn_logit_softcapping": 50.0}
+    assert A.document_attention(gemma2) == "flex_attention"
 
 
 def test_dataset_uses_every_shard_with_our_semantics(tmp_path):

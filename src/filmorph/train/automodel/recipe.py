@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from filmorph.io import atomic_path
+from filmorph.models import attn_logit_softcap
 from filmorph.tokenizers import HF_TOKENIZER_FILES
 from filmorph.train.common import (
     RunLayout,
@@ -272,10 +273,11 @@ def automodel_config(
     ``shard_weights`` the blend weights (token counts; ``None``: equal). ``wandb``: the
     ``wandb:`` section (project/name/...; never a key) or ``None``. ``attn_implementation``:
     the attention used with document masks (default ``flex_attention``; see
-    :func:`document_attention`; without document masks Automodel's default). ``overrides`` are merged
-    into the result last (tuning: attention backend, loss, compile, ...); they may not switch
-    off what the document semantics need. Raises ``ValueError`` for batch sizes that do not
-    divide, document semantics Automodel cannot realise, or paths it would mangle."""
+    :func:`document_attention`); without document masks, ``None`` keeps Automodel's default.
+    ``overrides`` are merged into the result last (tuning: attention backend, loss, compile,
+    ...); they may not switch off what the document semantics need. Raises ``ValueError`` for
+    batch sizes that do not divide, document semantics Automodel cannot realise, or paths it
+    would mangle."""
     cfg.grad_accum_steps(world_size)  # raises ValueError; Automodel derives it from global / (local × world)
     prefixes = [str(p) for p in shard_prefixes]
     if not prefixes:
@@ -380,6 +382,8 @@ def automodel_config(
         # transformers builds the per-document masks from the restarted position ids: block-sparse
         # for FlexAttention, a dense B x 1 x T x T mask for SDPA (which then loses its flash kernel)
         out["model"]["attn_implementation"] = attn_implementation or DOCUMENT_ATTENTION
+    elif attn_implementation:  # without document masks: Automodel's default unless one is named
+        out["model"]["attn_implementation"] = attn_implementation
     if evaluate:
         out["validation_dataset"] = {
             **dataset,
@@ -401,7 +405,11 @@ def automodel_config(
 def document_attention(model_config: Mapping[str, Any]) -> str:
     """The attention implementation for per-document masks given the model's ``config.json``:
     ``flex_attention`` (block-sparse masks) unless the heads are wider than 128 (Gemma 3: 256),
-    where FlexAttention's kernel was slower than SDPA with the dense mask."""
+    where FlexAttention's kernel was slower than SDPA with the dense mask; always
+    ``flex_attention`` for a model that soft-caps its attention logits (Gemma 2), whose cap SDPA
+    would drop (:func:`filmorph.models.attention_for`)."""
+    if attn_logit_softcap(model_config) is not None:
+        return "flex_attention"
     text = model_config.get("text_config") or model_config
     heads = int(text.get("num_attention_heads") or 1)
     head_dim = text.get("head_dim") or int(text.get("hidden_size") or 0) // max(heads, 1)

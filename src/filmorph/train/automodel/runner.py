@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
+from filmorph.models import attention_for
 from filmorph.provenance import package_versions
 from filmorph.train.automodel.recipe import (
     AUTOMODEL_DIR,
@@ -86,6 +87,15 @@ class AutomodelCheckpoint:
     @property
     def consolidated(self) -> Path:
         return self.path / "model" / "consolidated"
+
+
+def _attention(cfg: TrainConfig, model_config: Mapping[str, Any]) -> str | None:
+    """The attention to train ``model_config`` with: :func:`document_attention` with document
+    masks; without them Automodel's default, or FlexAttention for a model whose attention
+    softcap the default (SDPA) would drop."""
+    if cfg.reset_attention_mask:
+        return document_attention(model_config)
+    return attention_for(model_config, None, fallback="flex_attention")
 
 
 def automodel_checkpoints(ckpt_root: str | Path) -> list[AutomodelCheckpoint]:
@@ -419,7 +429,7 @@ def run(
         eod_id=report["eod_id"],
         shard_weights=[s["tokens"] for s in report["shards"]],
         wandb=wandb_section(layout.root, f"{model_dir.name}-{layout.root.name}"),
-        attn_implementation=document_attention(read_json(model_dir / "config.json")),
+        attn_implementation=_attention(cfg, read_json(model_dir / "config.json")),
         overrides=overrides,
     )
     yaml_path = write_config_yaml(amcfg, layout.root / CONFIG_YAML)

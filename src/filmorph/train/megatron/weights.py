@@ -357,9 +357,14 @@ def exact_matmuls() -> None:
 
 def hf_logits(hf_dir: Path, ids: Any, dtype: Any, device: Any) -> Any:
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, local_files_only=True)
+    from filmorph.models import attention_for
+
+    cfg = AutoConfig.from_pretrained(str(hf_dir), local_files_only=True)
+    attn = attention_for(cfg)  # eager for Gemma 2: SDPA would drop its attention softcap
+    extra = {"attn_implementation": attn} if attn else {}
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, local_files_only=True, **extra)
     model.to(device).eval()
     with torch.no_grad():
         logits = model(input_ids=ids.to(device), use_cache=False).logits.float().cpu()
