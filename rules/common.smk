@@ -195,6 +195,13 @@ from filmorph.train.versions import ALLOW_ENV as _ALLOW_UNTESTED_ENV
 MEGATRON_VERSIONS_ENV = (
     f"{_ALLOW_UNTESTED_ENV}={int(bool(MEGATRON['allow_untested_versions']))}"
 )
+# the megatron shell rules' PYTHONPATH: this checkout's src, then Megatron-Bridge's own packages
+# where a machine without conda keeps them apart ($FILMORPH_ENGINE_PATH_MEGATRON; see
+# filmorph.train.launch.ENGINE_PATH_ENV), then the caller's
+MEGATRON_PYTHONPATH = (
+    "PYTHONPATH={workflow.basedir}/src:"
+    "${{FILMORPH_ENGINE_PATH_MEGATRON:+$FILMORPH_ENGINE_PATH_MEGATRON:}}$PYTHONPATH"
+)
 
 
 def family_conda_env(wildcards):

@@ -40,8 +40,8 @@ if MEGATRON_FAMILIES:
             ),
         shell:
             with_provenance(
-                f"{MEGATRON_VERSIONS_ENV} "
-                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.train.megatron.convert import"
+                f"{MEGATRON_VERSIONS_ENV} {MEGATRON_PYTHONPATH} "
+                "python -m filmorph.train.megatron.convert import"
                 " --hf {input.model} --out {output.ckpt} --tensor-parallel {params.tp}"
                 " --tokenizer-dir {input.tokenizer} --results {output.results} > {log} 2>&1"
             )
@@ -84,7 +84,7 @@ if MEGATRON_FAMILIES:
             ),
         shell:
             with_provenance(
-                f"(export {MEGATRON_VERSIONS_ENV} PYTHONPATH={{workflow.basedir}}/src:$PYTHONPATH;"
+                f"(export {MEGATRON_VERSIONS_ENV} {MEGATRON_PYTHONPATH};"
                 " python -m filmorph.train.megatron.convert verify --hf {input.model} --candidate {input.ckpt}"
                 " --tolerance {params.import_tol} --results {output.imported} &&"
                 " python -m filmorph.train.megatron.convert export --megatron {input.ckpt} --hf-base {input.model}"

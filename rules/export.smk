@@ -33,8 +33,8 @@ if MEGATRON_FAMILIES:
             provenance=provenance_shell(code=STAGE_FINGERPRINTS["train"]),
         shell:
             with_provenance(
-                f"{MEGATRON_VERSIONS_ENV} "
-                "PYTHONPATH={workflow.basedir}/src:$PYTHONPATH python -m filmorph.train.megatron.convert export"
+                f"{MEGATRON_VERSIONS_ENV} {MEGATRON_PYTHONPATH} "
+                "python -m filmorph.train.megatron.convert export"
                 " --megatron {input.ckpt} --hf-base {input.model} --out {output.hf}"
                 " --tokenizer-dir {input.tokenizer} > {log} 2>&1"
             )

@@ -215,6 +215,18 @@ def test_child_processes_import_this_package():
     assert L.with_package_path({})["PYTHONPATH"] == parts[1]
 
 
+def test_engine_pythonpath_puts_the_engines_own_packages_first():
+    """Without conda, an engine's conflicting pins live in their own directory, named by
+    FILMORPH_ENGINE_PATH_<ENGINE>, ahead of the shared PYTHONPATH, for that engine only."""
+    sep = os.pathsep
+    env = {"PYTHONPATH": "/site", "FILMORPH_ENGINE_PATH_AUTOMODEL": f"/am{sep}/am2"}
+    got = L.engine_pythonpath("automodel", env, first=["/src"]).split(sep)
+    assert got == ["/src", "/am", "/am2", "/site"]
+    assert L.engine_pythonpath("megatron", env, first=["/src"]).split(sep) == ["/src", "/site"]
+    assert L.engine_pythonpath("hf", {}) == ""
+    assert L.ENGINE_PATH_ENV.format(engine="AUTOMODEL") in env
+
+
 def test_launch_argv():
     args = ["--config", "c.json"]
     one = L.launch_argv(TrainConfig.from_dict({}), args, python="py")

@@ -12,7 +12,7 @@ sys.path.insert(0, str(SRC))  # this checkout's filmorph
 from filmorph.finetune.config import FinetuneConfig  # noqa: E402
 from filmorph.finetune.run import launcher_argv  # noqa: E402
 from filmorph.io import atomic_path  # noqa: E402
-from filmorph.train.launch import run_training_command  # noqa: E402
+from filmorph.train.launch import engine_pythonpath, run_training_command  # noqa: E402
 from filmorph.workflow import job_log, job_provenance  # noqa: E402
 
 # the log first: a failure of any step below lands in it and on the console
@@ -47,7 +47,8 @@ with job_log(snakemake) as log:
         args += ["--wheelhouse", inp.wheelhouse]
     cmd = launcher_argv(cfg, args)  # once per node: it starts torchrun with the ranks itself
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    # NeMo Automodel's own packages where a machine without conda keeps them apart
+    env["PYTHONPATH"] = engine_pythonpath("automodel", env, first=[SRC])
     with job_provenance(snakemake, log=log):
         print("command:", " ".join(cmd), file=log, flush=True)
         # outlives a Slurm stop signal (finetune.slurm.extra: --signal=TERM@SECONDS) until

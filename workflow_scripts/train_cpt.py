@@ -11,7 +11,7 @@ sys.path.insert(0, str(SRC))  # this checkout's filmorph
 
 from filmorph.io import atomic_path  # noqa: E402
 from filmorph.train.config import TrainConfig  # noqa: E402
-from filmorph.train.launch import launch_argv, run_training_command  # noqa: E402
+from filmorph.train.launch import engine_pythonpath, launch_argv, run_training_command  # noqa: E402
 from filmorph.train.versions import ALLOW_ENV  # noqa: E402
 from filmorph.workflow import job_log, job_provenance  # noqa: E402
 
@@ -39,7 +39,9 @@ with job_log(snakemake) as log:
     else:  # one process per GPU (torchrun on one node, srun across nodes)
         cmd = launch_argv(cfg, args)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    # this checkout's filmorph, then the engine's own packages where a machine without conda
+    # keeps them apart ($FILMORPH_ENGINE_PATH_<ENGINE>, see filmorph.train.launch)
+    env["PYTHONPATH"] = engine_pythonpath(p.engine, env, first=[SRC])
     if p.engine == "megatron":  # train.megatron.allow_untested_versions, for its version check
         env[ALLOW_ENV] = "1" if p.allow_untested_versions else "0"
     if cfg.world_size == 1:  # CPU threads: the cores this job was given, no more

@@ -27,10 +27,12 @@ __all__ = [
     "STOP_SIGNALS",
     "TORCHRUN_SHUTDOWN_S",
     "StopRequest",
+    "ENGINE_PATH_ENV",
     "DistEnv",
     "TrainingIncomplete",
     "descendants",
     "detect_dist_env",
+    "engine_pythonpath",
     "first_host",
     "forward_signals",
     "ignore_stop_signals",
@@ -136,6 +138,22 @@ def with_package_path(env: Mapping[str, str], first: Sequence[str | Path] = ()) 
     root = str(Path(__file__).resolve().parents[2])  # src/filmorph/train/launch.py -> src
     paths = (*map(str, first), root, env.get("PYTHONPATH"))
     return {**env, "PYTHONPATH": os.pathsep.join(x for x in paths if x)}
+
+
+# A machine without conda or containers runs every rule in one Python, but the engines pin
+# conflicting packages (Megatron-Bridge 0.6.2: transformers <= 5.12.1; NeMo Automodel 0.7.0:
+# transformers 5.18.0). Then each engine's own packages sit in a directory of their own, named by
+# this variable ({engine} upper-case: FILMORPH_ENGINE_PATH_AUTOMODEL, ..._MEGATRON, ..._HF), which
+# goes in front of PYTHONPATH for that engine's training processes only.
+ENGINE_PATH_ENV = "FILMORPH_ENGINE_PATH_{engine}"
+
+
+def engine_pythonpath(engine: str, env: Mapping[str, str], first: Sequence[str | Path] = ()) -> str:
+    """``PYTHONPATH`` for a training process of ``engine``: ``first``, then the paths in
+    ``$FILMORPH_ENGINE_PATH_<ENGINE>`` (unset: none), then ``env``'s ``PYTHONPATH``."""
+    own = env.get(ENGINE_PATH_ENV.format(engine=engine.upper()), "")
+    paths = (*map(str, first), *own.split(os.pathsep), env.get("PYTHONPATH"))
+    return os.pathsep.join(x for x in paths if x)
 
 
 def per_node_argv(
