@@ -37,6 +37,7 @@ def test_src_never_imports_tools():
 def test_proofs_import_no_heavy_library():
     code = (
         "import sys, tools.gpu_proof_megatron, tools.gpu_proof_automodel, tools.gpu_proof_finetune\n"
+        "import tools.gpu_dag, tools.gpu_gemma2_engines\n"
         "heavy = ('megatron.bridge', 'megatron.core', 'transformer_engine', 'torch', 'nemo_automodel')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
@@ -448,3 +449,81 @@ def test_bench_digest_tells_arms_apart_and_repeats(bench_cache):
     a = bench.bench_digest(0.01, ["llama"], cache, arms=arms)["llama"]
     assert a == bench.bench_digest(0.01, ["llama"], cache, arms=arms)["llama"]
     assert len(set(a.values())) == 3
+
+
+def test_gpu_dag_pack_and_assemble_round_trip(tmp_path, monkeypatch):
+    """The carried files cut into call-sized parts come back byte for byte from the parts a
+    stage needs, with their sha256 checked; a part not stashed (the machine went back) and a
+    corrupted part are refused by name."""
+    from tools import gpu_dag as G
+
+    files = []
+    for i, size in enumerate((2500, 10, 4096, 1)):
+        p = tmp_path / "in" / f"f{i}.bin"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(bytes((i * 7 + k) % 251 for k in range(size)))
+        files.append(p)
+    manifest = G.pack(files, tmp_path / "calls", part_bytes=1000)
+    assert manifest["parts"] == 7 and manifest["total"] == 6607
+    calls = sorted(d.name for d in (tmp_path / "calls").iterdir() if d.is_dir())
+    assert calls == [f"c{k}" for k in range(1, 8)]
+    assert all((tmp_path / "calls" / f"c{k}" / f"part{k}").stat().st_size == 1000 for k in range(1, 7))
+    stash = tmp_path / "stash"
+    for k in (1, 2, 3):  # f0 (bytes 0-2499) and f1 (2500-2509) lie in parts 1-3
+        G.stash(tmp_path / "calls" / f"c{k}", stash)
+    built = G.assemble(["f0.bin", "f1.bin"], stash)
+    assert built["f0.bin"].read_bytes() == files[0].read_bytes()
+    assert built["f1.bin"].read_bytes() == files[1].read_bytes()
+    with pytest.raises(SystemExit, match="part4 is missing for f2.bin"):
+        G.assemble(["f2.bin"], stash)
+    for k in (4, 5, 6, 7):
+        G.stash(tmp_path / "calls" / f"c{k}", stash)
+    (stash / "part6").write_bytes(b"\0" * 1000)  # f2 is bytes 2510-6605: parts 3-7
+    with pytest.raises(SystemExit, match="f2.bin: sha256 differs"):
+        G.assemble(["f2.bin"], stash)
+    G.stash(tmp_path / "calls" / "c6", stash)
+    (stash / "files" / "f2.bin").unlink()
+    built = G.assemble(["f2.bin", "f3.bin"], stash)
+    assert [built[f"f{i}.bin"].read_bytes() for i in (2, 3)] == [files[i].read_bytes() for i in (2, 3)]
+
+
+def test_gpu_dag_exports_give_each_engine_its_transformers():
+    from filmorph.train.launch import ENGINE_PATH_ENV, engine_pythonpath
+    from tools import gpu_dag as G
+
+    env = G._exports()
+    base = env["PYTHONPATH"].split(":")
+    assert base[:2] == [str(G.SITE_T), str(G.SITE)] and base[2].endswith("src")
+    for engine, site in (("automodel", G.SITE_AM), ("megatron", G.SITE_MG)):
+        assert env[ENGINE_PATH_ENV.format(engine=engine.upper())] == str(site)
+        assert engine_pythonpath(engine, env).split(":")[0] == str(site)
+    assert engine_pythonpath("hf", env) == env["PYTHONPATH"]
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_gemma2_engines_table_reads_both_engines_rows():
+    from tools.gpu_gemma2_engines import SETTINGS, table
+
+    record = {
+        "steps": 20,
+        "gpu": "NVIDIA H200",
+        "automodel": [
+            {"variant": SETTINGS[0][0], **SETTINGS[0][1], "tokens_per_s": 12345.6, "mfu": 0.2012,
+             "peak_memory_gib": 40.5, "first_logged_loss": 12.5, "final_loss": 9.25},
+            {"variant": SETTINGS[1][0], "skipped": "time budget"},
+        ],
+        "megatron": [
+            {"variant": SETTINGS[0][0], **SETTINGS[0][1], "steady_tokens_per_s": 9000.0, "steady_mfu": 0.147,
+             "peak_memory_gib": 60.0, "first_loss": 12.6, "last_loss": 9.5},
+        ],
+        "softcap": {"eager": {"max_abs_diff_vs_eager": 0.0, "packed_vs_separate": 1e-6},
+                    "sdpa": {"max_abs_diff_vs_eager": 0.3},
+                    "flex_attention": {"max_abs_diff_vs_eager": 2e-6, "packed_vs_separate": 3e-6}},
+    }
+    text = table(record)
+    rows = [line for line in text.splitlines() if line.startswith(("| automodel", "| megatron"))]
+    assert len(rows) == 3
+    assert "12,346" in rows[0] and "20.1 %" in rows[0] and "40.5" in rows[0] and "12.50 → 9.25" in rows[0]
+    assert "time budget" in rows[1]
+    assert "9,000" in rows[2] and "14.7 %" in rows[2] and "(512, 64/8)" in rows[2]
+    assert "sdpa: max |logits − eager| = 0.3" in text
