@@ -96,8 +96,11 @@ def softcap_check(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def automodel_rows(data: Path, work: Path, steps: int, deadline: float) -> list[dict[str, Any]]:
-    """Write the full-size model once (GPU generator, bf16) and bench every setting."""
+def automodel_rows(
+    data: Path, work: Path, steps: int, deadline: float, rows: list[dict[str, Any]], save: Any
+) -> list[dict[str, Any]]:
+    """Write the full-size model once (GPU generator, bf16) and bench every setting, appending
+    each row to ``rows`` and calling ``save()`` after it."""
     import tools.gpu_proof_automodel as GA
     from filmorph.models import random_model
     from filmorph.paths import chunk_name
@@ -111,7 +114,6 @@ def automodel_rows(data: Path, work: Path, steps: int, deadline: float) -> list[
 
         torch.cuda.empty_cache()  # the training runs in child processes
     prefixes = [str(data / "shards" / "gemma" / chunk_name(k)) for k in (0, 1)]
-    rows = []
     for name, settings in SETTINGS:
         if time.time() > deadline:
             rows.append({"variant": name, "skipped": "time budget"})
@@ -127,6 +129,7 @@ def automodel_rows(data: Path, work: Path, steps: int, deadline: float) -> list[
         )
         GA.bench(name, "gemma", {"prefixes": prefixes}, {"gemma": model}, work, cfg, {})
         rows.append({"variant": name, **settings, **GA.RESULTS.get("bench", {}).get(name, {})})
+        save()
     return rows
 
 
@@ -222,14 +225,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         **os.environ,
         "PYTHONPATH": ":".join(x for x in (a.automodel_path, os.environ.get("PYTHONPATH"), str(REPO)) if x),
     }
+
+    def save() -> None:  # after every phase: a bench stopped early still leaves its rows
+        record["seconds"] = round(time.time() - t0, 1)
+        record["table"] = table(record)
+        (a.out / "gemma2_engines.json").write_text(
+            json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8"
+        )
+        (a.out / "gemma2_engines.md").write_text(record["table"] + "\n", encoding="utf-8")
+
     _say("softcap check")
     record["softcap"] = softcap_check(am_env)
     _say(json.dumps(record["softcap"]))
+    save()
     # Automodel runs in its own processes: its transformers goes ahead of Megatron-Bridge's
     shared = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = am_env["PYTHONPATH"]
     try:
-        record["automodel"] = automodel_rows(a.data, a.work, a.steps, t0 + a.budget_s * 0.45)
+        record["automodel"] = []
+        automodel_rows(a.data, a.work, a.steps, t0 + a.budget_s * 0.45, record["automodel"], save)
     except Exception:  # noqa: BLE001
         record["automodel_error"] = traceback.format_exc()[-3000:]
     # Megatron-Bridge's transformers ahead for its processes
@@ -240,12 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except Exception:  # noqa: BLE001
         record["megatron_error"] = traceback.format_exc()[-3000:]
-    record["seconds"] = round(time.time() - t0, 1)
-    record["table"] = table(record)
-    (a.out / "gemma2_engines.json").write_text(
-        json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8"
-    )
-    (a.out / "gemma2_engines.md").write_text(record["table"] + "\n", encoding="utf-8")
+    save()
     print(record["table"], flush=True)
     return 0
 
