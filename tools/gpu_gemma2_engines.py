@@ -83,6 +83,10 @@ print(json.dumps(out))
 """
 
 
+class _Skipped(Exception):
+    """An engine left out with --engines."""
+
+
 def _say(msg: str) -> None:
     print(f"[gemma2_engines {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -210,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("FILMORPH_ENGINE_PATH_MEGATRON", ""),
         help="Megatron-Bridge's own packages, ahead of PYTHONPATH for its runs",
     )
+    p.add_argument("--engines", default="automodel,megatron", help="comma-separated: automodel, megatron")
     a = p.parse_args(argv)
+    engines = set(a.engines.split(","))
     t0 = time.time()
     a.out.mkdir(parents=True, exist_ok=True)
     a.work.mkdir(parents=True, exist_ok=True)
@@ -243,15 +249,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = am_env["PYTHONPATH"]
     try:
         record["automodel"] = []
+        if "automodel" not in engines:
+            raise _Skipped
         automodel_rows(a.data, a.work, a.steps, t0 + a.budget_s * 0.45, record["automodel"], save)
+    except _Skipped:
+        pass
     except Exception:  # noqa: BLE001
         record["automodel_error"] = traceback.format_exc()[-3000:]
     # Megatron-Bridge's transformers ahead for its processes
     os.environ["PYTHONPATH"] = ":".join(x for x in (a.megatron_path, shared) if x)
     try:
+        if "megatron" not in engines:
+            raise _Skipped
         record["megatron"] = megatron_rows(
             a.data, a.out, a.work, a.steps, max(120.0, a.budget_s - (time.time() - t0))
         )
+    except _Skipped:
+        pass
     except Exception:  # noqa: BLE001
         record["megatron_error"] = traceback.format_exc()[-3000:]
     save()
