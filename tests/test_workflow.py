@@ -171,6 +171,22 @@ def test_gpu_config_plans_the_whole_dag_with_one_engine_per_family(tmp_path):
     assert not any("gpu=" in j for j in jobs["evaluate"])
 
 
+def test_gpu_config_lite_overlays_plan_automodel_only(tmp_path):
+    """The device fallbacks (tools/device/*.yaml, `tools.gpu_dag dag --lite`): gemma as a
+    random-init Gemma 3 270M shape with the carried tokenizer, llama on automodel too: no
+    Megatron job is planned, everything else is config/gpu.yaml's DAG."""
+    tok = tmp_path / "tok"
+    overlay = (REPO / "tools/device/gpu_dag_random_gemma.yaml").read_text()
+    assert "/root/gd/tok_gemma" in overlay  # where tools.gpu_dag install unpacks it
+    (tmp_path / "gemma.yaml").write_text(overlay.replace("/root/gd/tok_gemma", str(tok)))
+    overlays = [str(tmp_path / "gemma.yaml"), str(REPO / "tools/device/gpu_dag_automodel_only.yaml")]
+    res = snakemake(tmp_path, *overlays, "-n", "all", "--resources", "gpu=2", config="config/gpu.yaml")
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["train_cpt"] == 6 and counts["evaluate"] == 2 + 6
+    assert not {"import_checkpoint", "verify_import", "train_cpt_megatron", "export_checkpoint"} & set(counts)
+    assert counts["audit"] == counts["report_results"] == 1
+
+
 def test_arm_target_dry_run_touches_only_that_arm(tmp_path):
     res = snakemake(tmp_path, "-n", "arm_patok", "-p", config="config/study.yaml")
     out = res.stdout + res.stderr
