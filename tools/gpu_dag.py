@@ -320,7 +320,9 @@ def dag(out: Path, wait_s: float, command: str = DAG_COMMAND) -> dict[str, Any]:
         )
         python_dir = Path(sys.executable).parent
         if not (python_dir / "python").exists() and not shutil.which("python"):
-            os.symlink(sys.executable, "/usr/local/bin/python")  # the shell rules call `python`
+            link = Path("/usr/local/bin/python")  # the shell rules call `python`
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(sys.executable)
         env = {**os.environ, **_exports()}
         env["PYTHONPATH"] = ":".join([str(SITE_T), str(SITE), str(DAG_DIR / "src")])
         with open(log, "ab") as fh:
