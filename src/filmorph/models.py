@@ -50,6 +50,7 @@ __all__ = [
     "SOFTCAP_SAFE_ATTENTION",
     "GGUFSource",
     "attention_for",
+    "attention_kwargs",
     "attn_logit_softcap",
     "gguf_meta",
     "load_causal_lm",
@@ -148,6 +149,16 @@ def attention_for(config: Any, preferred: str | None = None, *, fallback: str = 
     if attn_logit_softcap(config) is None or preferred in SOFTCAP_SAFE_ATTENTION:
         return preferred
     return fallback
+
+
+def attention_kwargs(src: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for the model at ``src`` (``kwargs``: those passed to
+    ``from_pretrained``, e.g. ``local_files_only``): ``attn_implementation`` when the model
+    soft-caps its attention logits (:func:`attention_for`, eager), else none."""
+    from transformers import AutoConfig
+
+    attn = attention_for(AutoConfig.from_pretrained(str(src), **kwargs))
+    return {"attn_implementation": attn} if attn else {}
 
 
 def _torch_dtype(dtype: str) -> torch.dtype:
@@ -543,7 +554,7 @@ def load_causal_lm(
     soft-caps its attention logits (Gemma 2) loads with eager attention (:func:`attention_for`).
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -553,8 +564,7 @@ def load_causal_lm(
     local = Path(path_or_id).expanduser().is_dir()
     src = str(Path(path_or_id).expanduser()) if local else str(path_or_id)
     kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
-    attn = attention_for(AutoConfig.from_pretrained(src, **kwargs))  # eager for Gemma 2's softcap
-    extra = {"attn_implementation": attn} if attn else {}
+    extra = attention_kwargs(src, **kwargs)  # eager for Gemma 2's softcap
     model = AutoModelForCausalLM.from_pretrained(src, dtype=tdtype, **kwargs, **extra)
     model.to(device)
     model.eval()

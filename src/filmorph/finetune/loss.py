@@ -97,12 +97,9 @@ def load_model(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if Path(src).is_dir():
         kwargs["local_files_only"] = True
-    from transformers import AutoConfig
+    from filmorph.models import attention_kwargs
 
-    from filmorph.models import attention_for
-
-    attn = attention_for(AutoConfig.from_pretrained(src, **kwargs))  # eager for Gemma 2's softcap
-    extra = {"attn_implementation": attn} if attn else {}
+    extra = attention_kwargs(src, **kwargs)  # eager for Gemma 2's softcap
     m = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, dtype), **kwargs, **extra)
     tok_src = src
     if adapter is not None:

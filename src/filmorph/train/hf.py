@@ -410,13 +410,12 @@ def load_model(model_dir: str | Path, device: Any, *, check_masking: bool) -> An
     :data:`SUPPORTED_ATTENTION` and, with ``check_masking``, a model that lets packed documents
     attend to each other (:func:`check_document_masking`)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from filmorph.models import attention_for
+    from filmorph.models import attention_kwargs
 
     # eager for a model that soft-caps its attention logits (Gemma 2): SDPA would drop the cap
-    attn = attention_for(AutoConfig.from_pretrained(str(model_dir), local_files_only=True))
-    extra = {"attn_implementation": attn} if attn else {}
+    extra = attention_kwargs(model_dir, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir), dtype=torch.float32, local_files_only=True, **extra
     )

@@ -357,13 +357,11 @@ def exact_matmuls() -> None:
 
 def hf_logits(hf_dir: Path, ids: Any, dtype: Any, device: Any) -> Any:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from filmorph.models import attention_for
+    from filmorph.models import attention_kwargs
 
-    cfg = AutoConfig.from_pretrained(str(hf_dir), local_files_only=True)
-    attn = attention_for(cfg)  # eager for Gemma 2: SDPA would drop its attention softcap
-    extra = {"attn_implementation": attn} if attn else {}
+    extra = attention_kwargs(hf_dir, local_files_only=True)  # eager for Gemma 2: SDPA drops its softcap
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=dtype, local_files_only=True, **extra)
     model.to(device).eval()
     with torch.no_grad():
