@@ -9,15 +9,20 @@ TARGET ?= all
 TEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (CI has 2 cores)
 
 .PHONY: setup run test lint clean
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.native
 
-$(VENV)/.installed: $(ENVS) envs/nodeps.txt pyproject.toml
+$(VENV)/.installed: $(ENVS) envs/nodeps.txt pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip pyyaml==6.0.3
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) envs/pip_requirements.py $(ENVS) > $(VENV)/requirements.txt
 	$(PY) -m pip install -q -r $(VENV)/requirements.txt
 	$(PY) -m pip install -q --no-deps -r envs/nodeps.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# filmorph._native (the arms' C loops, setup.py) is rebuilt in place when its source changes
+$(VENV)/.native: $(VENV)/.installed src/filmorph/_native.c
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

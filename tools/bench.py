@@ -1,8 +1,9 @@
 """Benchmarks that print figures (never asserted in tests).
 
     python -m tools.bench tokenize [--mb 5] [--families gemma,llama] [--cache DIR]
-        [--config FILE] [--reps 2] [--cold]
+        [--config FILE] [--reps 2] [--cold] [--python]
     python -m tools.bench digest [--mb 5] [--families gemma,llama] [--cache DIR] [--config FILE]
+        [--python]
     python -m tools.bench evaluate [--model DIR] [--items FILE.jsonl] [--mcq 500] [--gen 200]
         [--batch-size auto] [--max-new-tokens 32] [--device auto] [--dtype auto] [--threads N]
 
@@ -12,17 +13,21 @@ CPU time, best of `--reps` after one untimed pass that warms the arms' memos unl
 `--cold`): the expansion-table build, the family's native encoder alone (`native_mb_s`:
 tiktoken for Llama 3, the HF `tokenizers` fast backend otherwise), and each named arm end to
 end on the whole corpus (batch encode as the tokenize stage does + the arm, seeded per
-document from (0, arm name, document id)). The arms are named instances (`arms.<name>`, with
-`type` where the name is not the type): :data:`BENCH_ARMS` (vanilla, stochastok, patok =
-variant v1, patok_published, patok_morph, study settings) or a config's `arms:`
-(`--config`). Prints each arm against vanilla and vanilla against the native encoder, then as
+document from (0, arm name, document id) by `filmorph.rng.arm_rng`, as the tokenize stage
+does: the compiled generator and C loops of `filmorph._native` when built; `--python` hands
+the arms a `random.Random` instead, i.e. times the pure-Python reference code). The arms are
+named instances (`arms.<name>`, with `type` where the name is not the type):
+:data:`BENCH_ARMS` (vanilla, stochastok, patok = variant v1, patok_published, patok_morph,
+study settings) or a config's `arms:` (`--config`). Prints each arm against vanilla and
+vanilla against the native encoder, then as
 its last line one JSON object ``{"gemma": {"vanilla_mb_s", "native_mb_s",
 "vanilla_vs_native", "<arm>_mb_s", "<arm>_vs_vanilla", "<arm>_tokens" for every named arm,
 "expansion_build_s"}, "llama": {...}}``.
 
 `digest`: the same corpus, arms and seeds; prints, as its last line, ``{family: {arm: sha256
 of every document's output ids and the arm's counters}}``, to check that a change to an arm's code keeps its
-outputs byte-identical (run it once with `PYTHONPATH` at each tree and compare).
+outputs byte-identical (run it once with `PYTHONPATH` at each tree and compare; with and
+without `--python` it checks the C loops against the Python reference).
 
 `evaluate`: scores a fixed subset of benchmark items (default 500 MCQ + 200 GEN, drawn with a
 fixed seed from `filmorph.benchmarks.generate(b, fmt, 10, seed=0)` over all benchmarks, or from
@@ -119,8 +124,16 @@ def native_encode(fam):
         e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
 
 
+def arm_stream(python: bool = False):
+    """The per-document stream factory: `filmorph.rng.arm_rng` (the tokenize stage's), or with
+    `python` `rng_for` (a `random.Random`: the arms' pure-Python reference loops)."""
+    from filmorph.rng import arm_rng, rng_for
+
+    return rng_for if python else arm_rng
+
+
 def time_arms(fam, docs: list[tuple[str, str]], arms: dict, *, reps: int = 2, warm: bool = True,
-              batch: int = 64, seed: int = 0, label: str = "") -> dict:
+              batch: int = 64, seed: int = 0, label: str = "", python: bool = False) -> dict:
     """One-core MB/s (CPU time, best of `reps`; after one untimed pass when `warm`, i.e. the
     steady state of a long corpus with the arms' memos filled): the native encoder alone, and
     each named arm in `arms` ({name: arm function}) end to end (`fam.encode_batch` per batch of
@@ -128,8 +141,7 @@ def time_arms(fam, docs: list[tuple[str, str]], arms: dict, *, reps: int = 2, wa
     ``native_mb_s``, ``vanilla_mb_s`` (the vanilla arm, timed here even if `arms` lacks it),
     ``vanilla_vs_native``, and per arm ``<name>_mb_s``, ``<name>_vs_vanilla``,
     ``<name>_tokens``; prints the figures to stderr."""
-    from filmorph.rng import rng_for
-
+    stream = arm_stream(python)
     texts = [t for _, t in docs]
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     if "vanilla" not in arms:
@@ -157,7 +169,7 @@ def time_arms(fam, docs: list[tuple[str, str]], arms: dict, *, reps: int = 2, wa
                 part = docs[i:i + batch]
                 for (doc_id, _), ids in zip(part, fam.encode_batch([t for _, t in part]),
                                             strict=True):
-                    n_out += len(arm(ids, rng_for(seed, name, doc_id), None))
+                    n_out += len(arm(ids, stream(seed, name, doc_id), None))
             return n_out
 
         row[f"{name}_mb_s"], row[f"{name}_tokens"] = best(run_arm)
@@ -173,14 +185,18 @@ def time_arms(fam, docs: list[tuple[str, str]], arms: dict, *, reps: int = 2, wa
 
 
 def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64,
-                   arms: dict | None = None, reps: int = 2, warm: bool = True) -> dict:
+                   arms: dict | None = None, reps: int = 2, warm: bool = True,
+                   python: bool = False) -> dict:
     """Time every named arm of every family on one synthesized corpus; return the figures."""
     from filmorph.arms.expansions import ExpansionTable
 
     docs = bench_corpus(mb, cache)
     nbytes = sum(len(t.encode("utf-8")) for _, t in docs)
+    from filmorph.rng import native_available
+
+    code = "pure Python" if python or not native_available() else "compiled (filmorph._native)"
     print(f"corpus: {len(docs)} documents, {nbytes / 1e6:.2f} MB; one core, CPU time, best of "
-          f"{reps}{', warm' if warm else ', first pass'}", file=sys.stderr)
+          f"{reps}{', warm' if warm else ', first pass'}; arms' loops: {code}", file=sys.stderr)
     results: dict[str, dict] = {}
     for fam_name in families:
         fam = bench_family(fam_name, cache)
@@ -188,19 +204,18 @@ def bench_tokenize(mb: float, families: list[str], cache: Path, batch: int = 64,
         ExpansionTable.build(fam.token_bytes, fam.byte_fallback_ids)
         row = {"expansion_build_s": round(time.perf_counter() - t0, 3)}
         row.update(time_arms(fam, docs, build_arms(fam, arms or BENCH_ARMS), reps=reps,
-                             warm=warm, batch=batch, label=fam_name))
+                             warm=warm, batch=batch, label=fam_name, python=python))
         results[fam_name] = row
     return results
 
 
 def bench_digest(mb: float, families: list[str], cache: Path, arms: dict | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, python: bool = False) -> dict:
     """{family: {arm: sha256 of every document's output ids and the arm's nonzero counters}}
     on the bench corpus."""
     import hashlib
 
-    from filmorph.rng import rng_for
-
+    stream = arm_stream(python)
     docs = bench_corpus(mb, cache)
     results: dict[str, dict] = {}
     for fam_name in families:
@@ -211,7 +226,7 @@ def bench_digest(mb: float, families: list[str], cache: Path, arms: dict | None 
             h = hashlib.sha256()
             counters: Counter = Counter()
             for (doc_id, _), ids in zip(docs, encoded, strict=True):
-                out = arm(ids, rng_for(seed, name, doc_id), counters)
+                out = arm(ids, stream(seed, name, doc_id), counters)
                 h.update(doc_id.encode() + b"\0" + ",".join(map(str, out)).encode() + b"\n")
             h.update(json.dumps(sorted((k, v) for k, v in counters.items() if v)).encode())
             row[name] = h.hexdigest()
@@ -426,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cache", default=str(Path.home() / ".cache" / "filmorph" / "bench"))
         p.add_argument("--config", default=None,
                        help="time this config file's `arms:` instead of the built-in set")
+        p.add_argument("--python", action="store_true",
+                       help="hand the arms a random.Random: their pure-Python reference loops "
+                            "instead of filmorph._native's (same output)")
     t.add_argument("--reps", type=int, default=2, help="timed passes, best kept (default 2)")
     t.add_argument("--cold", action="store_true",
                    help="no untimed warm-up pass (first pass: memos empty)")
@@ -452,9 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         arms = config_arms(args.config) if args.config else None
     if args.cmd == "tokenize":
         res = bench_tokenize(args.mb, fams, Path(args.cache), arms=arms, reps=args.reps,
-                             warm=not args.cold)
+                             warm=not args.cold, python=args.python)
     elif args.cmd == "digest":
-        res = bench_digest(args.mb, fams, Path(args.cache), arms=arms)
+        res = bench_digest(args.mb, fams, Path(args.cache), arms=arms, python=args.python)
     else:
         bs = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
         res = bench_evaluate(

@@ -11,11 +11,20 @@ from __future__ import annotations
 import hashlib
 import random
 
+try:  # the compiled arms helpers (setup.py); absent: the pure-Python reference, same numbers
+    from filmorph._native import Rng as _NativeRng
+except ImportError:  # pragma: no cover -- exercised where the extension is not built
+    _NativeRng = None
+
+
+def _digest(seed: int, purpose: str, key: str) -> bytes:
+    material = f"{int(seed)}\x1f{purpose}\x1f{key}".encode()
+    return hashlib.blake2b(material, digest_size=16).digest()
+
 
 def derive_seed(seed: int, purpose: str, key: str) -> int:
     """A 128-bit integer seed that is a pure function of (seed, purpose, key)."""
-    material = f"{int(seed)}\x1f{purpose}\x1f{key}".encode()
-    return int.from_bytes(hashlib.blake2b(material, digest_size=16).digest(), "little")
+    return int.from_bytes(_digest(seed, purpose, key), "little")
 
 
 def rng_for(seed: int, purpose: str, key: str) -> random.Random:
@@ -25,3 +34,19 @@ def rng_for(seed: int, purpose: str, key: str) -> random.Random:
     `getrandbits()`) is stable across CPython versions, so streams are reproducible.
     """
     return random.Random(derive_seed(seed, purpose, key))
+
+
+def arm_rng(seed: int, purpose: str, key: str):
+    """The random stream a tokenization arm draws from for one document: the same numbers as
+    ``rng_for(seed, purpose, key).random()``, from the compiled generator
+    (:class:`filmorph._native.Rng`, which also runs the arms' C loops) when it is built, else
+    from that `random.Random`. Arms draw only with ``.random()``."""
+    if _NativeRng is not None:
+        return _NativeRng(_digest(seed, purpose, key))
+    return rng_for(seed, purpose, key)
+
+
+def native_available() -> bool:
+    """Whether the compiled arms helpers (:mod:`filmorph._native`) are built."""
+    return _NativeRng is not None
+

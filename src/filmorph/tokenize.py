@@ -223,7 +223,7 @@ def _ordered_results(pool: Any, work: Any, batches: Iterator[Any], ahead: int) -
 
 
 def _process_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes], dict]:
-    from filmorph.rng import rng_for
+    from filmorph.rng import arm_rng
 
     fam: PreparedTokenizer = _STATE["family"]
     arm = _STATE["arm"]
@@ -232,7 +232,7 @@ def _process_batch(batch: list[tuple[str, str]], seed: int) -> tuple[list[bytes]
     out: list[bytes] = []
     encoded = fam.encode_batch([t for _, t in batch])
     for (doc_id, text), ids in zip(batch, encoded, strict=True):
-        new = arm(ids, rng_for(seed, name, doc_id), counters)
+        new = arm(ids, arm_rng(seed, name, doc_id), counters)
         counters["vanilla_tokens"] += len(ids)
         counters["tokens"] += len(new)
         counters["text_bytes"] += len(text.encode("utf-8"))
@@ -272,6 +272,7 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
     """Tokenize one chunk with one arm into `out_prefix`.{bin,idx,doc_ids.txt,stats.json}."""
     from filmorph.corpus import read_chunk
     from filmorph.progress import progress_bar
+    from filmorph.rng import native_available
     from filmorph.shards import ShardWriter
 
     resolve_arm(arm, arm_params)  # a bad arm name or type fails here, not in a worker
@@ -342,6 +343,8 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
         "tokens_per_word": round(tokens / words, 6) if words else None,
         "arm_counters": dict(sorted(counts.items())),
         "seconds": round(seconds, 3), "workers": workers,
+        # the same ids either way; "python" (extension not built) is only slower
+        "arm_loops": "compiled" if native_available() else "python",
         "mb_per_s": round(text_bytes / 1e6 / seconds, 4) if seconds > 0 else None,
     }
     if stats["documents_in"] != stats["documents_out"] + stats["documents_skipped"]:

@@ -76,6 +76,16 @@ class ExpansionTable:
         offs = np.frombuffer(self.offsets, dtype=np.int64)
         return offs[:-1].tolist(), np.diff(offs).tolist()
 
+    @cached_property
+    def native(self):
+        """The table as :class:`filmorph._native.Table` (a view of these arrays) for the C
+        expansion loop, or None when the extension is not built."""
+        try:
+            from filmorph._native import Table
+        except ImportError:  # pragma: no cover -- where the extension is not built
+            return None
+        return Table(self.offsets, self.lefts, self.rights)
+
     def pairs(self, tid: int) -> list[tuple[int, int]]:
         """All (left, right) expansions of `tid`."""
         lo, hi = self.offsets[tid], self.offsets[tid + 1]

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from filmorph.rng import rng_for
+from filmorph.rng import arm_rng
 
 # counters of each variant that make up "windows" and "affix cuts"
 _WINDOWS = {"v1": ("windows_contracted",), "published": ("windows",), "morph": ("words_cut",)}
@@ -70,7 +70,7 @@ def measure_arm(arm: Callable, variant: str, docs: Iterable[tuple[str, Sequence[
     for doc_id, ids in docs:
         n_in += len(ids)
         t0 = time.perf_counter()
-        out = arm(list(ids), rng_for(seed, arm_name, doc_id), counters)
+        out = arm(list(ids), arm_rng(seed, arm_name, doc_id), counters)
         secs += time.perf_counter() - t0
         n_out += len(out)
         if spaces:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from filmorph.rng import rng_for
+from filmorph.rng import arm_rng
 
 TYPES = ("prefix", "infix", "suffix", "circumfix", "reduplication")
 CARRIERS = (
@@ -116,7 +116,7 @@ def word_scores(gold: Sequence[GoldWord], arm: Callable, arm_name: str,
         gold_b = {len(g.word[:c].encode("utf-8")) for c in g.cuts}
         tp = tok = full = 0
         for r in range(renderings):
-            rng = rng_for(seed, arm_name, f"gold:{context}:{g.word}:{r}")
+            rng = arm_rng(seed, arm_name, f"gold:{context}:{g.word}:{r}")
             got = render_boundaries(arm, encode, token_bytes, text, start, end, rng)
             hit = len(got & gold_b)
             tp += hit

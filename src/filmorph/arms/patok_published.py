@@ -36,7 +36,10 @@ tokenizer's clean-up; a StochasTok draw gives up after 1,000 redraws on affix to
 instead of looping for ever. All randomness comes from the one `random.Random`. Edits go
 through :class:`filmorph.arms.seq.BlockSeq` (a document of one block, the common case, is
 edited as a plain list, the same edits), so a document costs O(n log n) rather than the
-published O(n²).
+published O(n²). Handed a :class:`filmorph._native.Rng` (:func:`filmorph.rng.arm_rng`), a
+document of at most :data:`NATIVE_MAX_TOKENS` tokens runs the window loop in C
+(``filmorph._native.published_contract``), draw for draw the same, with the memos and the
+cutting kept here.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ from filmorph.arms.expansions import ExpansionTable
 from filmorph.arms.seq import BlockSeq
 from filmorph.arms.stochastok import stochastok_expand
 
+try:  # the window loop in C (setup.py), taken when the stream is a filmorph._native.Rng
+    from filmorph._native import Rng as _NativeRng
+    from filmorph._native import published_contract as _native_contract
+except ImportError:  # pragma: no cover -- where the extension is not built
+    _NativeRng = _native_contract = None
+
 # The published inventory (data/affixes_filipino/{prefix,infix,suffix}.txt), as it is.
 PUBLISHED_AFFIXES: dict[str, tuple[str, ...]] = {
     "prefix": tuple("""de- di- ga ika ipa ipag ipam ipan ipang in ka kaka kasim kasin kasing ki
@@ -68,6 +77,9 @@ PUBLISHED_AFFIXES: dict[str, tuple[str, ...]] = {
 }
 MAX_ATTEMPTS = 100
 MAX_REDRAWS = 1000
+# Documents up to this many tokens take the C window loop (a flat array: an edit moves the
+# tail, O(n)); longer ones the BlockSeq loop here. Both make the same edits.
+NATIVE_MAX_TOKENS = 4096
 _REPEAT = re.compile(r"(..)\1", re.S)  # the first character pair repeated right after itself
 
 
@@ -164,6 +176,26 @@ class PatokPublished:
         n0 = len(ids)
         iterations = int(n0 * p.contract_prop)
         special, is_affix = self.special, self.is_affix
+        if _native_contract is not None and type(rng) is _NativeRng and n0 <= NATIVE_MAX_TOKENS:
+            lst, *tally = _native_contract(
+                ids, rng, iterations, *self._cum, special,
+                not self._special_ids.isdisjoint(ids), self._spans, self._info,
+                self._outcome_of, p.affix_awareness, p.affix_awareness_if_overlap, MAX_ATTEMPTS)
+        else:
+            lst, *tally = self._contract(ids, rng, iterations)
+        for name, v in zip(("windows", "affix_cuts", "redup_cuts", "windows_kept",
+                            "windows_first_k", "windows_dropped_special"), tally, strict=True):
+            counters[name] += v
+        counters["windows_contracted"] += tally[0]  # the summary's contracted_window_rate
+        return stochastok_expand(lst, self.table, rng, p.expand_prop, blocked=is_affix,
+                                 counters=counters, redraw_blocked=MAX_REDRAWS)
+
+    def _contract(self, ids: Sequence[int], rng: random.Random, iterations: int) -> tuple:
+        """The window loop (steps 1-4): (new ids, windows, affix cuts, reduplication cuts,
+        windows kept, first-k fallbacks, windows dropped for a special token)."""
+        p = self.params
+        n0 = len(ids)
+        special = self.special
         rand = rng.random
         c1, c2 = self._cum
         # A document of at most one block is edited as a plain list (the common case; no
@@ -231,7 +263,7 @@ class PatokPublished:
                 j = int(rand() * len(choices))
             res = outcomes.get(j)
             if res is None:
-                res = outcomes[j] = self._outcome(text, choices[j] if j >= 0 else None)
+                res = self._outcome_of(info, j)
             new, cut, red = res
             cuts += cut
             redups += red
@@ -242,16 +274,15 @@ class PatokPublished:
                 lst[st:st + k] = new
             else:
                 replace(st, k, new)
-        counters["windows"] += windows
-        counters["windows_contracted"] += windows  # the summary's contracted_window_rate
-        counters["affix_cuts"] += cuts
-        counters["redup_cuts"] += redups
-        counters["windows_kept"] += kept
-        counters["windows_first_k"] += fallbacks
-        counters["windows_dropped_special"] += dropped
-        return stochastok_expand(lst if single else seq.to_list(), self.table, rng, p.expand_prop,
-                                 blocked=is_affix, counters=counters,
-                                 redraw_blocked=MAX_REDRAWS)
+        return (lst if single else seq.to_list(), windows, cuts, redups, kept, fallbacks,
+                dropped)
+
+    def _outcome_of(self, info: tuple, j: int) -> tuple:
+        """The outcome of choice `j` (-1: no affix cut) of a window with facts `info`,
+        computed and stored in the window's outcomes."""
+        text, _, choices, outcomes, _ = info
+        res = outcomes[j] = self._outcome(text, choices[j] if j >= 0 else None)
+        return res
 
     def _info(self, window: list[int]) -> tuple:
         """(text or None, overlapping matches?, the matches a cut chooses among, outcomes,

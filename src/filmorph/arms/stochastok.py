@@ -8,6 +8,12 @@ from collections.abc import Sequence
 
 from filmorph.arms.expansions import ExpansionTable
 
+try:  # the C loop (setup.py), taken when the caller's stream is a filmorph._native.Rng
+    from filmorph._native import Rng as _NativeRng
+    from filmorph._native import expand as _native_expand
+except ImportError:  # pragma: no cover -- where the extension is not built
+    _NativeRng = _native_expand = None
+
 
 def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
                       expand_prop: float, *, blocked: bytes | bytearray | None = None,
@@ -27,7 +33,17 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     expanded region a slot is drawn uniformly and accepted with probability
     size/max_size (rejection sampling), then a piece uniformly within it. Every current
     position thus has probability 1/L, and the total work is O(len(ids)).
+
+    With `rng` a :class:`filmorph._native.Rng` (:func:`filmorph.rng.arm_rng`) the loop runs
+    in C, draw for draw the same as here.
     """
+    if _NativeRng is not None and type(rng) is _NativeRng and table.native is not None:
+        out, attempts, done = _native_expand(ids, table.native, rng, expand_prop, blocked,
+                                             redraw_blocked)
+        if counters is not None and attempts > 0:
+            counters["expand_attempts"] += attempts
+            counters["expansions"] += done
+        return out
     slots = expand_slots(ids, table, rng, expand_prop, blocked=blocked, counters=counters,
                          redraw_blocked=redraw_blocked)
     if not slots:
@@ -47,7 +63,14 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
                  counters: Counter | None = None,
                  redraw_blocked: int = 0) -> dict[int, list[int]]:
     """The work of :func:`stochastok_expand`: {position in `ids`: the pieces that replace it}
-    for the positions that were expanded."""
+    for the positions that were expanded (in the order they were first expanded)."""
+    if _NativeRng is not None and type(rng) is _NativeRng and table.native is not None:
+        slots, attempts, done = _native_expand(ids, table.native, rng, expand_prop, blocked,
+                                               redraw_blocked, True)
+        if counters is not None and attempts > 0:
+            counters["expand_attempts"] += attempts
+            counters["expansions"] += done
+        return slots
     n0 = len(ids)
     attempts = int(expand_prop * n0)
     if attempts <= 0:
