@@ -16,6 +16,7 @@ from filmorph.arms import make_arm
 from filmorph.arms import patok_published as published_mod
 from filmorph.arms.expansions import ExpansionTable
 from filmorph.arms.stochastok import expand_slots, stochastok_expand
+from filmorph.corpus import embedded_corpus_path, iter_documents
 from filmorph.rng import arm_rng, derive_seed, native_available, rng_for
 
 if not native_available():
@@ -100,11 +101,13 @@ ARMS = {
                              "expand_prop": 1.0, "affix_awareness_if_overlap": 0.5},
     "patok_morph": {"type": "patok", "variant": "morph"},
 }
+CORPUS = [t for _, t in iter_documents(embedded_corpus_path(), id_prefix="emb")]  # 183 documents
 TEXTS = [
     "Si Maria ay kumain ng masarap na pagkain sa tindahan.",
     "Nagsasalita siya nang mahusay at pinakamaganda ang kanyang boses.",
     "Uminom sila ng tubig bago umalis. " * 40,  # several hundred tokens
     "a", "", "Kumakain kami ngayon, at bukas ay magluluto.",
+    "Nakakapagpabagabag " + "pinakamaganda" * 8 + " ang tindahan.",  # a word past 64 bytes
 ]
 
 
@@ -136,3 +139,41 @@ def test_published_loop_refuses_ids_outside_the_vocabulary(families):
     arm = _arm(fam, "patok_published", ARMS["patok_published"])
     with pytest.raises(IndexError, match="vocabulary"):
         arm([2, len(fam.token_bytes) + 5, 3, 4], arm_rng(0, "p", "d"), Counter())
+
+
+def test_published_memo_emptied_when_full_changes_nothing(families):
+    """A C memo that fills up is emptied (max_slots / 2 entries): the ids stay the same."""
+    from filmorph._native import Memo
+
+    fam = families["llama"]
+    docs = fam.encode_batch(CORPUS[:40])
+    small, big = (_arm(fam, "patok_published", ARMS["patok_published_hard"]) for _ in range(2))
+    small._native_memo = Memo(len(fam.token_bytes), max_slots=1024)
+    with pytest.raises(ValueError, match="power of two"):
+        Memo(10, max_slots=1000)
+    for i, ids in enumerate(docs):
+        assert small(ids, arm_rng(1, "p", str(i)), Counter()) == \
+            big(ids, arm_rng(1, "p", str(i)), Counter())
+    windows, outcomes = small._native_memo.sizes()
+    assert 0 < windows < 512 and 0 < outcomes < 512
+    assert max(big._native_memo.sizes()) > 512  # the small one was emptied at least once
+
+
+def test_morph_memos_emptied_when_full_change_nothing(families):
+    """The morph loop's C memos (word cuts, rewrites) emptied when full: the same ids."""
+    from filmorph._native import BytesMemo
+
+    fam = families["gemma"]
+    docs = fam.encode_batch(CORPUS)
+    small, big = (_arm(fam, "patok_morph", {"type": "patok", "variant": "morph",
+                                            "contract_prop": 1.0}) for _ in range(2))
+    blob, offsets, special, _, _ = small._native_args
+    small._native_args = (blob, offsets, special, BytesMemo(max_slots=1024),
+                          BytesMemo(max_slots=1024))
+    for i, ids in enumerate(docs):
+        assert small(ids, arm_rng(1, "m", str(i)), Counter()) == \
+            big(ids, arm_rng(1, "m", str(i)), Counter())
+    assert 0 < small._native_args[4].size() < 512
+    assert big._native_args[3].size() > 512 and big._native_args[4].size() > 512  # emptied
+    with pytest.raises(ValueError, match="power of two"):
+        BytesMemo(max_slots=3000)

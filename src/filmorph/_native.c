@@ -278,19 +278,223 @@ slot_reserve(Slot *s, Py_ssize_t need)
     return 0;
 }
 
-static int
-read_id(PyObject *item, Py_ssize_t vocab, int64_t *out)
+/* Read a sequence of token ids into a new int64 array, each checked against [0, vocab). */
+static int64_t *
+read_ids(PyObject *seq, Py_ssize_t vocab)
 {
-    long long v = PyLong_AsLongLong(item);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    if (v < 0 || v >= vocab) {
-        PyErr_Format(PyExc_IndexError, "token id %lld outside the table's vocabulary (%zd)",
-                     v, vocab);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    int64_t *v = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    if (v == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long x = PyLong_AsLongLong(items[i]);
+        if (x == -1 && PyErr_Occurred()) {
+            PyMem_Free(v);
+            return NULL;
+        }
+        if (x < 0 || x >= vocab) {
+            PyErr_Format(PyExc_IndexError, "token id %lld outside the vocabulary (%zd)", x,
+                         vocab);
+            PyMem_Free(v);
+            return NULL;
+        }
+        v[i] = (int64_t)x;
+    }
+    return v;
+}
+
+/* One expansion run: the slots expanded (in expansion order) and where each position went. */
+typedef struct {
+    Slot *slots;
+    Py_ssize_t *slot_of; /* position -> slot index or -1 */
+    Py_ssize_t nslots, attempts, done;
+} Expansion;
+
+static void
+expansion_free(Expansion *x)
+{
+    if (x->slots != NULL) {
+        for (Py_ssize_t i = 0; i < x->nslots; i++)
+            PyMem_Free(x->slots[i].ids);
+        PyMem_Free(x->slots);
+    }
+    PyMem_Free(x->slot_of);
+    x->slots = NULL;
+    x->slot_of = NULL;
+}
+
+/* StochasTok on ids[0:n0] (ids in [0, table->vocab), blocked covering the vocabulary or
+ * NULL): draw for draw filmorph.arms.stochastok.expand_slots. 0, or -1 with an error set. */
+static int
+expand_core(const int64_t *ids, Py_ssize_t n0, const TableObject *table, RngObject *rng,
+            double prop, const unsigned char *blocked, Py_ssize_t redraw, Expansion *x)
+{
+    memset(x, 0, sizeof(*x));
+    Py_ssize_t attempts = (Py_ssize_t)(prop * (double)n0);
+    if (attempts <= 0)
+        return 0;
+    x->attempts = attempts;
+    x->slots = PyMem_Calloc((size_t)attempts, sizeof(Slot));
+    x->slot_of = PyMem_Malloc((size_t)n0 * sizeof(Py_ssize_t));
+    if (x->slots == NULL || x->slot_of == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
-    *out = (int64_t)v;
+    for (Py_ssize_t i = 0; i < n0; i++)
+        x->slot_of[i] = -1;
+    const int64_t *off = (const int64_t *)table->offsets.buf;
+    const int64_t *lefts = (const int64_t *)table->lefts.buf;
+    const int64_t *rights = (const int64_t *)table->rights.buf;
+    Slot *slots = x->slots;
+    Py_ssize_t pieces_in_expanded = 0, maxc = 2, done = 0;
+    for (Py_ssize_t at = 0; at < attempts; at++) {
+        Slot *sl = NULL;
+        Py_ssize_t s = 0, c = 0, j = 0;
+        int64_t tid = 0;
+        int ok = 0;
+        for (Py_ssize_t draw = 0; draw <= redraw; draw++) {
+            if (pieces_in_expanded &&
+                mt_random(rng) * (double)(n0 + done) < (double)pieces_in_expanded) {
+                for (;;) {
+                    sl = &slots[(Py_ssize_t)(mt_random(rng) * (double)x->nslots)];
+                    c = sl->len;
+                    if (c == maxc || mt_random(rng) * (double)maxc < (double)c)
+                        break;
+                }
+                j = (Py_ssize_t)(mt_random(rng) * (double)c);
+                tid = sl->ids[j];
+            }
+            else {
+                s = (Py_ssize_t)(mt_random(rng) * (double)n0);
+                while (x->slot_of[s] >= 0)
+                    s = (Py_ssize_t)(mt_random(rng) * (double)n0);
+                sl = NULL;
+                tid = ids[s];
+            }
+            if (blocked == NULL || !blocked[tid]) {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok)
+            continue;
+        int64_t k = off[tid + 1] - off[tid];
+        if (!k)
+            continue;
+        int64_t m = off[tid] + (int64_t)(mt_random(rng) * (double)k);
+        if (sl == NULL) {
+            sl = &slots[x->nslots++];
+            sl->pos = s;
+            if (slot_reserve(sl, 2) < 0)
+                return -1;
+            sl->ids[0] = lefts[m];
+            sl->ids[1] = rights[m];
+            sl->len = 2;
+            x->slot_of[s] = x->nslots - 1;
+            pieces_in_expanded += 2;
+        }
+        else {
+            if (slot_reserve(sl, c + 1) < 0)
+                return -1;
+            memmove(sl->ids + j + 2, sl->ids + j + 1, (size_t)(c - j - 1) * sizeof(int64_t));
+            sl->ids[j] = lefts[m];
+            sl->ids[j + 1] = rights[m];
+            sl->len = c + 1;
+            pieces_in_expanded += 1;
+            if (c + 1 > maxc)
+                maxc = c + 1;
+        }
+        done++;
+        x->done = done;
+    }
     return 0;
+}
+
+/* The expanded sequence as a list; `items` (the input's int objects, or NULL) are reused for
+ * positions left as they were. */
+static PyObject *
+expansion_list(const int64_t *ids, PyObject **items, Py_ssize_t n0, const Expansion *x)
+{
+    PyObject *result = PyList_New(n0 + x->done);
+    if (result == NULL)
+        return NULL;
+    Py_ssize_t w = 0;
+    for (Py_ssize_t i = 0; i < n0; i++) {
+        Py_ssize_t si = x->slot_of != NULL ? x->slot_of[i] : -1;
+        if (si < 0) {
+            PyObject *v = items != NULL ? (Py_INCREF(items[i]), items[i])
+                                        : PyLong_FromLongLong(ids[i]);
+            if (v == NULL)
+                goto fail;
+            PyList_SET_ITEM(result, w++, v);
+        }
+        else {
+            for (Py_ssize_t q = 0; q < x->slots[si].len; q++) {
+                PyObject *v = PyLong_FromLongLong(x->slots[si].ids[q]);
+                if (v == NULL)
+                    goto fail;  /* the unset tail is NULL: safe to DECREF */
+                PyList_SET_ITEM(result, w++, v);
+            }
+        }
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
+/* {position: [pieces]} in expansion order */
+static PyObject *
+expansion_dict(const Expansion *x)
+{
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < x->nslots; i++) {
+        PyObject *lst = PyList_New(x->slots[i].len);
+        if (lst == NULL)
+            goto fail;
+        for (Py_ssize_t q = 0; q < x->slots[i].len; q++) {
+            PyObject *v = PyLong_FromLongLong(x->slots[i].ids[q]);
+            if (v == NULL) {
+                Py_DECREF(lst);
+                goto fail;
+            }
+            PyList_SET_ITEM(lst, q, v);
+        }
+        PyObject *key = PyLong_FromSsize_t(x->slots[i].pos);
+        if (key == NULL || PyDict_SetItem(result, key, lst) < 0) {
+            Py_XDECREF(key);
+            Py_DECREF(lst);
+            goto fail;
+        }
+        Py_DECREF(key);
+        Py_DECREF(lst);
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
+/* A `blocked` argument: None, or a buffer covering the table's vocabulary. */
+static int
+get_blocked(PyObject *obj, Py_buffer *view, const TableObject *table)
+{
+    if (obj == Py_None)
+        return 0;
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (view->len < table->vocab) {
+        PyErr_Format(PyExc_ValueError, "`blocked` covers %zd ids, the table %zd", view->len,
+                     table->vocab);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 1;
 }
 
 /* expand(ids, table, rng, expand_prop, blocked=None, redraw_blocked=0, slots=False)
@@ -300,12 +504,15 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"ids", "table", "rng", "expand_prop", "blocked",
                              "redraw_blocked", "slots", NULL};
-    PyObject *ids_obj, *blocked_obj = Py_None;
+    PyObject *ids_obj, *blocked_obj = Py_None, *result = NULL;
     TableObject *table;
     RngObject *rng;
     double prop;
     Py_ssize_t redraw = 0;
-    int want_slots = 0;
+    int want_slots = 0, have_bview;
+    Py_buffer bview;
+    Expansion x;
+    memset(&x, 0, sizeof(x));
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!d|Onp:expand", kwlist, &ids_obj,
                                      &TableType, &table, &RngType, &rng, &prop, &blocked_obj,
                                      &redraw, &want_slots))
@@ -317,173 +524,21 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
     PyObject *seq = PySequence_Fast(ids_obj, "expand: ids must be a sequence");
     if (seq == NULL)
         return NULL;
+    have_bview = get_blocked(blocked_obj, &bview, table);
+    int64_t *ids = have_bview < 0 ? NULL : read_ids(seq, table->vocab);
     Py_ssize_t n0 = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    Py_ssize_t attempts = (Py_ssize_t)(prop * (double)n0);
-    Py_buffer bview;
-    const unsigned char *blocked = NULL;
-    Py_ssize_t blocked_len = 0;
-    PyObject *result = NULL;
-    Slot *slots = NULL;
-    Py_ssize_t *slot_of = NULL;
-    Py_ssize_t nslots = 0, done = 0;
-    int have_bview = 0;
-
-    if (attempts <= 0) {
-        attempts = attempts < 0 ? 0 : attempts;
-        result = want_slots ? PyDict_New() : PySequence_List(seq);
-        goto finish;
-    }
-    if (blocked_obj != Py_None) {
-        if (PyObject_GetBuffer(blocked_obj, &bview, PyBUF_SIMPLE) < 0)
-            goto finish;
-        have_bview = 1;
-        blocked = (const unsigned char *)bview.buf;
-        blocked_len = bview.len;
-    }
-    slots = PyMem_Calloc((size_t)attempts, sizeof(Slot));
-    slot_of = PyMem_Malloc((size_t)n0 * sizeof(Py_ssize_t));
-    if (slots == NULL || slot_of == NULL) {
-        PyErr_NoMemory();
-        goto finish;
-    }
-    for (Py_ssize_t i = 0; i < n0; i++)
-        slot_of[i] = -1;
-    {
-        const int64_t *off = (const int64_t *)table->offsets.buf;
-        const int64_t *lefts = (const int64_t *)table->lefts.buf;
-        const int64_t *rights = (const int64_t *)table->rights.buf;
-        Py_ssize_t vocab = table->vocab;
-        Py_ssize_t pieces_in_expanded = 0, maxc = 2;
-        for (Py_ssize_t a = 0; a < attempts; a++) {
-            Slot *sl = NULL;
-            Py_ssize_t s = 0, c = 0, j = 0;
-            int64_t tid = 0;
-            int ok = 0;
-            for (Py_ssize_t draw = 0; draw <= redraw; draw++) {
-                if (pieces_in_expanded &&
-                    mt_random(rng) * (double)(n0 + done) < (double)pieces_in_expanded) {
-                    for (;;) {
-                        sl = &slots[(Py_ssize_t)(mt_random(rng) * (double)nslots)];
-                        c = sl->len;
-                        if (c == maxc || mt_random(rng) * (double)maxc < (double)c)
-                            break;
-                    }
-                    j = (Py_ssize_t)(mt_random(rng) * (double)c);
-                    tid = sl->ids[j];
-                }
-                else {
-                    s = (Py_ssize_t)(mt_random(rng) * (double)n0);
-                    while (slot_of[s] >= 0)
-                        s = (Py_ssize_t)(mt_random(rng) * (double)n0);
-                    sl = NULL;
-                    if (read_id(items[s], vocab, &tid) < 0)
-                        goto finish;
-                }
-                if (blocked == NULL)
-                    { ok = 1; break; }
-                if (tid >= blocked_len) {
-                    PyErr_Format(PyExc_IndexError, "token id %lld outside `blocked` (%zd)",
-                                 (long long)tid, blocked_len);
-                    goto finish;
-                }
-                if (!blocked[tid])
-                    { ok = 1; break; }
-            }
-            if (!ok)
-                continue;
-            int64_t k = off[tid + 1] - off[tid];
-            if (!k)
-                continue;
-            int64_t m = off[tid] + (int64_t)(mt_random(rng) * (double)k);
-            if (sl == NULL) {
-                sl = &slots[nslots++];
-                sl->pos = s;
-                if (slot_reserve(sl, 2) < 0)
-                    goto finish;
-                sl->ids[0] = lefts[m];
-                sl->ids[1] = rights[m];
-                sl->len = 2;
-                slot_of[s] = nslots - 1;
-                pieces_in_expanded += 2;
-            }
-            else {
-                if (slot_reserve(sl, c + 1) < 0)
-                    goto finish;
-                memmove(sl->ids + j + 2, sl->ids + j + 1, (size_t)(c - j - 1) * sizeof(int64_t));
-                sl->ids[j] = lefts[m];
-                sl->ids[j + 1] = rights[m];
-                sl->len = c + 1;
-                pieces_in_expanded += 1;
-                if (c + 1 > maxc)
-                    maxc = c + 1;
-            }
-            done++;
-        }
-    }
-    if (want_slots) {
-        result = PyDict_New();
-        if (result == NULL)
-            goto finish;
-        for (Py_ssize_t i = 0; i < nslots; i++) {
-            PyObject *lst = PyList_New(slots[i].len);
-            if (lst == NULL)
-                goto fail_result;
-            for (Py_ssize_t q = 0; q < slots[i].len; q++) {
-                PyObject *v = PyLong_FromLongLong(slots[i].ids[q]);
-                if (v == NULL) {
-                    Py_DECREF(lst);
-                    goto fail_result;
-                }
-                PyList_SET_ITEM(lst, q, v);
-            }
-            PyObject *key = PyLong_FromSsize_t(slots[i].pos);
-            if (key == NULL || PyDict_SetItem(result, key, lst) < 0) {
-                Py_XDECREF(key);
-                Py_DECREF(lst);
-                goto fail_result;
-            }
-            Py_DECREF(key);
-            Py_DECREF(lst);
-        }
-    }
-    else {
-        result = PyList_New(n0 + done);
-        if (result == NULL)
-            goto finish;
-        Py_ssize_t w = 0;
-        for (Py_ssize_t i = 0; i < n0; i++) {
-            Py_ssize_t si = slot_of[i];
-            if (si < 0) {
-                Py_INCREF(items[i]);
-                PyList_SET_ITEM(result, w++, items[i]);
-            }
-            else {
-                for (Py_ssize_t q = 0; q < slots[si].len; q++) {
-                    PyObject *v = PyLong_FromLongLong(slots[si].ids[q]);
-                    if (v == NULL)
-                        goto fail_result;  /* the unset tail is NULL: safe to DECREF */
-                    PyList_SET_ITEM(result, w++, v);
-                }
-            }
-        }
-    }
-    goto finish;
-fail_result:
-    Py_CLEAR(result);
-finish:
-    if (slots != NULL) {
-        for (Py_ssize_t i = 0; i < nslots; i++)
-            PyMem_Free(slots[i].ids);
-        PyMem_Free(slots);
-    }
-    PyMem_Free(slot_of);
-    if (have_bview)
+    if (ids != NULL &&
+        expand_core(ids, n0, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw, &x) == 0)
+        result = want_slots ? expansion_dict(&x)
+                            : expansion_list(ids, PySequence_Fast_ITEMS(seq), n0, &x);
+    expansion_free(&x);
+    PyMem_Free(ids);
+    if (have_bview > 0)
         PyBuffer_Release(&bview);
     Py_DECREF(seq);
     if (result == NULL)
         return NULL;
-    return Py_BuildValue("(Nnn)", result, attempts, done);
+    return Py_BuildValue("(Nnn)", result, x.attempts, x.done);
 }
 
 /* ------------------------------------------------------------------ published Patok */
@@ -495,10 +550,368 @@ typedef struct {
 } I64Vec;
 
 static int
-vec_splice(I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObject *new_seq)
+window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char *special,
+               Py_ssize_t special_len)
 {
-    /* a[st:st+k] = new_seq (a tuple of ints) */
-    Py_ssize_t m = PyTuple_GET_SIZE(new_seq);
+    for (Py_ssize_t i = st; i < st + k; i++) {
+        int64_t t = a->v[i];
+        if (t >= special_len || special[t])
+            return 1;  /* ids are checked on entry; the encoder's stay in the vocabulary */
+    }
+    return 0;
+}
+
+/* The published loop's memo: what it needs of a window's facts (affix token? overlapping
+ * matches? text? number of choices) and of a window's outcome for choice j (new ids, affix
+ * cut, reduplication cuts), kept in two open-addressing tables with the window's ids inline,
+ * so that a lookup touches one or two cache lines instead of a tuple key, its int objects and
+ * the info tuple. The Python memos (PatokPublished._spans, each window's outcomes) are still
+ * filled through info_fn / outcome_fn on a miss, so both loops compute the same things. A
+ * table that reaches max_slots / 2 entries (default 2**21 slots) is emptied (a memo: output
+ * unchanged). */
+#define OUT_INLINE 10
+
+typedef struct {
+    int32_t key[4];
+    uint8_t k, used, affix, overlap, textnone;
+    int32_t nchoices;
+    PyObject *info; /* strong: handed back to outcome_fn */
+} WEntry;
+
+typedef struct {
+    int32_t key[4];
+    int32_t j;
+    uint8_t k, used, isnone, cut;
+    int32_t red;
+    int32_t n;
+    int32_t ids[OUT_INLINE];
+    PyObject *tuple; /* strong: the new ids when there are more than OUT_INLINE */
+} OEntry;
+
+typedef struct {
+    PyObject_HEAD
+    WEntry *w;
+    OEntry *o;
+    size_t wcap, wlen, ocap, olen, max_slots;
+    Py_ssize_t vocab;
+} MemoObject;
+
+static uint64_t
+key_hash(const int32_t *key, int k, int32_t j)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL * (uint64_t)(k + 1) + (uint64_t)(uint32_t)j;
+    for (int i = 0; i < k; i++) {
+        h ^= (uint64_t)(uint32_t)key[i];
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+    }
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static void
+memo_clear_w(MemoObject *m)
+{
+    for (size_t i = 0; i < m->wcap; i++)
+        if (m->w[i].used)
+            Py_CLEAR(m->w[i].info);
+    memset(m->w, 0, m->wcap * sizeof(WEntry));
+    m->wlen = 0;
+}
+
+static void
+memo_clear_o(MemoObject *m)
+{
+    for (size_t i = 0; i < m->ocap; i++)
+        if (m->o[i].used)
+            Py_CLEAR(m->o[i].tuple);
+    memset(m->o, 0, m->ocap * sizeof(OEntry));
+    m->olen = 0;
+}
+
+static int
+Memo_init(MemoObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"vocab", "max_slots", NULL};
+    Py_ssize_t vocab, max_slots = 1 << 21;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|n:Memo", kwlist, &vocab, &max_slots))
+        return -1;
+    if (max_slots < 1024 || (max_slots & (max_slots - 1)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "Memo: max_slots must be a power of two >= 1024");
+        return -1;
+    }
+    if (vocab < 1 || vocab > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "Memo: vocab must be in [1, 2**31)");
+        return -1;
+    }
+    if (self->w != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Memo is already initialised");
+        return -1;
+    }
+    self->vocab = vocab;
+    self->max_slots = (size_t)max_slots;
+    self->wcap = self->ocap = 1024;
+    self->w = PyMem_Calloc(self->wcap, sizeof(WEntry));
+    self->o = PyMem_Calloc(self->ocap, sizeof(OEntry));
+    if (self->w == NULL || self->o == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+Memo_dealloc(MemoObject *self)
+{
+    if (self->w != NULL) {
+        memo_clear_w(self);
+        PyMem_Free(self->w);
+    }
+    if (self->o != NULL) {
+        memo_clear_o(self);
+        PyMem_Free(self->o);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Memo_sizes(MemoObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(nn)", (Py_ssize_t)self->wlen, (Py_ssize_t)self->olen);
+}
+
+static PyMethodDef Memo_methods[] = {
+    {"sizes", (PyCFunction)Memo_sizes, METH_NOARGS,
+     "sizes() -> (windows memoised, outcomes memoised)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "filmorph._native.Memo",
+    .tp_basicsize = sizeof(MemoObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memo(vocab, max_slots=2**21): the published Patok loop's window and outcome "
+              "memo (a table is emptied at max_slots / 2 entries).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Memo_init,
+    .tp_dealloc = (destructor)Memo_dealloc,
+    .tp_methods = Memo_methods,
+};
+
+/* Double a table (or empty it at max_slots); 0 or -1 with an error set. */
+static int
+memo_grow_w(MemoObject *m)
+{
+    if (m->wcap >= m->max_slots) {
+        memo_clear_w(m);
+        return 0;
+    }
+    size_t cap = m->wcap * 2;
+    WEntry *t = PyMem_Calloc(cap, sizeof(WEntry));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < m->wcap; i++) {
+        WEntry *e = &m->w[i];
+        if (!e->used)
+            continue;
+        size_t h = (size_t)key_hash(e->key, e->k, 0) & (cap - 1);
+        while (t[h].used)
+            h = (h + 1) & (cap - 1);
+        t[h] = *e;
+    }
+    PyMem_Free(m->w);
+    m->w = t;
+    m->wcap = cap;
+    return 0;
+}
+
+static int
+memo_grow_o(MemoObject *m)
+{
+    if (m->ocap >= m->max_slots) {
+        memo_clear_o(m);
+        return 0;
+    }
+    size_t cap = m->ocap * 2;
+    OEntry *t = PyMem_Calloc(cap, sizeof(OEntry));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < m->ocap; i++) {
+        OEntry *e = &m->o[i];
+        if (!e->used)
+            continue;
+        size_t h = (size_t)key_hash(e->key, e->k, e->j) & (cap - 1);
+        while (t[h].used)
+            h = (h + 1) & (cap - 1);
+        t[h] = *e;
+    }
+    PyMem_Free(m->o);
+    m->o = t;
+    m->ocap = cap;
+    return 0;
+}
+
+/* The facts of window a[st:st+k] (k <= 4): from the memo, else through info_fn(tuple). The
+ * pointer stays valid until the next window lookup. */
+static WEntry *
+memo_window(MemoObject *m, const I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObject *info_fn)
+{
+    int32_t key[4] = {0, 0, 0, 0};
+    for (Py_ssize_t i = 0; i < k; i++)
+        key[i] = (int32_t)a->v[st + i];
+    uint64_t hv = key_hash(key, (int)k, 0);
+    size_t h = (size_t)hv & (m->wcap - 1);
+    while (m->w[h].used) {
+        WEntry *e = &m->w[h];
+        if (e->k == k && memcmp(e->key, key, sizeof(key)) == 0)
+            return e;
+        h = (h + 1) & (m->wcap - 1);
+    }
+    PyObject *tkey = PyTuple_New(k);
+    if (tkey == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *v = PyLong_FromLong(key[i]);
+        if (v == NULL) {
+            Py_DECREF(tkey);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tkey, i, v);
+    }
+    PyObject *info = PyObject_CallOneArg(info_fn, tkey);
+    Py_DECREF(tkey);
+    if (info == NULL)
+        return NULL;
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 5) {
+        Py_DECREF(info);
+        PyErr_SetString(PyExc_TypeError, "published_contract: info must be a 5-tuple");
+        return NULL;
+    }
+    int affix = PyObject_IsTrue(PyTuple_GET_ITEM(info, 4));
+    int overlap = PyObject_IsTrue(PyTuple_GET_ITEM(info, 1));
+    Py_ssize_t nchoices = PyObject_Length(PyTuple_GET_ITEM(info, 2));
+    if (affix < 0 || overlap < 0 || nchoices < 0 || nchoices > INT32_MAX ||
+        !PyDict_Check(PyTuple_GET_ITEM(info, 3))) {
+        Py_DECREF(info);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "published_contract: bad window info");
+        return NULL;
+    }
+    if (2 * (m->wlen + 1) > m->wcap) {
+        if (memo_grow_w(m) < 0) {
+            Py_DECREF(info);
+            return NULL;
+        }
+        h = (size_t)hv & (m->wcap - 1);
+        while (m->w[h].used)
+            h = (h + 1) & (m->wcap - 1);
+    }
+    WEntry *e = &m->w[h];
+    memcpy(e->key, key, sizeof(key));
+    e->k = (uint8_t)k;
+    e->used = 1;
+    e->affix = (uint8_t)affix;
+    e->overlap = (uint8_t)overlap;
+    e->textnone = PyTuple_GET_ITEM(info, 0) == Py_None;
+    e->nchoices = (int32_t)nchoices;
+    e->info = info;
+    m->wlen++;
+    return e;
+}
+
+/* The outcome of choice j for window w: from the memo, else the window's outcomes dict, else
+ * outcome_fn(info, j). */
+static OEntry *
+memo_outcome(MemoObject *m, const WEntry *w, int32_t j, PyObject *outcome_fn)
+{
+    uint64_t hv = key_hash(w->key, w->k, j);
+    size_t h = (size_t)hv & (m->ocap - 1);
+    while (m->o[h].used) {
+        OEntry *e = &m->o[h];
+        if (e->k == w->k && e->j == j && memcmp(e->key, w->key, sizeof(e->key)) == 0)
+            return e;
+        h = (h + 1) & (m->ocap - 1);
+    }
+    PyObject *jkey = PyLong_FromLong(j);
+    if (jkey == NULL)
+        return NULL;
+    PyObject *res = PyDict_GetItemWithError(PyTuple_GET_ITEM(w->info, 3), jkey);
+    if (res != NULL)
+        Py_INCREF(res);
+    else if (!PyErr_Occurred())
+        res = PyObject_CallFunctionObjArgs(outcome_fn, w->info, jkey, NULL);
+    Py_DECREF(jkey);
+    if (res == NULL)
+        return NULL;
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 3) {
+        Py_DECREF(res);
+        PyErr_SetString(PyExc_TypeError, "published_contract: an outcome is a 3-tuple");
+        return NULL;
+    }
+    PyObject *new_ids = PyTuple_GET_ITEM(res, 0);
+    int cut = PyObject_IsTrue(PyTuple_GET_ITEM(res, 1));
+    long red = PyLong_AsLong(PyTuple_GET_ITEM(res, 2));
+    if (cut < 0 || (red == -1 && PyErr_Occurred()) || (new_ids != Py_None && !PyTuple_Check(new_ids))) {
+        Py_DECREF(res);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "published_contract: new ids must be a tuple");
+        return NULL;
+    }
+    OEntry tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    memcpy(tmp.key, w->key, sizeof(tmp.key));
+    tmp.k = w->k;
+    tmp.j = j;
+    tmp.used = 1;
+    tmp.cut = (uint8_t)cut;
+    tmp.red = (int32_t)red;
+    tmp.isnone = new_ids == Py_None;
+    if (!tmp.isnone) {
+        Py_ssize_t n = PyTuple_GET_SIZE(new_ids);
+        tmp.n = (int32_t)n;
+        if (n > OUT_INLINE) {
+            Py_INCREF(new_ids);
+            tmp.tuple = new_ids;
+        }
+        else {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                long x = PyLong_AsLong(PyTuple_GET_ITEM(new_ids, i));
+                if ((x == -1 && PyErr_Occurred()) || x < 0 || x >= m->vocab) {
+                    Py_DECREF(res);
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_IndexError, "published_contract: a new id "
+                                        "outside the vocabulary");
+                    return NULL;
+                }
+                tmp.ids[i] = (int32_t)x;
+            }
+        }
+    }
+    Py_DECREF(res);
+    if (2 * (m->olen + 1) > m->ocap) {
+        if (memo_grow_o(m) < 0) {
+            Py_XDECREF(tmp.tuple);
+            return NULL;
+        }
+        h = (size_t)hv & (m->ocap - 1);
+        while (m->o[h].used)
+            h = (h + 1) & (m->ocap - 1);
+    }
+    m->o[h] = tmp;
+    m->olen++;
+    return &m->o[h];
+}
+
+static int
+vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, const OEntry *o)
+{
+    Py_ssize_t m = o->n;
     Py_ssize_t n = a->n + m - k;
     if (n > a->cap) {
         Py_ssize_t cap = a->cap * 2;
@@ -513,106 +926,78 @@ vec_splice(I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObject *new_seq)
         a->cap = cap;
     }
     memmove(a->v + st + m, a->v + st + k, (size_t)(a->n - st - k) * sizeof(int64_t));
-    for (Py_ssize_t i = 0; i < m; i++) {
-        long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(new_seq, i));
-        if (x == -1 && PyErr_Occurred())
-            return -1;
-        a->v[st + i] = (int64_t)x;
+    if (o->tuple == NULL) {
+        for (Py_ssize_t i = 0; i < m; i++)
+            a->v[st + i] = o->ids[i];
+    }
+    else {
+        for (Py_ssize_t i = 0; i < m; i++) {
+            long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(o->tuple, i));
+            if (x == -1 && PyErr_Occurred())
+                return -1;
+            a->v[st + i] = (int64_t)x;
+        }
     }
     a->n = n;
     return 0;
 }
 
-static int
-window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char *special,
-               Py_ssize_t special_len)
-{
-    for (Py_ssize_t i = st; i < st + k; i++) {
-        int64_t t = a->v[i];
-        if (t >= special_len || special[t])
-            return 1;  /* ids are checked on entry; the encoder's stay in the vocabulary */
-    }
-    return 0;
-}
-
-/* The window's memoised facts: spans.get(key) or info_fn(key); a new reference. */
-static PyObject *
-window_info(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObject *spans, PyObject *info_fn)
-{
-    PyObject *key = PyTuple_New(k);
-    if (key == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *v = PyLong_FromLongLong(a->v[st + i]);
-        if (v == NULL) {
-            Py_DECREF(key);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(key, i, v);
-    }
-    PyObject *info = PyDict_GetItemWithError(spans, key);
-    if (info != NULL) {
-        Py_INCREF(info);
-    }
-    else if (!PyErr_Occurred()) {
-        info = PyObject_CallOneArg(info_fn, key);
-        if (info != NULL && (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 5)) {
-            PyErr_SetString(PyExc_TypeError, "published_contract: info must be a 5-tuple");
-            Py_CLEAR(info);
-        }
-    }
-    Py_DECREF(key);
-    return info;
-}
-
-/* published_contract(ids, rng, iterations, c1, c2, special, has_special, spans, info_fn,
- *                    outcome_fn, aware_plain, aware_overlap, max_attempts)
- * -> (new ids, windows, cuts, redups, kept, fallbacks, dropped)
- * The window loop of filmorph.arms.patok_published.PatokPublished, draw for draw. */
+/* published_contract(ids, rng, iterations, c1, c2, special, memo, info_fn, outcome_fn,
+ *                    aware_plain, aware_overlap, max_attempts, table, expand_prop, blocked,
+ *                    redraw_blocked)
+ * -> (new ids, windows, cuts, redups, kept, fallbacks, dropped, expand attempts, expansions)
+ * The window loop of filmorph.arms.patok_published.PatokPublished, draw for draw, then
+ * StochasTok on the result (expand_core) without leaving C. */
 static PyObject *
 native_published_contract(PyObject *module, PyObject *args)
 {
-    PyObject *ids_obj, *spans, *info_fn, *outcome_fn;
+    PyObject *ids_obj, *info_fn, *outcome_fn, *blocked_obj;
     RngObject *rng;
-    Py_ssize_t iterations, max_attempts;
-    double c1, c2, aware_plain, aware_overlap;
-    Py_buffer sview;
-    int has_special;
-    if (!PyArg_ParseTuple(args, "OO!nddy*pO!OOddn:published_contract", &ids_obj, &RngType, &rng,
-                          &iterations, &c1, &c2, &sview, &has_special, &PyDict_Type, &spans,
-                          &info_fn, &outcome_fn, &aware_plain, &aware_overlap, &max_attempts))
+    MemoObject *memo;
+    TableObject *table;
+    Py_ssize_t iterations, max_attempts, redraw;
+    double c1, c2, aware_plain, aware_overlap, prop;
+    Py_buffer sview, bview;
+    if (!PyArg_ParseTuple(args, "OO!nddy*O!OOddnO!dOn:published_contract", &ids_obj, &RngType,
+                          &rng, &iterations, &c1, &c2, &sview, &MemoType, &memo, &info_fn,
+                          &outcome_fn, &aware_plain, &aware_overlap, &max_attempts, &TableType,
+                          &table, &prop, &blocked_obj, &redraw))
         return NULL;
     const unsigned char *special = (const unsigned char *)sview.buf;
     Py_ssize_t special_len = sview.len;
     PyObject *seq = PySequence_Fast(ids_obj, "published_contract: ids must be a sequence");
-    PyObject *out = NULL, *info = NULL;
+    PyObject *out = NULL;
     I64Vec a = {NULL, 0, 0};
+    Expansion x;
+    memset(&x, 0, sizeof(x));
+    int have_bview = 0, has_special = 0;
     Py_ssize_t windows = 0, cuts = 0, redups = 0, kept = 0, fallbacks = 0, dropped = 0;
     if (seq == NULL)
         goto done;
-    a.n = PySequence_Fast_GET_SIZE(seq);
-    a.cap = a.n + 16;
-    a.v = PyMem_Malloc((size_t)a.cap * sizeof(int64_t));
-    if (a.v == NULL) {
-        PyErr_NoMemory();
+    if (memo->w == NULL || !table->held) {
+        PyErr_SetString(PyExc_ValueError, "published_contract: memo or table not initialised");
         goto done;
     }
-    for (Py_ssize_t i = 0; i < a.n; i++) {
-        long long x = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (x == -1 && PyErr_Occurred())
-            goto done;
-        if (x < 0 || x >= special_len) {
-            PyErr_Format(PyExc_IndexError, "token id %lld outside the vocabulary (%zd)", x,
-                         special_len);
-            goto done;
-        }
-        a.v[i] = (int64_t)x;
+    if (special_len != table->vocab || memo->vocab != table->vocab) {
+        PyErr_SetString(PyExc_ValueError, "published_contract: special, memo and table "
+                        "disagree on the vocabulary size");
+        goto done;
     }
+    have_bview = get_blocked(blocked_obj, &bview, table);
+    if (have_bview < 0)
+        goto done;
+    a.n = PySequence_Fast_GET_SIZE(seq);
+    a.v = read_ids(seq, special_len);
+    if (a.v == NULL)
+        goto done;
+    a.cap = a.n ? a.n : 1;
+    for (Py_ssize_t i = 0; i < a.n; i++)
+        has_special |= special[a.v[i]];
     for (Py_ssize_t it = 0; it < iterations; it++) {
         double r = mt_random(rng);
         Py_ssize_t k = r < c1 ? 2 : (r < c2 ? 3 : 4);
         Py_ssize_t L = a.n, st;
-        Py_CLEAR(info);
+        WEntry *w = NULL;
         if (L < k) {
             st = 0;
             k = L;
@@ -636,24 +1021,14 @@ native_published_contract(PyObject *module, PyObject *args)
                     if (redraw == max_attempts)
                         continue;
                 }
-                info = window_info(&a, s0, k, spans, info_fn);
-                if (info == NULL)
+                w = memo_window(memo, &a, s0, k, info_fn);
+                if (w == NULL)
                     goto done;
-                int affix = PyObject_IsTrue(PyTuple_GET_ITEM(info, 4));
-                if (affix < 0)
-                    goto done;
-                if (!affix) {
+                if (!w->affix || mt_random(rng) >= (w->overlap ? aware_overlap : aware_plain)) {
                     st = s0;
                     break;
                 }
-                int overlap = PyObject_IsTrue(PyTuple_GET_ITEM(info, 1));
-                if (overlap < 0)
-                    goto done;
-                if (mt_random(rng) >= (overlap ? aware_overlap : aware_plain)) {
-                    st = s0;
-                    break;
-                }
-                Py_CLEAR(info);
+                w = NULL;
             }
             if (st < 0) {
                 fallbacks++;
@@ -665,87 +1040,607 @@ native_published_contract(PyObject *module, PyObject *args)
             }
         }
         windows++;
-        if (info == NULL) {
-            info = window_info(&a, st, k, spans, info_fn);
-            if (info == NULL)
+        if (w == NULL) {
+            w = memo_window(memo, &a, st, k, info_fn);
+            if (w == NULL)
                 goto done;
         }
-        if (PyTuple_GET_ITEM(info, 0) == Py_None) {
+        if (w->textnone) {
             kept++;
             continue;
         }
-        PyObject *choices = PyTuple_GET_ITEM(info, 2);
-        PyObject *outcomes = PyTuple_GET_ITEM(info, 3);
-        Py_ssize_t nchoices = PyObject_Length(choices);
-        if (nchoices < 0 || !PyDict_Check(outcomes)) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "published_contract: outcomes must be a dict");
+        int32_t j = -1;
+        if (w->nchoices && !(mt_random(rng) > aware_plain))
+            j = (int32_t)(mt_random(rng) * (double)w->nchoices);
+        OEntry *o = memo_outcome(memo, w, j, outcome_fn);
+        if (o == NULL)
             goto done;
-        }
-        Py_ssize_t j = -1;
-        if (nchoices && !(mt_random(rng) > aware_plain))
-            j = (Py_ssize_t)(mt_random(rng) * (double)nchoices);
-        PyObject *jkey = PyLong_FromSsize_t(j);
-        if (jkey == NULL)
-            goto done;
-        PyObject *res = PyDict_GetItemWithError(outcomes, jkey);
-        if (res != NULL) {
-            Py_INCREF(res);
-        }
-        else if (!PyErr_Occurred()) {
-            res = PyObject_CallFunctionObjArgs(outcome_fn, info, jkey, NULL);
-        }
-        Py_DECREF(jkey);
-        if (res == NULL)
-            goto done;
-        if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 3) {
-            Py_DECREF(res);
-            PyErr_SetString(PyExc_TypeError, "published_contract: an outcome is a 3-tuple");
-            goto done;
-        }
-        Py_ssize_t cut = PyObject_IsTrue(PyTuple_GET_ITEM(res, 1));
-        Py_ssize_t red = PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 2));
-        if (cut < 0 || (red == -1 && PyErr_Occurred())) {
-            Py_DECREF(res);
-            goto done;
-        }
-        cuts += cut;
-        redups += red;
-        PyObject *new_ids = PyTuple_GET_ITEM(res, 0);
-        if (new_ids == Py_None) {
-            Py_DECREF(res);
+        cuts += o->cut;
+        redups += o->red;
+        if (o->isnone) {
             kept++;
             continue;
         }
-        if (!PyTuple_Check(new_ids)) {
-            Py_DECREF(res);
-            PyErr_SetString(PyExc_TypeError, "published_contract: new ids must be a tuple");
-            goto done;
-        }
-        int rc = vec_splice(&a, st, k, new_ids);
-        Py_DECREF(res);
-        if (rc < 0)
+        if (vec_splice_outcome(&a, st, k, o) < 0)
             goto done;
     }
-    out = PyList_New(a.n);
-    if (out == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < a.n; i++) {
-        PyObject *v = PyLong_FromLongLong(a.v[i]);
-        if (v == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyList_SET_ITEM(out, i, v);
-    }
+    if (expand_core(a.v, a.n, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw,
+                    &x) == 0)
+        out = expansion_list(a.v, NULL, a.n, &x);
 done:
-    Py_XDECREF(info);
+    expansion_free(&x);
     PyMem_Free(a.v);
     Py_XDECREF(seq);
     PyBuffer_Release(&sview);
+    if (have_bview > 0)
+        PyBuffer_Release(&bview);
     if (out == NULL)
         return NULL;
-    return Py_BuildValue("(Nnnnnnn)", out, windows, cuts, redups, kept, fallbacks, dropped);
+    return Py_BuildValue("(Nnnnnnnnn)", out, windows, cuts, redups, kept, fallbacks, dropped,
+                         x.attempts, x.done);
+}
+
+/* ------------------------------------------------------------------ morph Patok */
+
+/* A memo keyed by short byte strings (at most BKEY bytes), with up to BVALS int32 values
+ * inline and an optional object: the morph loop's word analyses and rewrites. A table that
+ * reaches max_slots / 2 entries is emptied (a memo: output unchanged). */
+#define BKEY 64
+#define BVALS 14
+
+typedef struct {
+    uint64_t hash;
+    uint8_t used, klen;
+    int8_t nv; /* number of inline values; -1: too many, read `obj` */
+    uint8_t key[BKEY];
+    int32_t v[BVALS];
+    PyObject *obj; /* strong or NULL */
+} BEntry;
+
+typedef struct {
+    PyObject_HEAD
+    BEntry *t;
+    size_t cap, len, max_slots;
+} BMemoObject;
+
+static void
+bmemo_clear(BMemoObject *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->t[i].used)
+            Py_CLEAR(m->t[i].obj);
+    memset(m->t, 0, m->cap * sizeof(BEntry));
+    m->len = 0;
+}
+
+static int
+BMemo_init(BMemoObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"max_slots", NULL};
+    Py_ssize_t max_slots = 1 << 20;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:BytesMemo", kwlist, &max_slots))
+        return -1;
+    if (max_slots < 1024 || (max_slots & (max_slots - 1)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "BytesMemo: max_slots must be a power of two >= 1024");
+        return -1;
+    }
+    if (self->t != NULL) {
+        PyErr_SetString(PyExc_TypeError, "BytesMemo is already initialised");
+        return -1;
+    }
+    self->max_slots = (size_t)max_slots;
+    self->cap = 1024;
+    self->t = PyMem_Calloc(self->cap, sizeof(BEntry));
+    if (self->t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+BMemo_dealloc(BMemoObject *self)
+{
+    if (self->t != NULL) {
+        bmemo_clear(self);
+        PyMem_Free(self->t);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+BMemo_len(BMemoObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSize_t(self->len);
+}
+
+static PyMethodDef BMemo_methods[] = {
+    {"size", (PyCFunction)BMemo_len, METH_NOARGS, "size() -> entries memoised"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BMemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "filmorph._native.BytesMemo",
+    .tp_basicsize = sizeof(BMemoObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "BytesMemo(max_slots=2**20): the morph Patok loop's memo of word analyses and "
+              "rewrites (a table is emptied at max_slots / 2 entries).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)BMemo_init,
+    .tp_dealloc = (destructor)BMemo_dealloc,
+    .tp_methods = BMemo_methods,
+};
+
+static uint64_t
+bytes_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)n;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 31;
+    h *= 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static BEntry *
+bmemo_find(BMemoObject *m, const uint8_t *key, size_t klen, uint64_t h)
+{
+    size_t i = (size_t)h & (m->cap - 1);
+    while (m->t[i].used) {
+        BEntry *e = &m->t[i];
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+        i = (i + 1) & (m->cap - 1);
+    }
+    return NULL;
+}
+
+/* Insert (key, ints of the tuple `vals`, obj) and return the entry; the key is not there. */
+static BEntry *
+bmemo_insert(BMemoObject *m, const uint8_t *key, size_t klen, uint64_t h, PyObject *vals,
+             PyObject *obj)
+{
+    if (2 * (m->len + 1) > m->cap) {
+        if (m->cap >= m->max_slots) {
+            bmemo_clear(m);
+        }
+        else {
+            size_t cap = m->cap * 2;
+            BEntry *t = PyMem_Calloc(cap, sizeof(BEntry));
+            if (t == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            for (size_t i = 0; i < m->cap; i++) {
+                if (!m->t[i].used)
+                    continue;
+                size_t j = (size_t)m->t[i].hash & (cap - 1);
+                while (t[j].used)
+                    j = (j + 1) & (cap - 1);
+                t[j] = m->t[i];
+            }
+            PyMem_Free(m->t);
+            m->t = t;
+            m->cap = cap;
+        }
+    }
+    BEntry e;
+    memset(&e, 0, sizeof(e));
+    e.hash = h;
+    e.used = 1;
+    e.klen = (uint8_t)klen;
+    memcpy(e.key, key, klen);
+    Py_ssize_t n = PyTuple_GET_SIZE(vals);
+    if (n <= BVALS) {
+        e.nv = (int8_t)n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            long x = PyLong_AsLong(PyTuple_GET_ITEM(vals, i));
+            if ((x == -1 && PyErr_Occurred()) || x < INT32_MIN || x > INT32_MAX) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_OverflowError, "memo value outside int32");
+                return NULL;
+            }
+            e.v[i] = (int32_t)x;
+        }
+    }
+    else {
+        e.nv = -1;
+    }
+    Py_XINCREF(obj);
+    e.obj = obj;
+    size_t i = (size_t)h & (m->cap - 1);
+    while (m->t[i].used)
+        i = (i + 1) & (m->cap - 1);
+    m->t[i] = e;
+    m->len++;
+    return &m->t[i];
+}
+
+/* The ints of a memo entry or of a tuple, into out[] (capacity cap); their count or -1. */
+static Py_ssize_t
+tuple_ints(PyObject *tup, int64_t *out, Py_ssize_t cap)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(tup);
+    if (n > cap) {
+        PyErr_SetString(PyExc_ValueError, "morph_call: too many values");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(tup, i));
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        out[i] = (int64_t)x;
+    }
+    return n;
+}
+
+static inline int
+is_letter_byte(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c >= 0x80;
+}
+
+/* bisect.bisect_right(a[0:n], x) and bisect.bisect_left(a[lo:n], x) */
+static Py_ssize_t
+bisect_right_i64(const int64_t *a, Py_ssize_t n, int64_t x)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (x < a[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static Py_ssize_t
+bisect_left_i64(const int64_t *a, Py_ssize_t lo, Py_ssize_t n, int64_t x)
+{
+    Py_ssize_t hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (a[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+typedef struct {
+    Py_ssize_t t1, t2, start, n; /* start: index into the rewrite ids buffer */
+} Rewrite;
+
+/* morph_call(ids, rng, blob, blob_offsets, special, word_memo, word_fn, rewrite_memo,
+ *            rewrite_fn, contract_prop, table, expand_prop)
+ * -> (new ids, words analysed, words cut, words kept, morph cuts, expand attempts,
+ *     expansions)
+ * filmorph.arms.patok_morph.PatokMorph.__call__, draw for draw: blob[blob_offsets[t]:
+ * blob_offsets[t + 1]] are token t's bytes (b"" for a special token). */
+static PyObject *
+native_morph_call(PyObject *module, PyObject *args)
+{
+    PyObject *ids_obj, *word_fn, *rewrite_fn;
+    RngObject *rng;
+    BMemoObject *wmemo, *rmemo;
+    TableObject *table;
+    Py_buffer blob, boff, sview;
+    double contract_prop, expand_prop;
+    if (!PyArg_ParseTuple(args, "OO!y*y*y*O!OO!OdO!d:morph_call", &ids_obj, &RngType, &rng,
+                          &blob, &boff, &sview, &BMemoType, &wmemo, &word_fn, &BMemoType, &rmemo,
+                          &rewrite_fn, &contract_prop, &TableType, &table, &expand_prop))
+        return NULL;
+    PyObject *seq = NULL, *out = NULL;
+    int64_t *v = NULL, *off = NULL, *rest = NULL, *rbuf = NULL;
+    uint8_t *raw = NULL;
+    Rewrite *rw = NULL;
+    Py_ssize_t *where = NULL;
+    Expansion x;
+    memset(&x, 0, sizeof(x));
+    Py_ssize_t words = 0, cut = 0, kept = 0, morph_cuts = 0, nrw = 0, rlen = 0, rcap = 64;
+    const uint8_t *bl = (const uint8_t *)blob.buf;
+    const int64_t *bo = (const int64_t *)boff.buf;
+    const uint8_t *special = (const uint8_t *)sview.buf;
+    Py_ssize_t vocab = sview.len;
+    if (boff.len != (vocab + 1) * 8 || vocab != table->vocab || !table->held ||
+        wmemo->t == NULL || rmemo->t == NULL) {
+        PyErr_SetString(PyExc_ValueError, "morph_call: blob offsets, special, table and memos "
+                        "must describe one vocabulary");
+        goto done;
+    }
+    seq = PySequence_Fast(ids_obj, "morph_call: ids must be a sequence");
+    if (seq == NULL)
+        goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    v = read_ids(seq, vocab);
+    off = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
+    rw = PyMem_Malloc((size_t)(n + 1) * sizeof(Rewrite));
+    rbuf = PyMem_Malloc((size_t)rcap * sizeof(int64_t));
+    if (v == NULL || off == NULL || rw == NULL || rbuf == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto done;
+    }
+    int has_special = 0;
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        off[i + 1] = off[i] + (bo[v[i] + 1] - bo[v[i]]);
+        has_special |= special[v[i]];
+    }
+    Py_ssize_t nraw = (Py_ssize_t)off[n];
+    raw = PyMem_Malloc((size_t)(nraw ? nraw : 1));
+    if (raw == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        memcpy(raw + off[i], bl + bo[v[i]], (size_t)(off[i + 1] - off[i]));
+    Py_ssize_t last_end = 0;
+    int64_t cuts_buf[BVALS + 64];
+    uint8_t key[BKEY];
+    for (Py_ssize_t i = 0; i < nraw;) {
+        if (!is_letter_byte(raw[i])) {
+            i++;
+            continue;
+        }
+        Py_ssize_t a = i, b = i;
+        while (b < nraw && is_letter_byte(raw[b]))
+            b++;
+        i = b;
+        /* the word's cuts: memo, else word_fn(bytes) */
+        PyObject *cs = NULL; /* borrowed from the memo entry, or owned in cs_owned */
+        PyObject *cs_owned = NULL;
+        Py_ssize_t ncs;
+        BEntry *we = NULL;
+        uint64_t wh = 0;
+        if (b - a <= BKEY) {
+            wh = bytes_hash(raw + a, (size_t)(b - a));
+            we = bmemo_find(wmemo, raw + a, (size_t)(b - a), wh);
+        }
+        if (we == NULL) {
+            PyObject *w = PyBytes_FromStringAndSize((const char *)raw + a, b - a);
+            if (w == NULL)
+                goto done;
+            cs_owned = PyObject_CallOneArg(word_fn, w);
+            Py_DECREF(w);
+            if (cs_owned == NULL)
+                goto done;
+            if (!PyTuple_Check(cs_owned)) {
+                Py_DECREF(cs_owned);
+                PyErr_SetString(PyExc_TypeError, "morph_call: word cuts must be a tuple");
+                goto done;
+            }
+            if (b - a <= BKEY) {
+                we = bmemo_insert(wmemo, raw + a, (size_t)(b - a), wh, cs_owned, cs_owned);
+                if (we == NULL) {
+                    Py_DECREF(cs_owned);
+                    goto done;
+                }
+            }
+            cs = cs_owned;
+            ncs = PyTuple_GET_SIZE(cs_owned);
+        }
+        else {
+            cs = we->obj;
+            ncs = we->nv >= 0 ? we->nv : PyTuple_GET_SIZE(we->obj);
+        }
+        if (ncs == 0) {
+            Py_XDECREF(cs_owned);
+            continue;
+        }
+        words++;
+        if (mt_random(rng) >= contract_prop) {
+            Py_XDECREF(cs_owned);
+            continue;
+        }
+        Py_ssize_t t1 = bisect_right_i64(off, n + 1, a) - 1;
+        Py_ssize_t t2 = bisect_left_i64(off, t1, n + 1, b);
+        int blocked = t1 < last_end;
+        if (!blocked && has_special)
+            for (Py_ssize_t t = t1; t < t2; t++)
+                if (special[v[t]]) {
+                    blocked = 1;
+                    break;
+                }
+        if (blocked) {
+            kept++;
+            Py_XDECREF(cs_owned);
+            continue;
+        }
+        int64_t o1 = off[t1], o2 = off[t2];
+        /* the rewrite: memo keyed by (span bytes, start, cuts), else rewrite_fn */
+        Py_ssize_t ncuts = -1;
+        if (we != NULL && we->nv >= 0) {
+            ncuts = we->nv;
+            for (Py_ssize_t q = 0; q < ncuts; q++)
+                cuts_buf[q] = we->v[q];
+        }
+        else {
+            ncuts = tuple_ints(cs, cuts_buf, BVALS + 64);
+            if (ncuts < 0) {
+                PyErr_Clear();
+                ncuts = -2; /* too many to key inline: go through Python */
+            }
+        }
+        size_t klen = (size_t)(o2 - o1) + 4 + (ncuts >= 0 ? 4 * (size_t)ncuts : 0);
+        BEntry *re = NULL;
+        uint64_t rh = 0;
+        int keyable = ncuts >= 0 && klen <= BKEY;
+        if (keyable) {
+            memcpy(key, raw + o1, (size_t)(o2 - o1));
+            int32_t st32 = (int32_t)(a - o1);
+            memcpy(key + (o2 - o1), &st32, 4);
+            for (Py_ssize_t q = 0; q < ncuts; q++) {
+                int32_t c32 = (int32_t)cuts_buf[q];
+                memcpy(key + (o2 - o1) + 4 + 4 * q, &c32, 4);
+            }
+            rh = bytes_hash(key, klen);
+            re = bmemo_find(rmemo, key, klen, rh);
+        }
+        Py_ssize_t nnew;
+        PyObject *res = NULL; /* the new ids as a tuple, when not inline */
+        if (re != NULL && re->nv >= 0) {
+            nnew = re->nv;
+        }
+        else if (re != NULL) {
+            res = re->obj;
+            Py_INCREF(res);
+            nnew = PyTuple_GET_SIZE(res);
+        }
+        else {
+            PyObject *span = PyBytes_FromStringAndSize((const char *)raw + o1, o2 - o1);
+            res = span == NULL ? NULL
+                : PyObject_CallFunction(rewrite_fn, "OnO", span, (Py_ssize_t)(a - o1), cs);
+            Py_XDECREF(span);
+            if (res == NULL) {
+                Py_XDECREF(cs_owned);
+                goto done;
+            }
+            if (!PyTuple_Check(res)) {
+                Py_DECREF(res);
+                Py_XDECREF(cs_owned);
+                PyErr_SetString(PyExc_TypeError, "morph_call: a rewrite must be a tuple");
+                goto done;
+            }
+            nnew = PyTuple_GET_SIZE(res);
+            if (keyable) {
+                re = bmemo_insert(rmemo, key, klen, rh, res, nnew > BVALS ? res : NULL);
+                if (re == NULL) {
+                    Py_DECREF(res);
+                    Py_XDECREF(cs_owned);
+                    goto done;
+                }
+            }
+        }
+        Py_XDECREF(cs_owned);
+        if (nnew == 0) {
+            Py_XDECREF(res);
+            kept++;
+            continue;
+        }
+        if (rlen + nnew > rcap) {
+            while (rlen + nnew > rcap)
+                rcap *= 2;
+            int64_t *p = PyMem_Realloc(rbuf, (size_t)rcap * sizeof(int64_t));
+            if (p == NULL) {
+                Py_XDECREF(res);
+                PyErr_NoMemory();
+                goto done;
+            }
+            rbuf = p;
+        }
+        if (res != NULL) {
+            Py_ssize_t got = tuple_ints(res, rbuf + rlen, nnew);
+            Py_DECREF(res);
+            if (got < 0)
+                goto done;
+        }
+        else {
+            for (Py_ssize_t q = 0; q < nnew; q++)
+                rbuf[rlen + q] = re->v[q];
+        }
+        for (Py_ssize_t q = 0; q < nnew; q++) {
+            if (rbuf[rlen + q] < 0 || rbuf[rlen + q] >= vocab) {
+                PyErr_SetString(PyExc_IndexError, "morph_call: a rewrite id outside the "
+                                "vocabulary");
+                goto done;
+            }
+        }
+        rw[nrw].t1 = t1;
+        rw[nrw].t2 = t2;
+        rw[nrw].start = rlen;
+        rw[nrw].n = nnew;
+        nrw++;
+        rlen += nnew;
+        last_end = t2;
+        cut++;
+        morph_cuts += ncs;
+    }
+    /* StochasTok over the tokens outside the cut words, then the merge */
+    rest = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    where = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Py_ssize_t));
+    if (rest == NULL || where == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t nrest = 0;
+    for (Py_ssize_t i = 0, r = 0; i < n; i++) {
+        if (r < nrw && i >= rw[r].t1) {
+            i = rw[r].t2 - 1;
+            r++;
+            continue;
+        }
+        where[nrest] = i;
+        rest[nrest++] = v[i];
+    }
+    if (expand_core(rest, nrest, table, rng, expand_prop, NULL, 0, &x) < 0)
+        goto done;
+    Py_ssize_t total = n + x.done + rlen;
+    for (Py_ssize_t r = 0; r < nrw; r++)
+        total -= rw[r].t2 - rw[r].t1;
+    out = PyList_New(total);
+    if (out == NULL)
+        goto done;
+    Py_ssize_t wpos = 0, r = 0, q = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (r < nrw && i == rw[r].t1) {
+            for (Py_ssize_t z = 0; z < rw[r].n; z++) {
+                PyObject *o = PyLong_FromLongLong(rbuf[rw[r].start + z]);
+                if (o == NULL)
+                    goto fail;
+                PyList_SET_ITEM(out, wpos++, o);
+            }
+            i = rw[r].t2;
+            r++;
+            continue;
+        }
+        /* i is rest position q */
+        Py_ssize_t si = x.slot_of != NULL ? x.slot_of[q] : -1;
+        if (si < 0) {
+            Py_INCREF(items[i]);
+            PyList_SET_ITEM(out, wpos++, items[i]);
+        }
+        else {
+            for (Py_ssize_t z = 0; z < x.slots[si].len; z++) {
+                PyObject *o = PyLong_FromLongLong(x.slots[si].ids[z]);
+                if (o == NULL)
+                    goto fail;
+                PyList_SET_ITEM(out, wpos++, o);
+            }
+        }
+        q++;
+        i++;
+    }
+    if (wpos != total) {
+        PyErr_SetString(PyExc_RuntimeError, "morph_call: output length mismatch");
+        goto fail;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    expansion_free(&x);
+    PyMem_Free(v);
+    PyMem_Free(off);
+    PyMem_Free(raw);
+    PyMem_Free(rw);
+    PyMem_Free(rbuf);
+    PyMem_Free(rest);
+    PyMem_Free(where);
+    Py_XDECREF(seq);
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&boff);
+    PyBuffer_Release(&sview);
+    if (out == NULL)
+        return NULL;
+    return Py_BuildValue("(Nnnnnnn)", out, words, cut, kept, morph_cuts, x.attempts, x.done);
 }
 
 static PyMethodDef module_methods[] = {
@@ -754,10 +1649,16 @@ static PyMethodDef module_methods[] = {
      "-> (new ids, or {position: pieces} when slots; attempts; expansions): StochasTok's\n"
      "expansion loop, draw for draw as filmorph.arms.stochastok.expand_slots."},
     {"published_contract", (PyCFunction)native_published_contract, METH_VARARGS,
-     "published_contract(ids, rng, iterations, c1, c2, special, has_special, spans, info_fn,\n"
-     "outcome_fn, aware_plain, aware_overlap, max_attempts) -> (new ids, windows, cuts,\n"
-     "redups, kept, fallbacks, dropped): the published Patok's window loop, draw for draw as\n"
+     "published_contract(ids, rng, iterations, c1, c2, special, memo, info_fn, outcome_fn,\n"
+     "aware_plain, aware_overlap, max_attempts, table, expand_prop, blocked, redraw_blocked)\n"
+     "-> (new ids, windows, cuts, redups, kept, fallbacks, dropped, expand attempts,\n"
+     "expansions): the published Patok (window loop, then StochasTok), draw for draw as\n"
      "filmorph.arms.patok_published.PatokPublished."},
+    {"morph_call", (PyCFunction)native_morph_call, METH_VARARGS,
+     "morph_call(ids, rng, blob, blob_offsets, special, word_memo, word_fn, rewrite_memo,\n"
+     "rewrite_fn, contract_prop, table, expand_prop) -> (new ids, words analysed, words cut,\n"
+     "words kept, morph cuts, expand attempts, expansions): the morph Patok, draw for draw\n"
+     "as filmorph.arms.patok_morph.PatokMorph."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -774,7 +1675,8 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     mt_base_init();
-    if (PyType_Ready(&RngType) < 0 || PyType_Ready(&TableType) < 0)
+    if (PyType_Ready(&RngType) < 0 || PyType_Ready(&TableType) < 0 ||
+        PyType_Ready(&MemoType) < 0 || PyType_Ready(&BMemoType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&native_module);
     if (m == NULL)
@@ -788,6 +1690,18 @@ PyInit__native(void)
     Py_INCREF(&TableType);
     if (PyModule_AddObject(m, "Table", (PyObject *)&TableType) < 0) {
         Py_DECREF(&TableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&MemoType);
+    if (PyModule_AddObject(m, "Memo", (PyObject *)&MemoType) < 0) {
+        Py_DECREF(&MemoType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&BMemoType);
+    if (PyModule_AddObject(m, "BytesMemo", (PyObject *)&BMemoType) < 0) {
+        Py_DECREF(&BMemoType);
         Py_DECREF(m);
         return NULL;
     }

@@ -22,7 +22,10 @@ For a document, with one `random.Random` seeded from (seed, "patok", document id
 3. **Expand elsewhere**: StochasTok with `expand_prop` over the tokens not in cut words.
 
 Text-preserving, deterministic per (seed, arm, document), O(n) per document (memoised
-analyses and piece encodings).
+analyses and piece encodings). Handed a :class:`filmorph._native.Rng`
+(:func:`filmorph.rng.arm_rng`), steps 2-3 run in C (``filmorph._native.morph_call``), draw for
+draw the same, calling back here for a word's analysis and a rewrite's ids the first time
+they are met.
 """
 
 from __future__ import annotations
@@ -30,17 +33,25 @@ from __future__ import annotations
 import json
 import random
 import re
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.resources import files
 from itertools import accumulate
 from pathlib import Path
 
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
 from filmorph.arms.stochastok import expand_slots
+
+try:  # the whole arm in C (setup.py), taken when the stream is a filmorph._native.Rng
+    from filmorph._native import BytesMemo as _NativeBytesMemo
+    from filmorph._native import Rng as _NativeRng
+    from filmorph._native import morph_call as _native_morph
+except ImportError:  # pragma: no cover -- where the extension is not built
+    _NativeBytesMemo = _NativeRng = _native_morph = None
 
 VOWELS = frozenset("aeiou")
 # Affixes the morph analyser adds to the inventory (filmorph/data/affixes.tsv): the published
@@ -282,12 +293,44 @@ class PatokMorph:
             return ()
         return tuple(new)
 
+    def rewrite(self, span: bytes, start: int, cs: tuple[int, ...]) -> tuple[int, ...]:
+        """:meth:`_rewrite`, memoised (up to 2 million rewrites)."""
+        key = (span, start, cs)
+        new = self._rewritten.get(key)
+        if new is None:
+            new = self._rewrite(span, start, cs)
+            if len(self._rewritten) < 2_000_000:
+                self._rewritten[key] = new
+        return new
+
+    @cached_property
+    def _native_args(self) -> tuple:
+        """What the C loop reads of the vocabulary (every token's bytes in one blob, their
+        offsets, the special flags) and its own memos of word cuts and rewrites."""
+        offsets = array("q", [0, *accumulate(self._tblen)])
+        special = bytes(b is None for b in self.tb)
+        return (b"".join(self._tb0), offsets, special, _NativeBytesMemo(), _NativeBytesMemo())
+
     def __call__(self, ids: Sequence[int], rng: random.Random,
                  counters: Counter | None = None) -> list[int]:
         if counters is None:
             counters = Counter()
-        tb = self.tb
         p = self.params
+        if _native_morph is not None and type(rng) is _NativeRng and self.table.native is not None:
+            blob, offsets, special, words_memo, rewrites_memo = self._native_args
+            out, words, cut, kept, morph_cuts, attempts, done = _native_morph(
+                ids, rng, blob, offsets, special, words_memo, self.word_cuts, rewrites_memo,
+                self.rewrite, p.contract_prop, self.table.native, p.expand_prop)
+            counters["words_analysed"] += words
+            counters["words_cut"] += cut
+            counters["windows_contracted"] += cut  # the summary's contracted_window_rate
+            counters["words_kept"] += kept
+            counters["morph_cuts"] += morph_cuts
+            if attempts > 0:
+                counters["expand_attempts"] += attempts
+                counters["expansions"] += done
+            return out
+        tb = self.tb
         n = len(ids)
         tb0, tblen = self._tb0, self._tblen
         offsets = [0, *accumulate([tblen[t] for t in ids])]
@@ -298,7 +341,7 @@ class PatokMorph:
         words = cut = kept = morph_cuts = 0
         rand = rng.random
         memo = self._word_cuts
-        rewritten = self._rewritten
+        rewritten_get = self._rewritten.get
         has_special = not self._special_ids.isdisjoint(ids)
         for m in _LETTER_RUN.finditer(raw):
             w = m.group()
@@ -317,12 +360,7 @@ class PatokMorph:
                 kept += 1
                 continue
             o1, o2 = offsets[t1], offsets[t2]
-            key = (raw[o1:o2], a - o1, cs)
-            new = rewritten.get(key)
-            if new is None:
-                new = self._rewrite(*key)
-                if len(rewritten) < 2_000_000:
-                    rewritten[key] = new
+            new = rewritten_get((raw[o1:o2], a - o1, cs)) or self.rewrite(raw[o1:o2], a - o1, cs)
             if not new:
                 kept += 1
                 continue

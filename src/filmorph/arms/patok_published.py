@@ -57,10 +57,11 @@ from filmorph.arms.seq import BlockSeq
 from filmorph.arms.stochastok import stochastok_expand
 
 try:  # the window loop in C (setup.py), taken when the stream is a filmorph._native.Rng
+    from filmorph._native import Memo as _NativeMemo
     from filmorph._native import Rng as _NativeRng
     from filmorph._native import published_contract as _native_contract
 except ImportError:  # pragma: no cover -- where the extension is not built
-    _NativeRng = _native_contract = None
+    _NativeMemo = _NativeRng = _native_contract = None
 
 # The published inventory (data/affixes_filipino/{prefix,infix,suffix}.txt), as it is.
 PUBLISHED_AFFIXES: dict[str, tuple[str, ...]] = {
@@ -155,6 +156,8 @@ class PatokPublished:
         self._cum = (w[0] / total, (w[0] + w[1]) / total)
         self._pieces: dict[str, tuple[int, ...]] = {}
         self._spans: dict[tuple[int, ...], tuple] = {}
+        # the C loop's own memo of the same facts (windows and outcomes, ids inline)
+        self._native_memo = _NativeMemo(len(token_bytes)) if _NativeMemo is not None else None
 
     def find(self, s: str) -> list[tuple[int, str]]:
         """All affix-variant matches (start, variant) in `s`."""
@@ -176,17 +179,24 @@ class PatokPublished:
         n0 = len(ids)
         iterations = int(n0 * p.contract_prop)
         special, is_affix = self.special, self.is_affix
-        if _native_contract is not None and type(rng) is _NativeRng and n0 <= NATIVE_MAX_TOKENS:
-            lst, *tally = _native_contract(
-                ids, rng, iterations, *self._cum, special,
-                not self._special_ids.isdisjoint(ids), self._spans, self._info,
-                self._outcome_of, p.affix_awareness, p.affix_awareness_if_overlap, MAX_ATTEMPTS)
+        native = (_native_contract is not None and type(rng) is _NativeRng
+                  and n0 <= NATIVE_MAX_TOKENS and self.table.native is not None)
+        if native:  # steps 1-5 in C
+            out, *tally, attempts, done = _native_contract(
+                ids, rng, iterations, *self._cum, special, self._native_memo, self._info,
+                self._outcome_of, p.affix_awareness, p.affix_awareness_if_overlap, MAX_ATTEMPTS,
+                self.table.native, p.expand_prop, is_affix, MAX_REDRAWS)
         else:
             lst, *tally = self._contract(ids, rng, iterations)
         for name, v in zip(("windows", "affix_cuts", "redup_cuts", "windows_kept",
                             "windows_first_k", "windows_dropped_special"), tally, strict=True):
             counters[name] += v
         counters["windows_contracted"] += tally[0]  # the summary's contracted_window_rate
+        if native:
+            if attempts > 0:
+                counters["expand_attempts"] += attempts
+                counters["expansions"] += done
+            return out
         return stochastok_expand(lst, self.table, rng, p.expand_prop, blocked=is_affix,
                                  counters=counters, redraw_blocked=MAX_REDRAWS)
 
