@@ -168,7 +168,8 @@ static PyTypeObject RngType = {
 
 typedef struct {
     PyObject_HEAD
-    Py_buffer offsets, lefts, rights;
+    int32_t *off;   /* vocab + 1 offsets into the pairs */
+    int32_t *pairs; /* (left, right) interleaved: one cache line holds both */
     int held;
     Py_ssize_t vocab;
 } TableObject;
@@ -189,54 +190,75 @@ get_int64_buffer(PyObject *obj, Py_buffer *view, const char *what)
     return 0;
 }
 
+/* Table(offsets, lefts, rights): a copy of an ExpansionTable's CSR arrays as int32. */
 static int
 Table_init(TableObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"offsets", "lefts", "rights", NULL};
     PyObject *o, *l, *r;
+    Py_buffer bo, bl, br;
+    int rc = -1;
     if (self->held) {
         PyErr_SetString(PyExc_TypeError, "Table is already initialised");
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Table", kwlist, &o, &l, &r))
         return -1;
-    if (get_int64_buffer(o, &self->offsets, "offsets") < 0)
+    if (get_int64_buffer(o, &bo, "offsets") < 0)
         return -1;
-    if (get_int64_buffer(l, &self->lefts, "lefts") < 0) {
-        PyBuffer_Release(&self->offsets);
-        return -1;
-    }
-    if (get_int64_buffer(r, &self->rights, "rights") < 0) {
-        PyBuffer_Release(&self->offsets);
-        PyBuffer_Release(&self->lefts);
+    if (get_int64_buffer(l, &bl, "lefts") < 0) {
+        PyBuffer_Release(&bo);
         return -1;
     }
-    self->held = 1;
-    Py_ssize_t n_off = self->offsets.len / 8, n_pairs = self->lefts.len / 8;
-    const int64_t *off = (const int64_t *)self->offsets.buf;
-    if (n_off < 1 || self->rights.len != self->lefts.len || off[0] != 0 ||
-        off[n_off - 1] != n_pairs) {
+    if (get_int64_buffer(r, &br, "rights") < 0) {
+        PyBuffer_Release(&bo);
+        PyBuffer_Release(&bl);
+        return -1;
+    }
+    Py_ssize_t n_off = bo.len / 8, n_pairs = bl.len / 8;
+    const int64_t *off = (const int64_t *)bo.buf;
+    const int64_t *lefts = (const int64_t *)bl.buf, *rights = (const int64_t *)br.buf;
+    if (n_off < 1 || br.len != bl.len || off[0] != 0 || off[n_off - 1] != n_pairs ||
+        n_pairs > INT32_MAX || n_off - 1 > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "Table: offsets do not describe lefts/rights");
-        return -1;
+        goto out;
     }
-    for (Py_ssize_t i = 1; i < n_off; i++) {
-        if (off[i] < off[i - 1]) {
+    self->off = PyMem_Malloc((size_t)n_off * sizeof(int32_t));
+    self->pairs = PyMem_Malloc((size_t)(2 * n_pairs + 1) * sizeof(int32_t));
+    if (self->off == NULL || self->pairs == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < n_off; i++) {
+        if (i && off[i] < off[i - 1]) {
             PyErr_SetString(PyExc_ValueError, "Table: offsets decrease");
-            return -1;
+            goto out;
         }
+        self->off[i] = (int32_t)off[i];
+    }
+    for (Py_ssize_t m = 0; m < n_pairs; m++) {
+        if (lefts[m] < 0 || lefts[m] >= n_off - 1 || rights[m] < 0 || rights[m] >= n_off - 1) {
+            PyErr_SetString(PyExc_ValueError, "Table: a pair id outside the vocabulary");
+            goto out;
+        }
+        self->pairs[2 * m] = (int32_t)lefts[m];
+        self->pairs[2 * m + 1] = (int32_t)rights[m];
     }
     self->vocab = n_off - 1;
-    return 0;
+    self->held = 1;
+    rc = 0;
+out:
+    PyBuffer_Release(&bo);
+    PyBuffer_Release(&bl);
+    PyBuffer_Release(&br);
+    return rc;
 }
 
 static void
 Table_dealloc(TableObject *self)
 {
-    if (self->held) {
-        PyBuffer_Release(&self->offsets);
-        PyBuffer_Release(&self->lefts);
-        PyBuffer_Release(&self->rights);
-    }
+    PyMem_Free(self->off);
+    PyMem_Free(self->pairs);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -245,7 +267,8 @@ static PyTypeObject TableType = {
     .tp_name = "filmorph._native.Table",
     .tp_basicsize = sizeof(TableObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Table(offsets, lefts, rights): an expansion table's CSR arrays (int64 buffers).",
+    .tp_doc = "Table(offsets, lefts, rights): an expansion table's CSR arrays (int64 buffers), "
+              "copied as int32.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Table_init,
     .tp_dealloc = (destructor)Table_dealloc,
@@ -345,9 +368,7 @@ expand_core(const int64_t *ids, Py_ssize_t n0, const TableObject *table, RngObje
     }
     for (Py_ssize_t i = 0; i < n0; i++)
         x->slot_of[i] = -1;
-    const int64_t *off = (const int64_t *)table->offsets.buf;
-    const int64_t *lefts = (const int64_t *)table->lefts.buf;
-    const int64_t *rights = (const int64_t *)table->rights.buf;
+    const int32_t *off = table->off, *pairs = table->pairs;
     Slot *slots = x->slots;
     Py_ssize_t pieces_in_expanded = 0, maxc = 2, done = 0;
     for (Py_ssize_t at = 0; at < attempts; at++) {
@@ -390,8 +411,8 @@ expand_core(const int64_t *ids, Py_ssize_t n0, const TableObject *table, RngObje
             sl->pos = s;
             if (slot_reserve(sl, 2) < 0)
                 return -1;
-            sl->ids[0] = lefts[m];
-            sl->ids[1] = rights[m];
+            sl->ids[0] = pairs[2 * m];
+            sl->ids[1] = pairs[2 * m + 1];
             sl->len = 2;
             x->slot_of[s] = x->nslots - 1;
             pieces_in_expanded += 2;
@@ -400,8 +421,8 @@ expand_core(const int64_t *ids, Py_ssize_t n0, const TableObject *table, RngObje
             if (slot_reserve(sl, c + 1) < 0)
                 return -1;
             memmove(sl->ids + j + 2, sl->ids + j + 1, (size_t)(c - j - 1) * sizeof(int64_t));
-            sl->ids[j] = lefts[m];
-            sl->ids[j + 1] = rights[m];
+            sl->ids[j] = pairs[2 * m];
+            sl->ids[j + 1] = pairs[2 * m + 1];
             sl->len = c + 1;
             pieces_in_expanded += 1;
             if (c + 1 > maxc)
@@ -413,8 +434,8 @@ expand_core(const int64_t *ids, Py_ssize_t n0, const TableObject *table, RngObje
     return 0;
 }
 
-/* The expanded sequence as a list; `items` (the input's int objects, or NULL) are reused for
- * positions left as they were. */
+/* The expanded sequence as a list; `items` (int objects equal to ids[i], or NULL, or NULL
+ * entries) are reused for positions left as they were. */
 static PyObject *
 expansion_list(const int64_t *ids, PyObject **items, Py_ssize_t n0, const Expansion *x)
 {
@@ -425,8 +446,11 @@ expansion_list(const int64_t *ids, PyObject **items, Py_ssize_t n0, const Expans
     for (Py_ssize_t i = 0; i < n0; i++) {
         Py_ssize_t si = x->slot_of != NULL ? x->slot_of[i] : -1;
         if (si < 0) {
-            PyObject *v = items != NULL ? (Py_INCREF(items[i]), items[i])
-                                        : PyLong_FromLongLong(ids[i]);
+            PyObject *v = items != NULL ? items[i] : NULL;
+            if (v != NULL)
+                Py_INCREF(v);
+            else
+                v = PyLong_FromLongLong(ids[i]);
             if (v == NULL)
                 goto fail;
             PyList_SET_ITEM(result, w++, v);
@@ -546,6 +570,7 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
 /* A growable int64 sequence: the document being rewritten. */
 typedef struct {
     int64_t *v;
+    PyObject **objs; /* borrowed: the input's int object of a position it still holds, or NULL */
     Py_ssize_t n, cap;
 } I64Vec;
 
@@ -923,9 +948,18 @@ vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, const OEntry *o)
             return -1;
         }
         a->v = p;
+        PyObject **q = PyMem_Realloc(a->objs, (size_t)cap * sizeof(PyObject *));
+        if (q == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a->objs = q;
         a->cap = cap;
     }
     memmove(a->v + st + m, a->v + st + k, (size_t)(a->n - st - k) * sizeof(int64_t));
+    memmove(a->objs + st + m, a->objs + st + k, (size_t)(a->n - st - k) * sizeof(PyObject *));
+    for (Py_ssize_t i = 0; i < m; i++)
+        a->objs[st + i] = NULL;
     if (o->tuple == NULL) {
         for (Py_ssize_t i = 0; i < m; i++)
             a->v[st + i] = o->ids[i];
@@ -967,7 +1001,7 @@ native_published_contract(PyObject *module, PyObject *args)
     Py_ssize_t special_len = sview.len;
     PyObject *seq = PySequence_Fast(ids_obj, "published_contract: ids must be a sequence");
     PyObject *out = NULL;
-    I64Vec a = {NULL, 0, 0};
+    I64Vec a = {NULL, NULL, 0, 0};
     Expansion x;
     memset(&x, 0, sizeof(x));
     int have_bview = 0, has_special = 0;
@@ -991,6 +1025,12 @@ native_published_contract(PyObject *module, PyObject *args)
     if (a.v == NULL)
         goto done;
     a.cap = a.n ? a.n : 1;
+    a.objs = PyMem_Malloc((size_t)a.cap * sizeof(PyObject *));
+    if (a.objs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(a.objs, PySequence_Fast_ITEMS(seq), (size_t)a.n * sizeof(PyObject *));
     for (Py_ssize_t i = 0; i < a.n; i++)
         has_special |= special[a.v[i]];
     for (Py_ssize_t it = 0; it < iterations; it++) {
@@ -1066,10 +1106,11 @@ native_published_contract(PyObject *module, PyObject *args)
     }
     if (expand_core(a.v, a.n, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw,
                     &x) == 0)
-        out = expansion_list(a.v, NULL, a.n, &x);
+        out = expansion_list(a.v, a.objs, a.n, &x);
 done:
     expansion_free(&x);
     PyMem_Free(a.v);
+    PyMem_Free(a.objs);
     Py_XDECREF(seq);
     PyBuffer_Release(&sview);
     if (have_bview > 0)
@@ -1643,6 +1684,569 @@ done:
     return Py_BuildValue("(Nnnnnnn)", out, words, cut, kept, morph_cuts, x.attempts, x.done);
 }
 
+/* ------------------------------------------------------------------ v1 Patok */
+
+/* A growable int32 buffer */
+typedef struct {
+    int32_t *v;
+    Py_ssize_t n, cap;
+} I32Buf;
+
+static int
+i32_reserve(I32Buf *b, Py_ssize_t extra)
+{
+    if (b->n + extra <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 64;
+    while (cap < b->n + extra)
+        cap *= 2;
+    int32_t *p = PyMem_Realloc(b->v, (size_t)cap * sizeof(int32_t));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->v = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Look `key` up in a BytesMemo, else call fn(*fargs) (a tuple of ints back) and memoise it
+ * when the key fits; append the ints to `out`. Their count, or -1 with an error set. */
+static Py_ssize_t
+memo_ints(BMemoObject *m, const uint8_t *key, size_t klen, PyObject *fn, PyObject *fargs,
+          I32Buf *out)
+{
+    BEntry *e = NULL;
+    uint64_t h = 0;
+    if (klen <= BKEY) {
+        h = bytes_hash(key, klen);
+        e = bmemo_find(m, key, klen, h);
+        if (e != NULL && e->nv >= 0) {
+            if (i32_reserve(out, e->nv) < 0)
+                return -1;
+            memcpy(out->v + out->n, e->v, (size_t)e->nv * sizeof(int32_t));
+            out->n += e->nv;
+            return e->nv;
+        }
+    }
+    PyObject *res;
+    if (e != NULL) {
+        res = e->obj;
+        Py_INCREF(res);
+    }
+    else {
+        res = PyObject_Call(fn, fargs, NULL);
+        if (res == NULL)
+            return -1;
+        if (!PyTuple_Check(res)) {
+            Py_DECREF(res);
+            PyErr_SetString(PyExc_TypeError, "v1_call: a callback must return a tuple");
+            return -1;
+        }
+        if (klen <= BKEY &&
+            bmemo_insert(m, key, klen, h, res, PyTuple_GET_SIZE(res) > BVALS ? res : NULL) == NULL) {
+            Py_DECREF(res);
+            return -1;
+        }
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(res);
+    if (i32_reserve(out, n) < 0) {
+        Py_DECREF(res);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long x = PyLong_AsLong(PyTuple_GET_ITEM(res, i));
+        if ((x == -1 && PyErr_Occurred()) || x < INT32_MIN || x > INT32_MAX) {
+            Py_DECREF(res);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "v1_call: a value outside int32");
+            return -1;
+        }
+        out->v[out->n + i] = (int32_t)x;
+    }
+    out->n += n;
+    Py_DECREF(res);
+    return n;
+}
+
+/* The words of the document that have affix facts: start, end, where their facts are. */
+typedef struct {
+    int64_t start, end;
+    Py_ssize_t at; /* index into the facts buffer: has_redup, rs, rc, nf, (s, e, kind, cut) * nf */
+} Word;
+
+typedef struct {
+    int64_t x, y, c;
+    int kind;
+} Found;
+
+/* The affix matches wholly inside [o1, o2) (document offsets, word order then start order)
+ * and, with redups != NULL, the word-initial reduplications starting in it and cut inside
+ * it: Patok._inside. Counts in *nfound / *nredup; 0 or -1. */
+static int
+v1_inside(const Word *w, Py_ssize_t nw, const int32_t *fb, int64_t o1, int64_t o2,
+          Found **found, Py_ssize_t *nfound, Py_ssize_t *capf, int64_t *redups,
+          Py_ssize_t *nredup)  /* redups: room for 2 * (words meeting the window) */
+{
+    *nfound = 0;
+    if (nredup != NULL)
+        *nredup = 0;
+    /* bisect_right(ends, o1) */
+    Py_ssize_t lo = 0, hi = nw;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (o1 < w[mid].end)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    for (Py_ssize_t i = lo; i < nw; i++) {
+        int64_t a = w[i].start;
+        if (a >= o2)
+            break;
+        const int32_t *f = fb + w[i].at;
+        int32_t nf = f[3];
+        for (int32_t q = 0; q < nf; q++) {
+            const int32_t *g = f + 4 + 4 * q;
+            int64_t x = g[0] + a;
+            if (x >= o2)
+                break;
+            if (x >= o1 && g[1] + a <= o2) {
+                if (*nfound == *capf) {
+                    Py_ssize_t cap = *capf ? 2 * *capf : 16;
+                    Found *p = PyMem_Realloc(*found, (size_t)cap * sizeof(Found));
+                    if (p == NULL) {
+                        PyErr_NoMemory();
+                        return -1;
+                    }
+                    *found = p;
+                    *capf = cap;
+                }
+                Found *o = &(*found)[(*nfound)++];
+                o->x = x;
+                o->y = g[1] + a;
+                o->kind = g[2];
+                o->c = g[3] >= 0 ? g[3] + a : -1;
+            }
+        }
+        if (redups != NULL && f[0]) {
+            int64_t x = f[1] + a, c = f[2] + a;
+            if (o1 <= x && x < o2 && c <= o2) {
+                redups[2 * *nredup] = x;
+                redups[2 * *nredup + 1] = c;
+                (*nredup)++;
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    Py_ssize_t st, en;
+} Win;
+
+static int
+cmp_win(const void *p, const void *q)
+{
+    Py_ssize_t a = ((const Win *)p)->st, b = ((const Win *)q)->st;
+    return (a > b) - (a < b);
+}
+
+static int
+cmp_i64(const void *p, const void *q)
+{
+    int64_t a = *(const int64_t *)p, b = *(const int64_t *)q;
+    return (a > b) - (a < b);
+}
+
+/* v1_call(ids, rng, blob, blob_offsets, special, is_affix, word_memo, word_fn, canon_memo,
+ *         canon_fn, rewrite_memo, rewrite_fn, params, table)
+ * params = (contract_prop, expand_prop, c1, c2, aware_plain, aware_overlap)
+ * -> (new ids, counters tuple: contract_attempts, windows_blocked, windows_skipped_affix,
+ *     windows_contracted, windows_to_one_token, windows_cut, windows_fallback, split_prefix,
+ *     split_infix, split_suffix, split_redup, expand_attempts, expansions)
+ * filmorph.arms.patok.Patok.__call__, draw for draw. word_fn(word bytes) -> its facts as
+ * flat ints (() when none); canon_fn(span) -> (id,) or (); rewrite_fn(span, cuts) -> ids. */
+static PyObject *
+native_v1_call(PyObject *module, PyObject *args)
+{
+    PyObject *ids_obj, *word_fn, *canon_fn, *rewrite_fn;
+    RngObject *rng;
+    BMemoObject *wmemo, *cmemo, *rmemo;
+    TableObject *table;
+    Py_buffer blob, boff, sview, aview;
+    double contract_prop, expand_prop, c1, c2, aware, aware_overlap;
+    if (!PyArg_ParseTuple(args, "OO!y*y*y*y*O!OO!OO!O(dddddd)O!:v1_call", &ids_obj, &RngType,
+                          &rng, &blob, &boff, &sview, &aview, &BMemoType, &wmemo, &word_fn,
+                          &BMemoType, &cmemo, &canon_fn, &BMemoType, &rmemo, &rewrite_fn,
+                          &contract_prop, &expand_prop, &c1, &c2, &aware, &aware_overlap,
+                          &TableType, &table))
+        return NULL;
+    PyObject *seq = NULL, *out = NULL;
+    int64_t *v = NULL, *off = NULL, *cv = NULL;
+    PyObject **cobjs = NULL;
+    uint8_t *raw = NULL, *taken = NULL;
+    Word *words = NULL;
+    Win *wins = NULL;
+    Found *found = NULL;
+    int64_t *scratch = NULL;
+    Py_ssize_t capf = 0, nwords = 0, capw = 0, nwin = 0, scratch_cap = 0;
+    I32Buf fb = {NULL, 0, 0}, tmp = {NULL, 0, 0};
+    Expansion x;
+    memset(&x, 0, sizeof(x));
+    Py_ssize_t cnt[11] = {0};
+    enum { C_ATT, C_BLOCK, C_SKIP, C_CONTR, C_ONE, C_CUT, C_FALLBACK, C_PRE, C_INF, C_SUF,
+           C_REDUP };
+    const uint8_t *bl = (const uint8_t *)blob.buf;
+    const int64_t *bo = (const int64_t *)boff.buf;
+    const uint8_t *special = (const uint8_t *)sview.buf, *is_affix = (const uint8_t *)aview.buf;
+    Py_ssize_t vocab = sview.len;
+    if (boff.len != (vocab + 1) * 8 || aview.len != vocab || vocab != table->vocab ||
+        !table->held || wmemo->t == NULL || cmemo->t == NULL || rmemo->t == NULL) {
+        PyErr_SetString(PyExc_ValueError, "v1_call: blob offsets, special, is_affix, table and "
+                        "memos must describe one vocabulary");
+        goto done;
+    }
+    seq = PySequence_Fast(ids_obj, "v1_call: ids must be a sequence");
+    if (seq == NULL)
+        goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    v = read_ids(seq, vocab);
+    if (v == NULL)
+        goto done;
+    Py_ssize_t attempts = n >= 2 ? (Py_ssize_t)(contract_prop * (double)n) : 0;
+    cnt[C_ATT] = attempts;
+    if (attempts > 0) {
+        off = PyMem_Malloc((size_t)(n + 1) * sizeof(int64_t));
+        taken = PyMem_Malloc((size_t)n);
+        wins = PyMem_Malloc((size_t)attempts * sizeof(Win));
+        if (off == NULL || taken == NULL || wins == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        off[0] = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            off[i + 1] = off[i] + (bo[v[i] + 1] - bo[v[i]]);
+            taken[i] = special[v[i]] ? 1 : 0;
+        }
+        Py_ssize_t nraw = (Py_ssize_t)off[n];
+        raw = PyMem_Malloc((size_t)(nraw ? nraw : 1));
+        if (raw == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            memcpy(raw + off[i], bl + bo[v[i]], (size_t)(off[i + 1] - off[i]));
+        /* the words with facts: maximal letter-byte runs of 4 bytes or more */
+        for (Py_ssize_t i = 0; i < nraw;) {
+            if (!is_letter_byte(raw[i])) {
+                i++;
+                continue;
+            }
+            Py_ssize_t a = i, b = i;
+            while (b < nraw && is_letter_byte(raw[b]))
+                b++;
+            i = b;
+            if (b - a < 4)
+                continue;
+            Py_ssize_t at = fb.n;
+            PyObject *w = PyBytes_FromStringAndSize((const char *)raw + a, b - a);
+            PyObject *fa = w == NULL ? NULL : PyTuple_Pack(1, w);
+            Py_XDECREF(w);
+            if (fa == NULL)
+                goto done;
+            Py_ssize_t got = memo_ints(wmemo, raw + a, (size_t)(b - a), word_fn, fa, &fb);
+            Py_DECREF(fa);
+            if (got < 0)
+                goto done;
+            if (got == 0)
+                continue;
+            if (got < 4 || got != 4 + 4 * (Py_ssize_t)fb.v[at + 3]) {
+                PyErr_SetString(PyExc_ValueError, "v1_call: malformed word facts");
+                goto done;
+            }
+            if (nwords == capw) {
+                capw = capw ? 2 * capw : 32;
+                Word *p = PyMem_Realloc(words, (size_t)capw * sizeof(Word));
+                if (p == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                words = p;
+            }
+            words[nwords].start = a;
+            words[nwords].end = b;
+            words[nwords].at = at;
+            nwords++;
+        }
+        /* the windows */
+        for (Py_ssize_t t = 0; t < attempts; t++) {
+            double r = mt_random(rng);
+            Py_ssize_t k = r < c1 ? 2 : (r < c2 ? 3 : 4);
+            if (k > n)
+                k = n;
+            Py_ssize_t st = (Py_ssize_t)(mt_random(rng) * (double)(n - k + 1)), en = st + k;
+            int hit = 0;
+            for (Py_ssize_t q = st; q < en; q++)
+                hit |= taken[q];
+            if (hit) {
+                cnt[C_BLOCK]++;
+                continue;
+            }
+            int affix = 0;
+            for (Py_ssize_t q = st; q < en; q++)
+                affix |= is_affix[v[q]];
+            if (affix) {
+                double aw = aware;
+                if (aware_overlap != aware) {
+                    Py_ssize_t nf;
+                    if (v1_inside(words, nwords, fb.v, off[st], off[en], &found, &nf, &capf,
+                                  NULL, NULL) < 0)
+                        goto done;
+                    int64_t end = -1;
+                    for (Py_ssize_t q = 0; q < nf; q++) {
+                        if (found[q].x < end) {
+                            aw = aware_overlap;
+                            break;
+                        }
+                        if (found[q].y > end)
+                            end = found[q].y;
+                    }
+                }
+                if (mt_random(rng) < aw) {
+                    cnt[C_SKIP]++;
+                    continue;
+                }
+            }
+            memset(taken + st, 1, (size_t)k);
+            wins[nwin].st = st;
+            wins[nwin].en = en;
+            nwin++;
+        }
+    }
+    /* the plans, in window order, and the contracted sequence */
+    Py_ssize_t ccap = n + 16, cn = 0;
+    cv = PyMem_Malloc((size_t)ccap * sizeof(int64_t));
+    cobjs = PyMem_Malloc((size_t)ccap * sizeof(PyObject *));
+    if (cv == NULL || cobjs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (nwin > 1)
+        qsort(wins, (size_t)nwin, sizeof(Win), cmp_win);
+    Py_ssize_t prev = 0;
+    Py_ssize_t nraw = attempts > 0 ? (Py_ssize_t)off[n] : 0;
+    cnt[C_CONTR] = nwin;
+    for (Py_ssize_t wi = 0; wi < nwin; wi++) {
+        Py_ssize_t st = wins[wi].st, en = wins[wi].en;
+        int64_t o1 = off[st], o2 = off[en];
+        /* 0: keep the window's ids; 1: tmp holds the new ids (a token or a rewrite) */
+        int replace = 0;
+        tmp.n = 0;
+        if ((o1 < nraw && raw[o1] >= 0x80 && raw[o1] < 0xC0) ||
+            (o2 < nraw && raw[o2] >= 0x80 && raw[o2] < 0xC0)) {
+            replace = 0;
+        }
+        else {
+            /* words meeting [o1, o2) number at most (o2 - o1) / 4 + 2 (4 bytes or more each) */
+            Py_ssize_t bound = (Py_ssize_t)((o2 - o1) / 4 + 2);
+            if (bound > scratch_cap) {
+                int64_t *p = PyMem_Realloc(scratch, (size_t)(6 * bound + 8) * sizeof(int64_t));
+                if (p == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                scratch = p;
+                scratch_cap = bound;
+            }
+            int64_t *cuts = scratch, *rel = scratch + (2 * bound + 3),
+                    *redups = scratch + (4 * bound + 6);
+            Py_ssize_t ncuts = 0;
+            int any_cuts = 0;
+            if (mt_random(rng) < aware) {
+                /* bisect_right(ends, o1): is a word with facts meeting the window? */
+                Py_ssize_t lo = 0, hi = nwords;
+                while (lo < hi) {
+                    Py_ssize_t mid = (lo + hi) / 2;
+                    if (o1 < words[mid].end)
+                        hi = mid;
+                    else
+                        lo = mid + 1;
+                }
+                if (lo < nwords && words[lo].start < o2) {
+                    Py_ssize_t nf, nr;
+                    if (v1_inside(words, nwords, fb.v, o1, o2, &found, &nf, &capf, redups,
+                                  &nr) < 0)
+                        goto done;
+                    if (nf) {
+                        Found *f = &found[(Py_ssize_t)(mt_random(rng) * (double)nf)];
+                        cuts[ncuts++] = f->x;
+                        cuts[ncuts++] = f->y;
+                        cnt[C_PRE + f->kind]++;
+                        any_cuts = 1;
+                        if (0 <= f->c && f->c <= o2) {
+                            cuts[ncuts++] = f->c;
+                            cnt[C_REDUP]++;
+                        }
+                    }
+                    for (Py_ssize_t q = 0; q < nr; q++) {
+                        cuts[ncuts++] = redups[2 * q];
+                        cuts[ncuts++] = redups[2 * q + 1];
+                        cnt[C_REDUP]++;
+                        any_cuts = 1;
+                    }
+                }
+            }
+            if (!any_cuts) {
+                PyObject *span = PyBytes_FromStringAndSize((const char *)raw + o1, o2 - o1);
+                PyObject *fa = span == NULL ? NULL : PyTuple_Pack(1, span);
+                Py_XDECREF(span);
+                if (fa == NULL)
+                    goto done;
+                Py_ssize_t got = memo_ints(cmemo, raw + o1, (size_t)(o2 - o1), canon_fn, fa,
+                                           &tmp);
+                Py_DECREF(fa);
+                if (got < 0)
+                    goto done;
+                if (got == 1) {
+                    cnt[C_ONE]++;
+                    replace = 1;
+                }
+            }
+            else {
+                /* the distinct cuts strictly inside the window, sorted, relative to o1 */
+                qsort(cuts, (size_t)ncuts, sizeof(int64_t), cmp_i64);
+                Py_ssize_t nrel = 0;
+                for (Py_ssize_t q = 0; q < ncuts; q++) {
+                    if (q && cuts[q] == cuts[q - 1])
+                        continue;
+                    if (o1 < cuts[q] && cuts[q] < o2)
+                        rel[nrel++] = cuts[q] - o1;
+                }
+                cnt[C_CUT]++;
+                uint8_t key[BKEY];
+                size_t klen = (size_t)(o2 - o1) + 4 * (size_t)nrel;
+                if (klen <= BKEY) {
+                    memcpy(key, raw + o1, (size_t)(o2 - o1));
+                    for (Py_ssize_t q = 0; q < nrel; q++) {
+                        int32_t c32 = (int32_t)rel[q];
+                        memcpy(key + (o2 - o1) + 4 * q, &c32, 4);
+                    }
+                }
+                PyObject *span = PyBytes_FromStringAndSize((const char *)raw + o1, o2 - o1);
+                PyObject *ct = PyTuple_New(nrel);
+                PyObject *fa = NULL;
+                if (span != NULL && ct != NULL) {
+                    int bad = 0;
+                    for (Py_ssize_t q = 0; q < nrel && !bad; q++) {
+                        PyObject *o = PyLong_FromLongLong(rel[q]);
+                        if (o == NULL)
+                            bad = 1;
+                        else
+                            PyTuple_SET_ITEM(ct, q, o);
+                    }
+                    if (!bad)
+                        fa = PyTuple_Pack(2, span, ct);
+                }
+                Py_XDECREF(span);
+                Py_XDECREF(ct);
+                if (fa == NULL)
+                    goto done;
+                Py_ssize_t got = memo_ints(rmemo, key, klen <= BKEY ? klen : BKEY + 1,
+                                           rewrite_fn, fa, &tmp);
+                Py_DECREF(fa);
+                if (got < 0)
+                    goto done;
+                if (got == 0)
+                    cnt[C_FALLBACK]++;
+                else
+                    replace = 1;
+            }
+        }
+        Py_ssize_t need = cn + (st - prev) + (replace ? tmp.n : en - st);
+        if (need > ccap) {
+            while (need > ccap)
+                ccap *= 2;
+            int64_t *p = PyMem_Realloc(cv, (size_t)ccap * sizeof(int64_t));
+            if (p == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            cv = p;
+            PyObject **q = PyMem_Realloc(cobjs, (size_t)ccap * sizeof(PyObject *));
+            if (q == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            cobjs = q;
+        }
+        for (Py_ssize_t i = prev; i < st; i++) {
+            cv[cn] = v[i];
+            cobjs[cn++] = items[i];
+        }
+        if (replace) {
+            for (Py_ssize_t q = 0; q < tmp.n; q++) {
+                if (tmp.v[q] < 0 || tmp.v[q] >= vocab) {
+                    PyErr_SetString(PyExc_IndexError, "v1_call: a new id outside the vocabulary");
+                    goto done;
+                }
+                cv[cn] = tmp.v[q];
+                cobjs[cn++] = NULL;
+            }
+        }
+        else {
+            for (Py_ssize_t i = st; i < en; i++) {
+                cv[cn] = v[i];
+                cobjs[cn++] = items[i];
+            }
+        }
+        prev = en;
+    }
+    if (cn + (n - prev) > ccap) {
+        ccap = cn + (n - prev);
+        int64_t *p = PyMem_Realloc(cv, (size_t)ccap * sizeof(int64_t));
+        PyObject **q = p == NULL ? NULL : PyMem_Realloc(cobjs, (size_t)ccap * sizeof(PyObject *));
+        if (p != NULL)
+            cv = p;
+        if (q == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        cobjs = q;
+    }
+    for (Py_ssize_t i = prev; i < n; i++) {
+        cv[cn] = v[i];
+        cobjs[cn++] = items[i];
+    }
+    if (expand_core(cv, cn, table, rng, expand_prop, is_affix, 0, &x) == 0)
+        out = expansion_list(cv, cobjs, cn, &x);
+done:
+    expansion_free(&x);
+    PyMem_Free(v);
+    PyMem_Free(off);
+    PyMem_Free(cv);
+    PyMem_Free(cobjs);
+    PyMem_Free(raw);
+    PyMem_Free(taken);
+    PyMem_Free(words);
+    PyMem_Free(wins);
+    PyMem_Free(found);
+    PyMem_Free(scratch);
+    PyMem_Free(fb.v);
+    PyMem_Free(tmp.v);
+    Py_XDECREF(seq);
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&boff);
+    PyBuffer_Release(&sview);
+    PyBuffer_Release(&aview);
+    if (out == NULL)
+        return NULL;
+    return Py_BuildValue("(N(nnnnnnnnnnnnn))", out, cnt[C_ATT], cnt[C_BLOCK], cnt[C_SKIP],
+                         cnt[C_CONTR], cnt[C_ONE], cnt[C_CUT], cnt[C_FALLBACK], cnt[C_PRE],
+                         cnt[C_INF], cnt[C_SUF], cnt[C_REDUP], x.attempts, x.done);
+}
+
 static PyMethodDef module_methods[] = {
     {"expand", (PyCFunction)(void (*)(void))native_expand, METH_VARARGS | METH_KEYWORDS,
      "expand(ids, table, rng, expand_prop, blocked=None, redraw_blocked=0, slots=False)\n"
@@ -1659,6 +2263,10 @@ static PyMethodDef module_methods[] = {
      "rewrite_fn, contract_prop, table, expand_prop) -> (new ids, words analysed, words cut,\n"
      "words kept, morph cuts, expand attempts, expansions): the morph Patok, draw for draw\n"
      "as filmorph.arms.patok_morph.PatokMorph."},
+    {"v1_call", (PyCFunction)native_v1_call, METH_VARARGS,
+     "v1_call(ids, rng, blob, blob_offsets, special, is_affix, word_memo, word_fn, canon_memo,\n"
+     "canon_fn, rewrite_memo, rewrite_fn, params, table) -> (new ids, counters): the v1\n"
+     "Patok, draw for draw as filmorph.arms.patok.Patok."},
     {NULL, NULL, 0, NULL},
 };
 

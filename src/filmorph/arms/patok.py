@@ -38,12 +38,17 @@ same byte for byte. For a document of n tokens, with a `random.Random` seeded fr
 Invariants (property-tested): the decoded text is unchanged, every id is a vocabulary id,
 special tokens are neither created nor removed, and the output depends only on
 (seed, document id, ids, parameters).
+
+Handed a :class:`filmorph._native.Rng` (:func:`filmorph.rng.arm_rng`), the whole arm runs in
+C (``filmorph._native.v1_call``), draw for draw the same, calling back here for a word's
+facts, a span's vocabulary token and a rewrite's ids the first time they are met.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,12 +61,25 @@ import numpy as np
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
 from filmorph.arms.patok_published import PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
+
+try:  # the whole arm in C (setup.py), taken when the stream is a filmorph._native.Rng
+    from filmorph._native import BytesMemo as _NativeBytesMemo
+    from filmorph._native import Rng as _NativeRng
+    from filmorph._native import v1_call as _native_v1
+except ImportError:  # pragma: no cover -- where the extension is not built
+    _NativeBytesMemo = _NativeRng = _native_v1 = None
 from filmorph.phonology import VOWEL_LETTERS as VOWELS
 
 _SPLIT_KEY = {k: f"split_{k}" for k in ("prefix", "infix", "suffix")}
 _VECTOR_MIN = 48  # documents of this many tokens or more get their per-token lookups from numpy
 _NO_FACTS: tuple = ((), None)  # the memo's value for a word without matches or reduplication
 _ONES = {k: b"\x01" * k for k in range(1, 5)}
+_KIND_CODE = {"prefix": 0, "infix": 1, "suffix": 2}  # the C loop's kinds (split_* counters)
+# the C loop's counters, in the order it returns them
+_NATIVE_COUNTERS = ("contract_attempts", "windows_blocked", "windows_skipped_affix",
+                    "windows_contracted", "windows_to_one_token", "windows_cut",
+                    "windows_fallback", "split_prefix", "split_infix", "split_suffix",
+                    "split_redup", "expand_attempts", "expansions")
 _V = "aeiouáàâéèêíìîóòôúùû"
 # A reduplicated first syllable at a word start (lower-cased text): CV·CV (gaganda) or V·V
 # (aalis). Group 1 is the copied syllable; the cut goes right after it.
@@ -212,12 +230,69 @@ class Patok:
                 facts.append(got)
         return starts, ends, facts
 
+    # ------------------------------------------------------------------ the C loop's callbacks
+    def flat_facts(self, word: bytes) -> tuple[int, ...]:
+        """:meth:`word_facts` as flat ints for the C loop: (has reduplication, its start, its
+        cut, number of matches, then start, end, kind code, reduplication cut per match), or
+        () for a word without facts."""
+        facts, redup = self.word_facts(word)
+        if not facts and redup is None:
+            return ()
+        out = [1, *redup] if redup is not None else [0, 0, 0]
+        out.append(len(facts))
+        for x, y, kind, c in facts:
+            out += (x, y, _KIND_CODE[kind], c)
+        return tuple(out)
+
+    def canon_one(self, span: bytes) -> tuple[int, ...]:
+        """(the vocabulary token that `span` is,) or ()."""
+        tid = self._canon.get(span)
+        return () if tid is None else (tid,)
+
+    def rewrite_one(self, span: bytes, cuts: tuple[int, ...]) -> tuple[int, ...]:
+        """The ids of `span` cut at `cuts` (() when they would not spell it), memoised."""
+        key = (span, cuts)
+        got = self._rewritten.get(key)
+        return got if got is not None else self._encode_missing([key])[key]
+
+    def _native_args(self) -> tuple:
+        """What the C loop reads of the vocabulary and its own memos (built once)."""
+        got = self.__dict__.get("_native_state")
+        if got is None:
+            offsets = array("q", [0, *accumulate(self._tblen)])
+            got = self._native_state = (b"".join(self._tb0), offsets, bytes(self.special),
+                                        bytes(self.is_affix), _NativeBytesMemo(),
+                                        _NativeBytesMemo(), _NativeBytesMemo())
+        return got
+
     # ------------------------------------------------------------------ arm
     def __call__(self, ids: Sequence[int], rng: random.Random,
                  counters: Counter | None = None) -> list[int]:
         """Patok-process one document's ids (see the module docstring)."""
         counters = counters if counters is not None else Counter()
         p = self.params
+        if _native_v1 is not None and type(rng) is _NativeRng and self.table.native is not None:
+            blob, offsets, special, affix, words_memo, canon_memo, rewrite_memo = \
+                self._native_args()
+            out, counts = _native_v1(
+                ids, rng, blob, offsets, special, affix, words_memo, self.flat_facts,
+                canon_memo, self.canon_one, rewrite_memo, self.rewrite_one,
+                (p.contract_prop, p.expand_prop, *self._cum, p.affix_awareness,
+                 p.affix_awareness_if_overlap), self.table.native)
+            c = dict(zip(_NATIVE_COUNTERS, counts, strict=True))
+            # the same keys as the Python loop adds, zeros included
+            keys = ["contract_attempts"]
+            if c["contract_attempts"]:
+                keys += ("windows_blocked", "windows_skipped_affix")
+            if c["windows_contracted"]:
+                keys += ("windows_contracted", "windows_to_one_token", "windows_cut")
+            keys += (k for k in ("windows_fallback", "split_prefix", "split_infix",
+                                 "split_suffix", "split_redup") if c[k])
+            if c["expand_attempts"]:
+                keys += ("expand_attempts", "expansions")
+            for k in keys:
+                counters[k] += c[k]
+            return out
         n = len(ids)
         attempts = int(p.contract_prop * n) if n >= 2 else 0
         counters["contract_attempts"] += attempts

@@ -183,7 +183,7 @@ class PatokPublished:
                   and n0 <= NATIVE_MAX_TOKENS and self.table.native is not None)
         if native:  # steps 1-5 in C
             out, *tally, attempts, done = _native_contract(
-                ids, rng, iterations, *self._cum, special, self._native_memo, self._info,
+                ids, rng, iterations, *self._cum, special, self._native_memo, self._facts,
                 self._outcome_of, p.affix_awareness, p.affix_awareness_if_overlap, MAX_ATTEMPTS,
                 self.table.native, p.expand_prop, is_affix, MAX_REDRAWS)
         else:
@@ -295,26 +295,29 @@ class PatokPublished:
         return res
 
     def _info(self, window: list[int]) -> tuple:
-        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes,
-        holds an affix token?) of a window's ids, memoised; outcomes fill in as choices are
-        drawn."""
+        """:meth:`_facts` of a window's ids, memoised (up to a million windows)."""
         key = tuple(window)
         got = self._spans.get(key)
         if got is None:
-            affix = any(self.is_affix[t] for t in window)
-            try:
-                text = b"".join([self.tb[t] for t in window]).decode("utf-8")
-            except UnicodeDecodeError:
-                got = (None, False, (), {}, affix)
-            else:
-                matches = self.find(text)
-                starts = [i for i, _ in matches]
-                spaced = [m for m in matches if " " in m[1]]
-                got = (text, len(starts) != len(set(starts)), tuple(spaced or matches), {},
-                       affix)
+            got = self._facts(key)
             if len(self._spans) < 1_000_000:
                 self._spans[key] = got
         return got
+
+    def _facts(self, window: Sequence[int]) -> tuple:
+        """(text or None, overlapping matches?, the matches a cut chooses among, outcomes,
+        holds an affix token?) of a window's ids; outcomes fill in as choices are drawn. The C
+        loop memoises these itself, so it calls this directly (the Python memo's million
+        tuples would only add to the garbage collector's rounds)."""
+        affix = any(self.is_affix[t] for t in window)
+        try:
+            text = b"".join([self.tb[t] for t in window]).decode("utf-8")
+        except UnicodeDecodeError:
+            return (None, False, (), {}, affix)
+        matches = self.find(text)
+        starts = [i for i, _ in matches]
+        spaced = [m for m in matches if " " in m[1]]
+        return (text, len(starts) != len(set(starts)), tuple(spaced or matches), {}, affix)
 
     def _outcome(self, text: str, match: tuple[int, str] | None) -> tuple:
         """(new ids or None when they would not spell `text`, affix cut?, reduplication cuts)
