@@ -64,6 +64,8 @@ def test_table_refuses_bad_arrays():
     t = TOY_TABLE.native
     with pytest.raises(IndexError, match="vocabulary"):
         expand([0, 99], t, Rng(b"\x01"), 1.0)
+    with pytest.raises(TypeError, match="counters"):
+        expand([0, 1], t, Rng(b"\x01"), 1.0, counters=[])
 
 
 @settings(max_examples=300, deadline=None)
@@ -168,13 +170,13 @@ def test_morph_memos_emptied_when_full_change_nothing(families):
     docs = fam.encode_batch(CORPUS)
     small, big = (_arm(fam, "patok_morph", {"type": "patok", "variant": "morph",
                                             "contract_prop": 1.0}) for _ in range(2))
-    blob, offsets, special, _, _ = small._native_args
-    small._native_args = (blob, offsets, special, BytesMemo(max_slots=1024),
-                          BytesMemo(max_slots=1024))
+    args = list(small._native_args)
+    args[3], args[5] = BytesMemo(max_slots=1024), BytesMemo(max_slots=1024)
+    small._native_args = tuple(args)
     for i, ids in enumerate(docs):
         assert small(ids, arm_rng(1, "m", str(i)), Counter()) == \
             big(ids, arm_rng(1, "m", str(i)), Counter())
-    assert 0 < small._native_args[4].size() < 512
-    assert big._native_args[3].size() > 512 and big._native_args[4].size() > 512  # emptied
+    assert 0 < small._native_args[5].size() < 512
+    assert big._native_args[3].size() > 512 and big._native_args[5].size() > 512  # emptied
     with pytest.raises(ValueError, match="power of two"):
         BytesMemo(max_slots=3000)

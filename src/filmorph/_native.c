@@ -164,6 +164,65 @@ static PyTypeObject RngType = {
     .tp_methods = Rng_methods,
 };
 
+/* ------------------------------------------------------------------ counters */
+
+/* The arms' counter names, interned at import (the order of enum CounterKey). */
+enum CounterKey {
+    K_EXPAND_ATTEMPTS, K_EXPANSIONS,
+    K_WINDOWS, K_WINDOWS_CONTRACTED, K_AFFIX_CUTS, K_REDUP_CUTS, K_WINDOWS_KEPT,
+    K_WINDOWS_FIRST_K, K_WINDOWS_DROPPED_SPECIAL,
+    K_WORDS_ANALYSED, K_WORDS_CUT, K_WORDS_KEPT, K_MORPH_CUTS,
+    K_CONTRACT_ATTEMPTS, K_WINDOWS_BLOCKED, K_WINDOWS_SKIPPED_AFFIX, K_WINDOWS_TO_ONE_TOKEN,
+    K_WINDOWS_CUT, K_WINDOWS_FALLBACK, K_SPLIT_PREFIX, K_SPLIT_INFIX, K_SPLIT_SUFFIX,
+    K_SPLIT_REDUP, K_COUNT
+};
+static const char *counter_names[K_COUNT] = {
+    "expand_attempts", "expansions",
+    "windows", "windows_contracted", "affix_cuts", "redup_cuts", "windows_kept",
+    "windows_first_k", "windows_dropped_special",
+    "words_analysed", "words_cut", "words_kept", "morph_cuts",
+    "contract_attempts", "windows_blocked", "windows_skipped_affix", "windows_to_one_token",
+    "windows_cut", "windows_fallback", "split_prefix", "split_infix", "split_suffix",
+    "split_redup",
+};
+static PyObject *counter_keys[K_COUNT];
+
+/* counters[key] += v on a dict (a collections.Counter); None: nothing. 0 or -1. */
+static int
+counter_add(PyObject *counters, enum CounterKey key, Py_ssize_t v)
+{
+    if (counters == Py_None)
+        return 0;
+    PyObject *k = counter_keys[key];
+    PyObject *old = PyDict_GetItemWithError(counters, k);
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *nv;
+    if (old == NULL) {
+        nv = PyLong_FromSsize_t(v);
+    }
+    else {
+        PyObject *d = PyLong_FromSsize_t(v);
+        nv = d == NULL ? NULL : PyNumber_Add(old, d);
+        Py_XDECREF(d);
+    }
+    if (nv == NULL)
+        return -1;
+    int rc = PyDict_SetItem(counters, k, nv);
+    Py_DECREF(nv);
+    return rc;
+}
+
+static int
+check_counters(PyObject *counters)
+{
+    if (counters != Py_None && !PyDict_Check(counters)) {
+        PyErr_SetString(PyExc_TypeError, "counters must be a dict (a Counter) or None");
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ Table */
 
 typedef struct {
@@ -521,14 +580,15 @@ get_blocked(PyObject *obj, Py_buffer *view, const TableObject *table)
     return 1;
 }
 
-/* expand(ids, table, rng, expand_prop, blocked=None, redraw_blocked=0, slots=False)
- * -> (list of new ids, or {position: [pieces]} when slots; attempts; expansions) */
+/* expand(ids, table, rng, expand_prop, blocked=None, redraw_blocked=0, slots=False,
+ *        counters=None) -> list of new ids, or {position: [pieces]} when slots; adds
+ * expand_attempts / expansions to counters when there were attempts */
 static PyObject *
 native_expand(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"ids", "table", "rng", "expand_prop", "blocked",
-                             "redraw_blocked", "slots", NULL};
-    PyObject *ids_obj, *blocked_obj = Py_None, *result = NULL;
+                             "redraw_blocked", "slots", "counters", NULL};
+    PyObject *ids_obj, *blocked_obj = Py_None, *result = NULL, *counters = Py_None;
     TableObject *table;
     RngObject *rng;
     double prop;
@@ -537,9 +597,10 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
     Py_buffer bview;
     Expansion x;
     memset(&x, 0, sizeof(x));
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!d|Onp:expand", kwlist, &ids_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O!d|OnpO:expand", kwlist, &ids_obj,
                                      &TableType, &table, &RngType, &rng, &prop, &blocked_obj,
-                                     &redraw, &want_slots))
+                                     &redraw, &want_slots, &counters) ||
+        check_counters(counters) < 0)
         return NULL;
     if (!table->held) {
         PyErr_SetString(PyExc_ValueError, "expand: the table is not initialised");
@@ -562,7 +623,12 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
     Py_DECREF(seq);
     if (result == NULL)
         return NULL;
-    return Py_BuildValue("(Nnn)", result, x.attempts, x.done);
+    if (x.attempts > 0 && (counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
+                           counter_add(counters, K_EXPANSIONS, x.done) < 0)) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
 }
 
 /* ------------------------------------------------------------------ published Patok */
@@ -976,26 +1042,28 @@ vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, const OEntry *o)
     return 0;
 }
 
-/* published_contract(ids, rng, iterations, c1, c2, special, memo, info_fn, outcome_fn,
- *                    aware_plain, aware_overlap, max_attempts, table, expand_prop, blocked,
- *                    redraw_blocked)
- * -> (new ids, windows, cuts, redups, kept, fallbacks, dropped, expand attempts, expansions)
+/* published_contract(ids, rng, state, counters) -> new ids
+ * state = (contract_prop, c1, c2, special, memo, facts_fn, outcome_fn, aware_plain,
+ *          aware_overlap, max_attempts, table, expand_prop, blocked, redraw_blocked)
  * The window loop of filmorph.arms.patok_published.PatokPublished, draw for draw, then
- * StochasTok on the result (expand_core) without leaving C. */
+ * StochasTok on the result (expand_core) without leaving C; adds the arm's counters. */
 static PyObject *
 native_published_contract(PyObject *module, PyObject *args)
 {
-    PyObject *ids_obj, *info_fn, *outcome_fn, *blocked_obj;
+    PyObject *ids_obj, *state, *counters, *info_fn, *outcome_fn, *blocked_obj;
     RngObject *rng;
     MemoObject *memo;
     TableObject *table;
     Py_ssize_t iterations, max_attempts, redraw;
-    double c1, c2, aware_plain, aware_overlap, prop;
+    double contract_prop, c1, c2, aware_plain, aware_overlap, prop;
     Py_buffer sview, bview;
-    if (!PyArg_ParseTuple(args, "OO!nddy*O!OOddnO!dOn:published_contract", &ids_obj, &RngType,
-                          &rng, &iterations, &c1, &c2, &sview, &MemoType, &memo, &info_fn,
-                          &outcome_fn, &aware_plain, &aware_overlap, &max_attempts, &TableType,
-                          &table, &prop, &blocked_obj, &redraw))
+    if (!PyArg_ParseTuple(args, "OO!O!O:published_contract", &ids_obj, &RngType, &rng,
+                          &PyTuple_Type, &state, &counters) || check_counters(counters) < 0)
+        return NULL;
+    if (!PyArg_ParseTuple(state, "dddy*O!OOddnO!dOn:published_contract state", &contract_prop,
+                          &c1, &c2, &sview, &MemoType, &memo, &info_fn, &outcome_fn,
+                          &aware_plain, &aware_overlap, &max_attempts, &TableType, &table, &prop,
+                          &blocked_obj, &redraw))
         return NULL;
     const unsigned char *special = (const unsigned char *)sview.buf;
     Py_ssize_t special_len = sview.len;
@@ -1021,6 +1089,7 @@ native_published_contract(PyObject *module, PyObject *args)
     if (have_bview < 0)
         goto done;
     a.n = PySequence_Fast_GET_SIZE(seq);
+    iterations = (Py_ssize_t)((double)a.n * contract_prop);
     a.v = read_ids(seq, special_len);
     if (a.v == NULL)
         goto done;
@@ -1117,8 +1186,19 @@ done:
         PyBuffer_Release(&bview);
     if (out == NULL)
         return NULL;
-    return Py_BuildValue("(Nnnnnnnnn)", out, windows, cuts, redups, kept, fallbacks, dropped,
-                         x.attempts, x.done);
+    if (counter_add(counters, K_WINDOWS, windows) < 0 ||
+        counter_add(counters, K_WINDOWS_CONTRACTED, windows) < 0 ||
+        counter_add(counters, K_AFFIX_CUTS, cuts) < 0 ||
+        counter_add(counters, K_REDUP_CUTS, redups) < 0 ||
+        counter_add(counters, K_WINDOWS_KEPT, kept) < 0 ||
+        counter_add(counters, K_WINDOWS_FIRST_K, fallbacks) < 0 ||
+        counter_add(counters, K_WINDOWS_DROPPED_SPECIAL, dropped) < 0 ||
+        (x.attempts > 0 && (counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
+                            counter_add(counters, K_EXPANSIONS, x.done) < 0))) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 /* ------------------------------------------------------------------ morph Patok */
@@ -1358,24 +1438,26 @@ typedef struct {
     Py_ssize_t t1, t2, start, n; /* start: index into the rewrite ids buffer */
 } Rewrite;
 
-/* morph_call(ids, rng, blob, blob_offsets, special, word_memo, word_fn, rewrite_memo,
- *            rewrite_fn, contract_prop, table, expand_prop)
- * -> (new ids, words analysed, words cut, words kept, morph cuts, expand attempts,
- *     expansions)
+/* morph_call(ids, rng, state, counters) -> new ids
+ * state = (blob, blob_offsets, special, word_memo, word_fn, rewrite_memo, rewrite_fn,
+ *          contract_prop, table, expand_prop)
  * filmorph.arms.patok_morph.PatokMorph.__call__, draw for draw: blob[blob_offsets[t]:
- * blob_offsets[t + 1]] are token t's bytes (b"" for a special token). */
+ * blob_offsets[t + 1]] are token t's bytes (b"" for a special token); adds the counters. */
 static PyObject *
 native_morph_call(PyObject *module, PyObject *args)
 {
-    PyObject *ids_obj, *word_fn, *rewrite_fn;
+    PyObject *ids_obj, *word_fn, *rewrite_fn, *state, *counters;
     RngObject *rng;
     BMemoObject *wmemo, *rmemo;
     TableObject *table;
     Py_buffer blob, boff, sview;
     double contract_prop, expand_prop;
-    if (!PyArg_ParseTuple(args, "OO!y*y*y*O!OO!OdO!d:morph_call", &ids_obj, &RngType, &rng,
-                          &blob, &boff, &sview, &BMemoType, &wmemo, &word_fn, &BMemoType, &rmemo,
-                          &rewrite_fn, &contract_prop, &TableType, &table, &expand_prop))
+    if (!PyArg_ParseTuple(args, "OO!O!O:morph_call", &ids_obj, &RngType, &rng, &PyTuple_Type,
+                          &state, &counters) || check_counters(counters) < 0)
+        return NULL;
+    if (!PyArg_ParseTuple(state, "y*y*y*O!OO!OdO!d:morph_call state", &blob, &boff, &sview,
+                          &BMemoType, &wmemo, &word_fn, &BMemoType, &rmemo, &rewrite_fn,
+                          &contract_prop, &TableType, &table, &expand_prop))
         return NULL;
     PyObject *seq = NULL, *out = NULL;
     int64_t *v = NULL, *off = NULL, *rest = NULL, *rbuf = NULL;
@@ -1681,7 +1763,17 @@ done:
     PyBuffer_Release(&sview);
     if (out == NULL)
         return NULL;
-    return Py_BuildValue("(Nnnnnnn)", out, words, cut, kept, morph_cuts, x.attempts, x.done);
+    if (counter_add(counters, K_WORDS_ANALYSED, words) < 0 ||
+        counter_add(counters, K_WORDS_CUT, cut) < 0 ||
+        counter_add(counters, K_WINDOWS_CONTRACTED, cut) < 0 ||
+        counter_add(counters, K_WORDS_KEPT, kept) < 0 ||
+        counter_add(counters, K_MORPH_CUTS, morph_cuts) < 0 ||
+        (x.attempts > 0 && (counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
+                            counter_add(counters, K_EXPANSIONS, x.done) < 0))) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 /* ------------------------------------------------------------------ v1 Patok */
@@ -1710,10 +1802,48 @@ i32_reserve(I32Buf *b, Py_ssize_t extra)
     return 0;
 }
 
-/* Look `key` up in a BytesMemo, else call fn(*fargs) (a tuple of ints back) and memoise it
- * when the key fits; append the ints to `out`. Their count, or -1 with an error set. */
+/* A callback's arguments, built only on a memo miss: (bytes,) or (bytes, tuple of cuts). */
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t len;
+    const int64_t *cuts; /* NULL: no second argument */
+    Py_ssize_t ncuts;
+} LazyArgs;
+
+static PyObject *
+lazy_args(const LazyArgs *la)
+{
+    PyObject *b = PyBytes_FromStringAndSize((const char *)la->p, la->len);
+    if (b == NULL || la->cuts == NULL) {
+        PyObject *t = b == NULL ? NULL : PyTuple_Pack(1, b);
+        Py_XDECREF(b);
+        return t;
+    }
+    PyObject *ct = PyTuple_New(la->ncuts);
+    if (ct == NULL) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    for (Py_ssize_t q = 0; q < la->ncuts; q++) {
+        PyObject *o = PyLong_FromLongLong(la->cuts[q]);
+        if (o == NULL) {
+            Py_DECREF(b);
+            Py_DECREF(ct);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(ct, q, o);
+    }
+    PyObject *t = PyTuple_Pack(2, b, ct);
+    Py_DECREF(b);
+    Py_DECREF(ct);
+    return t;
+}
+
+/* Look `key` up in a BytesMemo, else call fn(*args) (a tuple of ints back) and memoise it
+ * when the key fits (klen <= BKEY); append the ints to `out`. Their count, or -1 with an
+ * error set. */
 static Py_ssize_t
-memo_ints(BMemoObject *m, const uint8_t *key, size_t klen, PyObject *fn, PyObject *fargs,
+memo_ints(BMemoObject *m, const uint8_t *key, size_t klen, PyObject *fn, const LazyArgs *la,
           I32Buf *out)
 {
     BEntry *e = NULL;
@@ -1735,7 +1865,11 @@ memo_ints(BMemoObject *m, const uint8_t *key, size_t klen, PyObject *fn, PyObjec
         Py_INCREF(res);
     }
     else {
+        PyObject *fargs = lazy_args(la);
+        if (fargs == NULL)
+            return -1;
         res = PyObject_Call(fn, fargs, NULL);
+        Py_DECREF(fargs);
         if (res == NULL)
             return -1;
         if (!PyTuple_Check(res)) {
@@ -1845,42 +1979,29 @@ typedef struct {
     Py_ssize_t st, en;
 } Win;
 
-static int
-cmp_win(const void *p, const void *q)
-{
-    Py_ssize_t a = ((const Win *)p)->st, b = ((const Win *)q)->st;
-    return (a > b) - (a < b);
-}
-
-static int
-cmp_i64(const void *p, const void *q)
-{
-    int64_t a = *(const int64_t *)p, b = *(const int64_t *)q;
-    return (a > b) - (a < b);
-}
-
-/* v1_call(ids, rng, blob, blob_offsets, special, is_affix, word_memo, word_fn, canon_memo,
- *         canon_fn, rewrite_memo, rewrite_fn, params, table)
- * params = (contract_prop, expand_prop, c1, c2, aware_plain, aware_overlap)
- * -> (new ids, counters tuple: contract_attempts, windows_blocked, windows_skipped_affix,
- *     windows_contracted, windows_to_one_token, windows_cut, windows_fallback, split_prefix,
- *     split_infix, split_suffix, split_redup, expand_attempts, expansions)
- * filmorph.arms.patok.Patok.__call__, draw for draw. word_fn(word bytes) -> its facts as
- * flat ints (() when none); canon_fn(span) -> (id,) or (); rewrite_fn(span, cuts) -> ids. */
+/* v1_call(ids, rng, state, counters) -> new ids
+ * state = (blob, blob_offsets, special, is_affix, word_memo, word_fn, canon_memo, canon_fn,
+ *          rewrite_memo, rewrite_fn, (contract_prop, expand_prop, c1, c2, aware_plain,
+ *          aware_overlap), table)
+ * filmorph.arms.patok.Patok.__call__, draw for draw, counters included (the same keys).
+ * word_fn(word bytes) -> its facts as flat ints (() when none); canon_fn(span) -> (id,) or
+ * (); rewrite_fn(span, cuts) -> ids. */
 static PyObject *
 native_v1_call(PyObject *module, PyObject *args)
 {
-    PyObject *ids_obj, *word_fn, *canon_fn, *rewrite_fn;
+    PyObject *ids_obj, *word_fn, *canon_fn, *rewrite_fn, *state, *counters;
     RngObject *rng;
     BMemoObject *wmemo, *cmemo, *rmemo;
     TableObject *table;
     Py_buffer blob, boff, sview, aview;
     double contract_prop, expand_prop, c1, c2, aware, aware_overlap;
-    if (!PyArg_ParseTuple(args, "OO!y*y*y*y*O!OO!OO!O(dddddd)O!:v1_call", &ids_obj, &RngType,
-                          &rng, &blob, &boff, &sview, &aview, &BMemoType, &wmemo, &word_fn,
-                          &BMemoType, &cmemo, &canon_fn, &BMemoType, &rmemo, &rewrite_fn,
-                          &contract_prop, &expand_prop, &c1, &c2, &aware, &aware_overlap,
-                          &TableType, &table))
+    if (!PyArg_ParseTuple(args, "OO!O!O:v1_call", &ids_obj, &RngType, &rng, &PyTuple_Type,
+                          &state, &counters) || check_counters(counters) < 0)
+        return NULL;
+    if (!PyArg_ParseTuple(state, "y*y*y*y*O!OO!OO!O(dddddd)O!:v1_call state", &blob, &boff,
+                          &sview, &aview, &BMemoType, &wmemo, &word_fn, &BMemoType, &cmemo,
+                          &canon_fn, &BMemoType, &rmemo, &rewrite_fn, &contract_prop,
+                          &expand_prop, &c1, &c2, &aware, &aware_overlap, &TableType, &table))
         return NULL;
     PyObject *seq = NULL, *out = NULL;
     int64_t *v = NULL, *off = NULL, *cv = NULL;
@@ -1951,13 +2072,8 @@ native_v1_call(PyObject *module, PyObject *args)
             if (b - a < 4)
                 continue;
             Py_ssize_t at = fb.n;
-            PyObject *w = PyBytes_FromStringAndSize((const char *)raw + a, b - a);
-            PyObject *fa = w == NULL ? NULL : PyTuple_Pack(1, w);
-            Py_XDECREF(w);
-            if (fa == NULL)
-                goto done;
-            Py_ssize_t got = memo_ints(wmemo, raw + a, (size_t)(b - a), word_fn, fa, &fb);
-            Py_DECREF(fa);
+            LazyArgs la = {raw + a, b - a, NULL, 0};
+            Py_ssize_t got = memo_ints(wmemo, raw + a, (size_t)(b - a), word_fn, &la, &fb);
             if (got < 0)
                 goto done;
             if (got == 0)
@@ -2033,8 +2149,24 @@ native_v1_call(PyObject *module, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    if (nwin > 1)
-        qsort(wins, (size_t)nwin, sizeof(Win), cmp_win);
+    if (nwin > 1) {  /* in position order: disjoint windows, marked by their start */
+        Py_ssize_t *end_at = PyMem_Malloc((size_t)n * sizeof(Py_ssize_t));
+        if (end_at == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            end_at[i] = -1;
+        for (Py_ssize_t i = 0; i < nwin; i++)
+            end_at[wins[i].st] = wins[i].en;
+        Py_ssize_t w = 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (end_at[i] >= 0) {
+                wins[w].st = i;
+                wins[w++].en = end_at[i];
+            }
+        PyMem_Free(end_at);
+    }
     Py_ssize_t prev = 0;
     Py_ssize_t nraw = attempts > 0 ? (Py_ssize_t)off[n] : 0;
     cnt[C_CONTR] = nwin;
@@ -2099,14 +2231,9 @@ native_v1_call(PyObject *module, PyObject *args)
                 }
             }
             if (!any_cuts) {
-                PyObject *span = PyBytes_FromStringAndSize((const char *)raw + o1, o2 - o1);
-                PyObject *fa = span == NULL ? NULL : PyTuple_Pack(1, span);
-                Py_XDECREF(span);
-                if (fa == NULL)
-                    goto done;
-                Py_ssize_t got = memo_ints(cmemo, raw + o1, (size_t)(o2 - o1), canon_fn, fa,
+                LazyArgs la = {raw + o1, (Py_ssize_t)(o2 - o1), NULL, 0};
+                Py_ssize_t got = memo_ints(cmemo, raw + o1, (size_t)(o2 - o1), canon_fn, &la,
                                            &tmp);
-                Py_DECREF(fa);
                 if (got < 0)
                     goto done;
                 if (got == 1) {
@@ -2116,7 +2243,15 @@ native_v1_call(PyObject *module, PyObject *args)
             }
             else {
                 /* the distinct cuts strictly inside the window, sorted, relative to o1 */
-                qsort(cuts, (size_t)ncuts, sizeof(int64_t), cmp_i64);
+                for (Py_ssize_t q = 1; q < ncuts; q++) {  /* a few values: insertion sort */
+                    int64_t c = cuts[q];
+                    Py_ssize_t z = q;
+                    while (z > 0 && cuts[z - 1] > c) {
+                        cuts[z] = cuts[z - 1];
+                        z--;
+                    }
+                    cuts[z] = c;
+                }
                 Py_ssize_t nrel = 0;
                 for (Py_ssize_t q = 0; q < ncuts; q++) {
                     if (q && cuts[q] == cuts[q - 1])
@@ -2134,28 +2269,9 @@ native_v1_call(PyObject *module, PyObject *args)
                         memcpy(key + (o2 - o1) + 4 * q, &c32, 4);
                     }
                 }
-                PyObject *span = PyBytes_FromStringAndSize((const char *)raw + o1, o2 - o1);
-                PyObject *ct = PyTuple_New(nrel);
-                PyObject *fa = NULL;
-                if (span != NULL && ct != NULL) {
-                    int bad = 0;
-                    for (Py_ssize_t q = 0; q < nrel && !bad; q++) {
-                        PyObject *o = PyLong_FromLongLong(rel[q]);
-                        if (o == NULL)
-                            bad = 1;
-                        else
-                            PyTuple_SET_ITEM(ct, q, o);
-                    }
-                    if (!bad)
-                        fa = PyTuple_Pack(2, span, ct);
-                }
-                Py_XDECREF(span);
-                Py_XDECREF(ct);
-                if (fa == NULL)
-                    goto done;
+                LazyArgs la = {raw + o1, (Py_ssize_t)(o2 - o1), rel, nrel};
                 Py_ssize_t got = memo_ints(rmemo, key, klen <= BKEY ? klen : BKEY + 1,
-                                           rewrite_fn, fa, &tmp);
-                Py_DECREF(fa);
+                                           rewrite_fn, &la, &tmp);
                 if (got < 0)
                     goto done;
                 if (got == 0)
@@ -2242,31 +2358,44 @@ done:
     PyBuffer_Release(&aview);
     if (out == NULL)
         return NULL;
-    return Py_BuildValue("(N(nnnnnnnnnnnnn))", out, cnt[C_ATT], cnt[C_BLOCK], cnt[C_SKIP],
-                         cnt[C_CONTR], cnt[C_ONE], cnt[C_CUT], cnt[C_FALLBACK], cnt[C_PRE],
-                         cnt[C_INF], cnt[C_SUF], cnt[C_REDUP], x.attempts, x.done);
+    /* the keys the Python loop adds, zeros included where it adds them */
+    int bad = counter_add(counters, K_CONTRACT_ATTEMPTS, cnt[C_ATT]) < 0;
+    if (cnt[C_ATT] && !bad)
+        bad = counter_add(counters, K_WINDOWS_BLOCKED, cnt[C_BLOCK]) < 0 ||
+              counter_add(counters, K_WINDOWS_SKIPPED_AFFIX, cnt[C_SKIP]) < 0;
+    if (cnt[C_CONTR] && !bad)
+        bad = counter_add(counters, K_WINDOWS_CONTRACTED, cnt[C_CONTR]) < 0 ||
+              counter_add(counters, K_WINDOWS_TO_ONE_TOKEN, cnt[C_ONE]) < 0 ||
+              counter_add(counters, K_WINDOWS_CUT, cnt[C_CUT]) < 0;
+    static const enum CounterKey optional[5] = {K_WINDOWS_FALLBACK, K_SPLIT_PREFIX,
+                                                K_SPLIT_INFIX, K_SPLIT_SUFFIX, K_SPLIT_REDUP};
+    for (int q = 0; q < 5 && !bad; q++)
+        if (cnt[C_FALLBACK + q])
+            bad = counter_add(counters, optional[q], cnt[C_FALLBACK + q]) < 0;
+    if (x.attempts > 0 && !bad)
+        bad = counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
+              counter_add(counters, K_EXPANSIONS, x.done) < 0;
+    if (bad) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 static PyMethodDef module_methods[] = {
     {"expand", (PyCFunction)(void (*)(void))native_expand, METH_VARARGS | METH_KEYWORDS,
-     "expand(ids, table, rng, expand_prop, blocked=None, redraw_blocked=0, slots=False)\n"
-     "-> (new ids, or {position: pieces} when slots; attempts; expansions): StochasTok's\n"
-     "expansion loop, draw for draw as filmorph.arms.stochastok.expand_slots."},
+     "expand(ids, table, rng, expand_prop, blocked=None, redraw_blocked=0, slots=False,\n"
+     "counters=None) -> new ids, or {position: pieces} when slots: StochasTok's expansion\n"
+     "loop, draw for draw as filmorph.arms.stochastok.expand_slots (counters included)."},
     {"published_contract", (PyCFunction)native_published_contract, METH_VARARGS,
-     "published_contract(ids, rng, iterations, c1, c2, special, memo, info_fn, outcome_fn,\n"
-     "aware_plain, aware_overlap, max_attempts, table, expand_prop, blocked, redraw_blocked)\n"
-     "-> (new ids, windows, cuts, redups, kept, fallbacks, dropped, expand attempts,\n"
-     "expansions): the published Patok (window loop, then StochasTok), draw for draw as\n"
-     "filmorph.arms.patok_published.PatokPublished."},
+     "published_contract(ids, rng, state, counters) -> new ids: the published Patok (window\n"
+     "loop, then StochasTok), draw for draw as filmorph.arms.patok_published.PatokPublished."},
     {"morph_call", (PyCFunction)native_morph_call, METH_VARARGS,
-     "morph_call(ids, rng, blob, blob_offsets, special, word_memo, word_fn, rewrite_memo,\n"
-     "rewrite_fn, contract_prop, table, expand_prop) -> (new ids, words analysed, words cut,\n"
-     "words kept, morph cuts, expand attempts, expansions): the morph Patok, draw for draw\n"
-     "as filmorph.arms.patok_morph.PatokMorph."},
+     "morph_call(ids, rng, state, counters) -> new ids: the morph Patok, draw for draw as\n"
+     "filmorph.arms.patok_morph.PatokMorph."},
     {"v1_call", (PyCFunction)native_v1_call, METH_VARARGS,
-     "v1_call(ids, rng, blob, blob_offsets, special, is_affix, word_memo, word_fn, canon_memo,\n"
-     "canon_fn, rewrite_memo, rewrite_fn, params, table) -> (new ids, counters): the v1\n"
-     "Patok, draw for draw as filmorph.arms.patok.Patok."},
+     "v1_call(ids, rng, state, counters) -> new ids: the v1 Patok, draw for draw as\n"
+     "filmorph.arms.patok.Patok."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2283,6 +2412,11 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     mt_base_init();
+    for (int i = 0; i < K_COUNT; i++) {
+        counter_keys[i] = PyUnicode_InternFromString(counter_names[i]);
+        if (counter_keys[i] == NULL)
+            return NULL;
+    }
     if (PyType_Ready(&RngType) < 0 || PyType_Ready(&TableType) < 0 ||
         PyType_Ready(&MemoType) < 0 || PyType_Ready(&BMemoType) < 0)
         return NULL;

@@ -53,6 +53,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import accumulate
 
 import ahocorasick
@@ -75,11 +76,6 @@ _VECTOR_MIN = 48  # documents of this many tokens or more get their per-token lo
 _NO_FACTS: tuple = ((), None)  # the memo's value for a word without matches or reduplication
 _ONES = {k: b"\x01" * k for k in range(1, 5)}
 _KIND_CODE = {"prefix": 0, "infix": 1, "suffix": 2}  # the C loop's kinds (split_* counters)
-# the C loop's counters, in the order it returns them
-_NATIVE_COUNTERS = ("contract_attempts", "windows_blocked", "windows_skipped_affix",
-                    "windows_contracted", "windows_to_one_token", "windows_cut",
-                    "windows_fallback", "split_prefix", "split_infix", "split_suffix",
-                    "split_redup", "expand_attempts", "expansions")
 _V = "aeiouáàâéèêíìîóòôúùû"
 # A reduplicated first syllable at a word start (lower-cased text): CV·CV (gaganda) or V·V
 # (aalis). Group 1 is the copied syllable; the cut goes right after it.
@@ -255,15 +251,18 @@ class Patok:
         got = self._rewritten.get(key)
         return got if got is not None else self._encode_missing([key])[key]
 
+    @cached_property
     def _native_args(self) -> tuple:
-        """What the C loop reads of the vocabulary and its own memos (built once)."""
-        got = self.__dict__.get("_native_state")
-        if got is None:
-            offsets = array("q", [0, *accumulate(self._tblen)])
-            got = self._native_state = (b"".join(self._tb0), offsets, bytes(self.special),
-                                        bytes(self.is_affix), _NativeBytesMemo(),
-                                        _NativeBytesMemo(), _NativeBytesMemo())
-        return got
+        """The C loop's fixed arguments (``filmorph._native.v1_call``): the vocabulary's
+        bytes, offsets, special and affix flags, its memos with the callbacks that fill them,
+        the knobs and the expansion table (built once)."""
+        p = self.params
+        offsets = array("q", [0, *accumulate(self._tblen)])
+        return (b"".join(self._tb0), offsets, bytes(self.special), bytes(self.is_affix),
+                _NativeBytesMemo(), self.flat_facts, _NativeBytesMemo(), self.canon_one,
+                _NativeBytesMemo(), self.rewrite_one,
+                (p.contract_prop, p.expand_prop, *self._cum, p.affix_awareness,
+                 p.affix_awareness_if_overlap), self.table.native)
 
     # ------------------------------------------------------------------ arm
     def __call__(self, ids: Sequence[int], rng: random.Random,
@@ -272,27 +271,7 @@ class Patok:
         counters = counters if counters is not None else Counter()
         p = self.params
         if _native_v1 is not None and type(rng) is _NativeRng and self.table.native is not None:
-            blob, offsets, special, affix, words_memo, canon_memo, rewrite_memo = \
-                self._native_args()
-            out, counts = _native_v1(
-                ids, rng, blob, offsets, special, affix, words_memo, self.flat_facts,
-                canon_memo, self.canon_one, rewrite_memo, self.rewrite_one,
-                (p.contract_prop, p.expand_prop, *self._cum, p.affix_awareness,
-                 p.affix_awareness_if_overlap), self.table.native)
-            c = dict(zip(_NATIVE_COUNTERS, counts, strict=True))
-            # the same keys as the Python loop adds, zeros included
-            keys = ["contract_attempts"]
-            if c["contract_attempts"]:
-                keys += ("windows_blocked", "windows_skipped_affix")
-            if c["windows_contracted"]:
-                keys += ("windows_contracted", "windows_to_one_token", "windows_cut")
-            keys += (k for k in ("windows_fallback", "split_prefix", "split_infix",
-                                 "split_suffix", "split_redup") if c[k])
-            if c["expand_attempts"]:
-                keys += ("expand_attempts", "expansions")
-            for k in keys:
-                counters[k] += c[k]
-            return out
+            return _native_v1(ids, rng, self._native_args, counters)  # counters included
         n = len(ids)
         attempts = int(p.contract_prop * n) if n >= 2 else 0
         counters["contract_attempts"] += attempts

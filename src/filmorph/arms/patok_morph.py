@@ -305,31 +305,23 @@ class PatokMorph:
 
     @cached_property
     def _native_args(self) -> tuple:
-        """What the C loop reads of the vocabulary (every token's bytes in one blob, their
-        offsets, the special flags) and its own memos of word cuts and rewrites."""
+        """The C loop's fixed arguments (``filmorph._native.morph_call``): every token's bytes
+        in one blob, their offsets, the special flags, its own memos of word cuts and rewrites
+        (with the callbacks that fill them), the knobs and the expansion table."""
+        p = self.params
         offsets = array("q", [0, *accumulate(self._tblen)])
         special = bytes(b is None for b in self.tb)
-        return (b"".join(self._tb0), offsets, special, _NativeBytesMemo(), _NativeBytesMemo())
+        return (b"".join(self._tb0), offsets, special, _NativeBytesMemo(), self.word_cuts,
+                _NativeBytesMemo(), self.rewrite, p.contract_prop, self.table.native,
+                p.expand_prop)
 
     def __call__(self, ids: Sequence[int], rng: random.Random,
                  counters: Counter | None = None) -> list[int]:
         if counters is None:
             counters = Counter()
-        p = self.params
         if _native_morph is not None and type(rng) is _NativeRng and self.table.native is not None:
-            blob, offsets, special, words_memo, rewrites_memo = self._native_args
-            out, words, cut, kept, morph_cuts, attempts, done = _native_morph(
-                ids, rng, blob, offsets, special, words_memo, self.word_cuts, rewrites_memo,
-                self.rewrite, p.contract_prop, self.table.native, p.expand_prop)
-            counters["words_analysed"] += words
-            counters["words_cut"] += cut
-            counters["windows_contracted"] += cut  # the summary's contracted_window_rate
-            counters["words_kept"] += kept
-            counters["morph_cuts"] += morph_cuts
-            if attempts > 0:
-                counters["expand_attempts"] += attempts
-                counters["expansions"] += done
-            return out
+            return _native_morph(ids, rng, self._native_args, counters)  # counters included
+        p = self.params
         tb = self.tb
         n = len(ids)
         tb0, tblen = self._tb0, self._tblen

@@ -49,6 +49,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import ahocorasick
 
@@ -175,30 +176,25 @@ class PatokPublished:
                  counters: Counter | None = None) -> list[int]:
         if counters is None:
             counters = Counter()
+        if (_native_contract is not None and type(rng) is _NativeRng
+                and len(ids) <= NATIVE_MAX_TOKENS and self.table.native is not None):
+            return _native_contract(ids, rng, self._native_args, counters)  # steps 1-5 in C
         p = self.params
-        n0 = len(ids)
-        iterations = int(n0 * p.contract_prop)
-        special, is_affix = self.special, self.is_affix
-        native = (_native_contract is not None and type(rng) is _NativeRng
-                  and n0 <= NATIVE_MAX_TOKENS and self.table.native is not None)
-        if native:  # steps 1-5 in C
-            out, *tally, attempts, done = _native_contract(
-                ids, rng, iterations, *self._cum, special, self._native_memo, self._facts,
-                self._outcome_of, p.affix_awareness, p.affix_awareness_if_overlap, MAX_ATTEMPTS,
-                self.table.native, p.expand_prop, is_affix, MAX_REDRAWS)
-        else:
-            lst, *tally = self._contract(ids, rng, iterations)
+        lst, *tally = self._contract(ids, rng, int(len(ids) * p.contract_prop))
         for name, v in zip(("windows", "affix_cuts", "redup_cuts", "windows_kept",
                             "windows_first_k", "windows_dropped_special"), tally, strict=True):
             counters[name] += v
         counters["windows_contracted"] += tally[0]  # the summary's contracted_window_rate
-        if native:
-            if attempts > 0:
-                counters["expand_attempts"] += attempts
-                counters["expansions"] += done
-            return out
-        return stochastok_expand(lst, self.table, rng, p.expand_prop, blocked=is_affix,
+        return stochastok_expand(lst, self.table, rng, p.expand_prop, blocked=self.is_affix,
                                  counters=counters, redraw_blocked=MAX_REDRAWS)
+
+    @cached_property
+    def _native_args(self) -> tuple:
+        """The C loop's fixed arguments (``filmorph._native.published_contract``), built once."""
+        p = self.params
+        return (p.contract_prop, *self._cum, bytes(self.special), self._native_memo, self._facts,
+                self._outcome_of, p.affix_awareness, p.affix_awareness_if_overlap, MAX_ATTEMPTS,
+                self.table.native, p.expand_prop, bytes(self.is_affix), MAX_REDRAWS)
 
     def _contract(self, ids: Sequence[int], rng: random.Random, iterations: int) -> tuple:
         """The window loop (steps 1-4): (new ids, windows, affix cuts, reduplication cuts,

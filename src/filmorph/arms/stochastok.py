@@ -38,12 +38,8 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     in C, draw for draw the same as here.
     """
     if _NativeRng is not None and type(rng) is _NativeRng and table.native is not None:
-        out, attempts, done = _native_expand(ids, table.native, rng, expand_prop, blocked,
-                                             redraw_blocked)
-        if counters is not None and attempts > 0:
-            counters["expand_attempts"] += attempts
-            counters["expansions"] += done
-        return out
+        return _native_expand(ids, table.native, rng, expand_prop, blocked, redraw_blocked,
+                              False, counters)
     slots = expand_slots(ids, table, rng, expand_prop, blocked=blocked, counters=counters,
                          redraw_blocked=redraw_blocked)
     if not slots:
@@ -65,12 +61,8 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
     """The work of :func:`stochastok_expand`: {position in `ids`: the pieces that replace it}
     for the positions that were expanded (in the order they were first expanded)."""
     if _NativeRng is not None and type(rng) is _NativeRng and table.native is not None:
-        slots, attempts, done = _native_expand(ids, table.native, rng, expand_prop, blocked,
-                                               redraw_blocked, True)
-        if counters is not None and attempts > 0:
-            counters["expand_attempts"] += attempts
-            counters["expansions"] += done
-        return slots
+        return _native_expand(ids, table.native, rng, expand_prop, blocked, redraw_blocked,
+                              True, counters)
     n0 = len(ids)
     attempts = int(expand_prop * n0)
     if attempts <= 0:
