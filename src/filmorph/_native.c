@@ -662,11 +662,23 @@ window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char
  * unchanged). */
 #define OUT_INLINE 10
 
+/* An outcome kept in its window's entry (choices -1 and 0, the common ones): one cache miss
+ * finds both the window and what it becomes. */
+#define INLINE_IDS 6
+typedef struct {
+    uint8_t known;
+    int8_t n; /* -1: None (the window keeps its ids) */
+    uint8_t cut;
+    int32_t red;
+    int32_t ids[INLINE_IDS];
+} InlineOut;
+
 typedef struct {
     int32_t key[4];
     uint8_t k, used, affix, overlap, textnone;
     int32_t nchoices;
     PyObject *info; /* strong: handed back to outcome_fn */
+    InlineOut inl[2]; /* choice -1 and choice 0 */
 } WEntry;
 
 typedef struct {
@@ -1000,9 +1012,9 @@ memo_outcome(MemoObject *m, const WEntry *w, int32_t j, PyObject *outcome_fn)
 }
 
 static int
-vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, const OEntry *o)
+vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, Py_ssize_t m, const int32_t *ids,
+                   PyObject *tuple)
 {
-    Py_ssize_t m = o->n;
     Py_ssize_t n = a->n + m - k;
     if (n > a->cap) {
         Py_ssize_t cap = a->cap * 2;
@@ -1026,13 +1038,13 @@ vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, const OEntry *o)
     memmove(a->objs + st + m, a->objs + st + k, (size_t)(a->n - st - k) * sizeof(PyObject *));
     for (Py_ssize_t i = 0; i < m; i++)
         a->objs[st + i] = NULL;
-    if (o->tuple == NULL) {
+    if (tuple == NULL) {
         for (Py_ssize_t i = 0; i < m; i++)
-            a->v[st + i] = o->ids[i];
+            a->v[st + i] = ids[i];
     }
     else {
         for (Py_ssize_t i = 0; i < m; i++) {
-            long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(o->tuple, i));
+            long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, i));
             if (x == -1 && PyErr_Occurred())
                 return -1;
             a->v[st + i] = (int64_t)x;
@@ -1161,16 +1173,37 @@ native_published_contract(PyObject *module, PyObject *args)
         int32_t j = -1;
         if (w->nchoices && !(mt_random(rng) > aware_plain))
             j = (int32_t)(mt_random(rng) * (double)w->nchoices);
-        OEntry *o = memo_outcome(memo, w, j, outcome_fn);
-        if (o == NULL)
-            goto done;
-        cuts += o->cut;
-        redups += o->red;
-        if (o->isnone) {
+        InlineOut *in = j <= 0 ? &w->inl[j + 1] : NULL;
+        if (in == NULL || !in->known) {
+            OEntry *o = memo_outcome(memo, w, j, outcome_fn);
+            if (o == NULL)
+                goto done;
+            if (in != NULL && o->tuple == NULL && o->n <= INLINE_IDS) {
+                in->known = 1;
+                in->n = o->isnone ? -1 : (int8_t)o->n;
+                in->cut = o->cut;
+                in->red = o->red;
+                memcpy(in->ids, o->ids, (size_t)o->n * sizeof(int32_t));
+            }
+            else {  /* the outcome table's entry, used as it is */
+                cuts += o->cut;
+                redups += o->red;
+                if (o->isnone) {
+                    kept++;
+                    continue;
+                }
+                if (vec_splice_outcome(&a, st, k, o->n, o->ids, o->tuple) < 0)
+                    goto done;
+                continue;
+            }
+        }
+        cuts += in->cut;
+        redups += in->red;
+        if (in->n < 0) {
             kept++;
             continue;
         }
-        if (vec_splice_outcome(&a, st, k, o) < 0)
+        if (vec_splice_outcome(&a, st, k, in->n, in->ids, NULL) < 0)
             goto done;
     }
     if (expand_core(a.v, a.n, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw,

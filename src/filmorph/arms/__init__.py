@@ -31,9 +31,12 @@
 A config's ``arms:`` holds *named instances* of these types: ``patok_morph: {type: patok,
 variant: morph}`` beside ``patok: {variant: published}``; without ``type`` the name is the
 type (:func:`resolve_arm`, the one home of that rule). The name is what paths, seeds and
-tables carry. Arms take a `random.Random` seeded by the caller from (seed, arm name,
-document id) (:func:`filmorph.rng.rng_for`); they open no files and know no file formats.
-Build one with :func:`make_arm`.
+tables carry. Arms take a random stream seeded by the caller from (seed, arm name,
+document id): :func:`filmorph.rng.arm_rng`, a :class:`filmorph._native.Rng` (the same
+numbers as ``random.Random``'s ``random()``) with which every arm runs its C loop, or a
+`random.Random` (:func:`filmorph.rng.rng_for`) with which it runs the pure-Python reference
+code; the ids are the same. Arms draw only with ``random()``, open no files and know no
+file formats. Build one with :func:`make_arm`.
 """
 
 from __future__ import annotations
