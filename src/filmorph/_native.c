@@ -658,8 +658,8 @@ window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char
  * so that a lookup touches one or two cache lines instead of a tuple key, its int objects and
  * the info tuple. The Python memos (PatokPublished._spans, each window's outcomes) are still
  * filled through info_fn / outcome_fn on a miss, so both loops compute the same things. A
- * table that reaches max_slots / 2 entries (default 2**21 slots) is emptied (a memo: output
- * unchanged). */
+ * table that reaches max_slots / 2 entries (default 2**20 slots: at most about 200 MB for the
+ * two tables) is emptied (a memo: output unchanged). */
 #define OUT_INLINE 10
 
 /* An outcome kept in its window's entry (choices -1 and 0, the common ones): one cache miss
@@ -737,7 +737,7 @@ static int
 Memo_init(MemoObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"vocab", "max_slots", NULL};
-    Py_ssize_t vocab, max_slots = 1 << 21;
+    Py_ssize_t vocab, max_slots = 1 << 20;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|n:Memo", kwlist, &vocab, &max_slots))
         return -1;
     if (max_slots < 1024 || (max_slots & (max_slots - 1)) != 0) {
@@ -795,7 +795,7 @@ static PyTypeObject MemoType = {
     .tp_name = "filmorph._native.Memo",
     .tp_basicsize = sizeof(MemoObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Memo(vocab, max_slots=2**21): the published Patok loop's window and outcome "
+    .tp_doc = "Memo(vocab, max_slots=2**20): the published Patok loop's window and outcome "
               "memo (a table is emptied at max_slots / 2 entries).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Memo_init,
@@ -1237,8 +1237,9 @@ done:
 /* ------------------------------------------------------------------ morph Patok */
 
 /* A memo keyed by short byte strings (at most BKEY bytes), with up to BVALS int32 values
- * inline and an optional object: the morph loop's word analyses and rewrites. A table that
- * reaches max_slots / 2 entries is emptied (a memo: output unchanged). */
+ * inline and an optional object: the morph and v1 loops' word analyses, spans and rewrites.
+ * A table that reaches max_slots / 2 entries (default 2**19 slots, 75 MB) is emptied (a
+ * memo: output unchanged). */
 #define BKEY 64
 #define BVALS 14
 
@@ -1271,7 +1272,7 @@ static int
 BMemo_init(BMemoObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"max_slots", NULL};
-    Py_ssize_t max_slots = 1 << 20;
+    Py_ssize_t max_slots = 1 << 19;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:BytesMemo", kwlist, &max_slots))
         return -1;
     if (max_slots < 1024 || (max_slots & (max_slots - 1)) != 0) {
@@ -1318,8 +1319,8 @@ static PyTypeObject BMemoType = {
     .tp_name = "filmorph._native.BytesMemo",
     .tp_basicsize = sizeof(BMemoObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "BytesMemo(max_slots=2**20): the morph Patok loop's memo of word analyses and "
-              "rewrites (a table is emptied at max_slots / 2 entries).",
+    .tp_doc = "BytesMemo(max_slots=2**19): a memo of word analyses, spans and rewrites for "
+              "the morph and v1 loops (emptied at max_slots / 2 entries; 144 bytes a slot).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)BMemo_init,
     .tp_dealloc = (destructor)BMemo_dealloc,
