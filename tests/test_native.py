@@ -180,3 +180,32 @@ def test_morph_memos_emptied_when_full_change_nothing(families):
     assert big._native_args[3].size() > 512 and big._native_args[5].size() > 512  # emptied
     with pytest.raises(ValueError, match="power of two"):
         BytesMemo(max_slots=3000)
+
+
+@pytest.mark.parametrize("arm,params", [
+    ("stochastok", {}), ("patok", {}), ("patok", {"variant": "published"}),
+    ("patok_morph", {"type": "patok", "variant": "morph"})])
+def test_tokenize_stage_writes_the_same_shard_either_way(family_dirs, tmp_path, monkeypatch,
+                                                         arm, params):
+    """The tokenize stage with the extension and without it (`arm_rng` handing out
+    `random.Random`): byte-identical shards and counters; `arm_loops` says which ran."""
+    import json
+
+    import filmorph.rng
+    from filmorph.corpus import split_corpus
+    from filmorph.tokenize import tokenize_chunk
+
+    split_corpus(embedded_corpus_path(), tmp_path / "corpus", 1, id_prefix="emb")
+    chunk = tmp_path / "corpus" / "chunk_0001.jsonl"
+    stats = {}
+    for code in ("compiled", "python"):
+        if code == "python":
+            monkeypatch.setattr(filmorph.rng, "_NativeRng", None)
+        stats[code] = tokenize_chunk(chunk, family_dirs["llama"], arm, params, 3,
+                                     tmp_path / code / "c")
+        assert json.loads((tmp_path / code / "c.stats.json").read_text())["arm_loops"] == code
+    for ext in ("bin", "idx", "doc_ids.txt"):
+        assert (tmp_path / "compiled" / f"c.{ext}").read_bytes() == \
+            (tmp_path / "python" / f"c.{ext}").read_bytes(), ext
+    assert stats["compiled"]["arm_counters"] == stats["python"]["arm_counters"]
+    assert stats["compiled"]["documents_out"] == 183

@@ -339,18 +339,31 @@ static PyTypeObject TableType = {
 typedef struct {
     Py_ssize_t pos;
     Py_ssize_t len, cap;
-    int64_t *ids;
+    int64_t *ids; /* `inl` until a slot outgrows it (rare), then the heap */
+    int64_t inl[6];
 } Slot;
 
 static int
 slot_reserve(Slot *s, Py_ssize_t need)
 {
+    if (s->ids == NULL) {
+        s->ids = s->inl;
+        s->cap = 6;
+    }
     if (need <= s->cap)
         return 0;
-    Py_ssize_t cap = s->cap ? s->cap * 2 : 4;
+    Py_ssize_t cap = s->cap * 2;
     while (cap < need)
         cap *= 2;
-    int64_t *p = PyMem_Realloc(s->ids, (size_t)cap * sizeof(int64_t));
+    int64_t *p;
+    if (s->ids == s->inl) {
+        p = PyMem_Malloc((size_t)cap * sizeof(int64_t));
+        if (p != NULL)
+            memcpy(p, s->inl, sizeof(s->inl));
+    }
+    else {
+        p = PyMem_Realloc(s->ids, (size_t)cap * sizeof(int64_t));
+    }
     if (p == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -400,7 +413,8 @@ expansion_free(Expansion *x)
 {
     if (x->slots != NULL) {
         for (Py_ssize_t i = 0; i < x->nslots; i++)
-            PyMem_Free(x->slots[i].ids);
+            if (x->slots[i].ids != x->slots[i].inl)
+                PyMem_Free(x->slots[i].ids);
         PyMem_Free(x->slots);
     }
     PyMem_Free(x->slot_of);
@@ -872,7 +886,8 @@ memo_window(MemoObject *m, const I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObjec
     size_t h = (size_t)hv & (m->wcap - 1);
     while (m->w[h].used) {
         WEntry *e = &m->w[h];
-        if (e->k == k && memcmp(e->key, key, sizeof(key)) == 0)
+        if (e->k == k && e->key[0] == key[0] && e->key[1] == key[1] && e->key[2] == key[2] &&
+            e->key[3] == key[3])
             return e;
         h = (h + 1) & (m->wcap - 1);
     }
@@ -937,7 +952,8 @@ memo_outcome(MemoObject *m, const WEntry *w, int32_t j, PyObject *outcome_fn)
     size_t h = (size_t)hv & (m->ocap - 1);
     while (m->o[h].used) {
         OEntry *e = &m->o[h];
-        if (e->k == w->k && e->j == j && memcmp(e->key, w->key, sizeof(e->key)) == 0)
+        if (e->k == w->k && e->j == j && e->key[0] == w->key[0] && e->key[1] == w->key[1] &&
+            e->key[2] == w->key[2] && e->key[3] == w->key[3])
             return e;
         h = (h + 1) & (m->ocap - 1);
     }
