@@ -229,9 +229,25 @@ typedef struct {
     PyObject_HEAD
     int32_t *off;   /* vocab + 1 offsets into the pairs */
     int32_t *pairs; /* (left, right) interleaved: one cache line holds both */
+    PyObject **ints; /* one int object per token id, made on first use: output lists share them */
     int held;
     Py_ssize_t vocab;
 } TableObject;
+
+/* A new reference to the int object of token id `t` (0 <= t < vocab). */
+static inline PyObject *
+table_int(TableObject *table, int64_t t)
+{
+    PyObject *o = table->ints[t];
+    if (o == NULL) {
+        o = PyLong_FromLongLong(t);
+        if (o == NULL)
+            return NULL;
+        table->ints[t] = o;
+    }
+    Py_INCREF(o);
+    return o;
+}
 
 static int
 get_int64_buffer(PyObject *obj, Py_buffer *view, const char *what)
@@ -284,7 +300,8 @@ Table_init(TableObject *self, PyObject *args, PyObject *kwds)
     }
     self->off = PyMem_Malloc((size_t)n_off * sizeof(int32_t));
     self->pairs = PyMem_Malloc((size_t)(2 * n_pairs + 1) * sizeof(int32_t));
-    if (self->off == NULL || self->pairs == NULL) {
+    self->ints = PyMem_Calloc((size_t)n_off, sizeof(PyObject *));
+    if (self->off == NULL || self->pairs == NULL || self->ints == NULL) {
         PyErr_NoMemory();
         goto out;
     }
@@ -316,6 +333,11 @@ out:
 static void
 Table_dealloc(TableObject *self)
 {
+    if (self->ints != NULL) {
+        for (Py_ssize_t i = 0; i <= self->vocab; i++)
+            Py_XDECREF(self->ints[i]);
+        PyMem_Free(self->ints);
+    }
     PyMem_Free(self->off);
     PyMem_Free(self->pairs);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -510,7 +532,8 @@ expand_core(const int64_t *ids, Py_ssize_t n0, const TableObject *table, RngObje
 /* The expanded sequence as a list; `items` (int objects equal to ids[i], or NULL, or NULL
  * entries) are reused for positions left as they were. */
 static PyObject *
-expansion_list(const int64_t *ids, PyObject **items, Py_ssize_t n0, const Expansion *x)
+expansion_list(TableObject *table, const int64_t *ids, PyObject **items, Py_ssize_t n0,
+               const Expansion *x)
 {
     PyObject *result = PyList_New(n0 + x->done);
     if (result == NULL)
@@ -523,14 +546,14 @@ expansion_list(const int64_t *ids, PyObject **items, Py_ssize_t n0, const Expans
             if (v != NULL)
                 Py_INCREF(v);
             else
-                v = PyLong_FromLongLong(ids[i]);
+                v = table_int(table, ids[i]);
             if (v == NULL)
                 goto fail;
             PyList_SET_ITEM(result, w++, v);
         }
         else {
             for (Py_ssize_t q = 0; q < x->slots[si].len; q++) {
-                PyObject *v = PyLong_FromLongLong(x->slots[si].ids[q]);
+                PyObject *v = table_int(table, x->slots[si].ids[q]);
                 if (v == NULL)
                     goto fail;  /* the unset tail is NULL: safe to DECREF */
                 PyList_SET_ITEM(result, w++, v);
@@ -629,7 +652,7 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
     if (ids != NULL &&
         expand_core(ids, n0, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw, &x) == 0)
         result = want_slots ? expansion_dict(&x)
-                            : expansion_list(ids, PySequence_Fast_ITEMS(seq), n0, &x);
+                            : expansion_list(table, ids, PySequence_Fast_ITEMS(seq), n0, &x);
     expansion_free(&x);
     PyMem_Free(ids);
     if (have_bview > 0)
@@ -1029,7 +1052,7 @@ memo_outcome(MemoObject *m, const WEntry *w, int32_t j, PyObject *outcome_fn)
 
 static int
 vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, Py_ssize_t m, const int32_t *ids,
-                   PyObject *tuple)
+                   PyObject *tuple, Py_ssize_t vocab)
 {
     Py_ssize_t n = a->n + m - k;
     if (n > a->cap) {
@@ -1063,6 +1086,11 @@ vec_splice_outcome(I64Vec *a, Py_ssize_t st, Py_ssize_t k, Py_ssize_t m, const i
             long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, i));
             if (x == -1 && PyErr_Occurred())
                 return -1;
+            if (x < 0 || x >= vocab) {
+                PyErr_SetString(PyExc_IndexError, "published_contract: a new id outside the "
+                                "vocabulary");
+                return -1;
+            }
             a->v[st + i] = (int64_t)x;
         }
     }
@@ -1208,7 +1236,7 @@ native_published_contract(PyObject *module, PyObject *args)
                     kept++;
                     continue;
                 }
-                if (vec_splice_outcome(&a, st, k, o->n, o->ids, o->tuple) < 0)
+                if (vec_splice_outcome(&a, st, k, o->n, o->ids, o->tuple, special_len) < 0)
                     goto done;
                 continue;
             }
@@ -1219,12 +1247,12 @@ native_published_contract(PyObject *module, PyObject *args)
             kept++;
             continue;
         }
-        if (vec_splice_outcome(&a, st, k, in->n, in->ids, NULL) < 0)
+        if (vec_splice_outcome(&a, st, k, in->n, in->ids, NULL, special_len) < 0)
             goto done;
     }
     if (expand_core(a.v, a.n, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw,
                     &x) == 0)
-        out = expansion_list(a.v, a.objs, a.n, &x);
+        out = expansion_list(table, a.v, a.objs, a.n, &x);
 done:
     expansion_free(&x);
     PyMem_Free(a.v);
@@ -1765,7 +1793,7 @@ native_morph_call(PyObject *module, PyObject *args)
     for (Py_ssize_t i = 0; i < n;) {
         if (r < nrw && i == rw[r].t1) {
             for (Py_ssize_t z = 0; z < rw[r].n; z++) {
-                PyObject *o = PyLong_FromLongLong(rbuf[rw[r].start + z]);
+                PyObject *o = table_int(table, rbuf[rw[r].start + z]);
                 if (o == NULL)
                     goto fail;
                 PyList_SET_ITEM(out, wpos++, o);
@@ -1782,7 +1810,7 @@ native_morph_call(PyObject *module, PyObject *args)
         }
         else {
             for (Py_ssize_t z = 0; z < x.slots[si].len; z++) {
-                PyObject *o = PyLong_FromLongLong(x.slots[si].ids[z]);
+                PyObject *o = table_int(table, x.slots[si].ids[z]);
                 if (o == NULL)
                     goto fail;
                 PyList_SET_ITEM(out, wpos++, o);
@@ -2386,7 +2414,7 @@ native_v1_call(PyObject *module, PyObject *args)
         cobjs[cn++] = items[i];
     }
     if (expand_core(cv, cn, table, rng, expand_prop, is_affix, 0, &x) == 0)
-        out = expansion_list(cv, cobjs, cn, &x);
+        out = expansion_list(table, cv, cobjs, cn, &x);
 done:
     expansion_free(&x);
     PyMem_Free(v);
