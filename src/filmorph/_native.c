@@ -699,24 +699,26 @@ window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char
  * two tables) is emptied (a memo: output unchanged). */
 #define OUT_INLINE 10
 
-/* An outcome kept in its window's entry (choices -1 and 0, the common ones): one cache miss
- * finds both the window and what it becomes. */
-#define INLINE_IDS 6
+/* An outcome kept in its window's entry (choices -1 and 0, the common ones; up to 5 new ids,
+ * 3 bytes each): the one cache line that holds the window holds what it becomes. */
+#define INLINE_IDS 5
 typedef struct {
     uint8_t known;
     int8_t n; /* -1: None (the window keeps its ids) */
-    uint8_t cut;
-    int32_t red;
-    int32_t ids[INLINE_IDS];
+    uint8_t cut, red;
+    uint8_t ids[3 * INLINE_IDS]; /* little-endian 24-bit ids */
+    uint8_t pad;
 } InlineOut;
+
+enum { W_USED = 1, W_AFFIX = 2, W_OVERLAP = 4, W_TEXTNONE = 8 };
 
 typedef struct {
     int32_t key[4];
-    uint8_t k, used, affix, overlap, textnone;
-    int32_t nchoices;
-    PyObject *info; /* strong: handed back to outcome_fn */
+    uint8_t k, flags;
+    uint16_t nchoices;
+    uint32_t info;    /* index into MemoObject.infos */
     InlineOut inl[2]; /* choice -1 and choice 0 */
-} WEntry;
+} WEntry;             /* one 64-byte cache line */
 
 typedef struct {
     int32_t key[4];
@@ -730,11 +732,26 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    WEntry *w;
+    WEntry *w;      /* 64-byte aligned, inside w_base */
+    void *w_base;
     OEntry *o;
-    size_t wcap, wlen, ocap, olen, max_slots;
+    PyObject **infos; /* strong: each memoised window's facts, handed back to outcome_fn */
+    size_t wcap, wlen, ocap, olen, max_slots, ninfos;
     Py_ssize_t vocab;
 } MemoObject;
+
+_Static_assert(sizeof(WEntry) == 64, "a window's memo entry is one cache line");
+
+/* A zeroed table of `cap` WEntry on a 64-byte boundary; *base gets what to free. */
+static WEntry *
+wtable_new(size_t cap, void **base)
+{
+    char *p = PyMem_Calloc(cap * sizeof(WEntry) + 64, 1);
+    *base = p;
+    if (p == NULL)
+        return NULL;
+    return (WEntry *)(void *)(p + (64 - ((uintptr_t)p & 63)) % 64);
+}
 
 static uint64_t
 key_hash(const int32_t *key, int k, int32_t j)
@@ -753,9 +770,9 @@ key_hash(const int32_t *key, int k, int32_t j)
 static void
 memo_clear_w(MemoObject *m)
 {
-    for (size_t i = 0; i < m->wcap; i++)
-        if (m->w[i].used)
-            Py_CLEAR(m->w[i].info);
+    for (size_t i = 0; i < m->ninfos; i++)
+        Py_CLEAR(m->infos[i]);
+    m->ninfos = 0;
     memset(m->w, 0, m->wcap * sizeof(WEntry));
     m->wlen = 0;
 }
@@ -791,10 +808,15 @@ Memo_init(MemoObject *self, PyObject *args, PyObject *kwds)
     }
     self->vocab = vocab;
     self->max_slots = (size_t)max_slots;
+    if (vocab > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "Memo: vocab must be at most 2**24 (3-byte ids)");
+        return -1;
+    }
     self->wcap = self->ocap = 1024;
-    self->w = PyMem_Calloc(self->wcap, sizeof(WEntry));
+    self->w = wtable_new(self->wcap, &self->w_base);
     self->o = PyMem_Calloc(self->ocap, sizeof(OEntry));
-    if (self->w == NULL || self->o == NULL) {
+    self->infos = PyMem_Malloc((self->max_slots / 2 + 1) * sizeof(PyObject *));
+    if (self->w == NULL || self->o == NULL || self->infos == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -804,10 +826,10 @@ Memo_init(MemoObject *self, PyObject *args, PyObject *kwds)
 static void
 Memo_dealloc(MemoObject *self)
 {
-    if (self->w != NULL) {
+    if (self->w != NULL && self->infos != NULL)
         memo_clear_w(self);
-        PyMem_Free(self->w);
-    }
+    PyMem_Free(self->w_base);
+    PyMem_Free(self->infos);
     if (self->o != NULL) {
         memo_clear_o(self);
         PyMem_Free(self->o);
@@ -849,22 +871,24 @@ memo_grow_w(MemoObject *m)
         return 0;
     }
     size_t cap = m->wcap * 2;
-    WEntry *t = PyMem_Calloc(cap, sizeof(WEntry));
+    void *base;
+    WEntry *t = wtable_new(cap, &base);
     if (t == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     for (size_t i = 0; i < m->wcap; i++) {
         WEntry *e = &m->w[i];
-        if (!e->used)
+        if (!(e->flags & W_USED))
             continue;
         size_t h = (size_t)key_hash(e->key, e->k, 0) & (cap - 1);
-        while (t[h].used)
+        while (t[h].flags & W_USED)
             h = (h + 1) & (cap - 1);
         t[h] = *e;
     }
-    PyMem_Free(m->w);
+    PyMem_Free(m->w_base);
     m->w = t;
+    m->w_base = base;
     m->wcap = cap;
     return 0;
 }
@@ -907,7 +931,7 @@ memo_window(MemoObject *m, const I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObjec
         key[i] = (int32_t)a->v[st + i];
     uint64_t hv = key_hash(key, (int)k, 0);
     size_t h = (size_t)hv & (m->wcap - 1);
-    while (m->w[h].used) {
+    while (m->w[h].flags & W_USED) {
         WEntry *e = &m->w[h];
         if (e->k == k && e->key[0] == key[0] && e->key[1] == key[1] && e->key[2] == key[2] &&
             e->key[3] == key[3])
@@ -937,7 +961,7 @@ memo_window(MemoObject *m, const I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObjec
     int affix = PyObject_IsTrue(PyTuple_GET_ITEM(info, 4));
     int overlap = PyObject_IsTrue(PyTuple_GET_ITEM(info, 1));
     Py_ssize_t nchoices = PyObject_Length(PyTuple_GET_ITEM(info, 2));
-    if (affix < 0 || overlap < 0 || nchoices < 0 || nchoices > INT32_MAX ||
+    if (affix < 0 || overlap < 0 || nchoices < 0 || nchoices > UINT16_MAX ||
         !PyDict_Check(PyTuple_GET_ITEM(info, 3))) {
         Py_DECREF(info);
         if (!PyErr_Occurred())
@@ -950,18 +974,18 @@ memo_window(MemoObject *m, const I64Vec *a, Py_ssize_t st, Py_ssize_t k, PyObjec
             return NULL;
         }
         h = (size_t)hv & (m->wcap - 1);
-        while (m->w[h].used)
+        while (m->w[h].flags & W_USED)
             h = (h + 1) & (m->wcap - 1);
     }
     WEntry *e = &m->w[h];
+    memset(e, 0, sizeof(*e));
     memcpy(e->key, key, sizeof(key));
     e->k = (uint8_t)k;
-    e->used = 1;
-    e->affix = (uint8_t)affix;
-    e->overlap = (uint8_t)overlap;
-    e->textnone = PyTuple_GET_ITEM(info, 0) == Py_None;
-    e->nchoices = (int32_t)nchoices;
-    e->info = info;
+    e->flags = W_USED | (affix ? W_AFFIX : 0) | (overlap ? W_OVERLAP : 0) |
+               (PyTuple_GET_ITEM(info, 0) == Py_None ? W_TEXTNONE : 0);
+    e->nchoices = (uint16_t)nchoices;
+    e->info = (uint32_t)m->ninfos;
+    m->infos[m->ninfos++] = info; /* wlen <= max_slots / 2: room is there */
     m->wlen++;
     return e;
 }
@@ -983,11 +1007,12 @@ memo_outcome(MemoObject *m, const WEntry *w, int32_t j, PyObject *outcome_fn)
     PyObject *jkey = PyLong_FromLong(j);
     if (jkey == NULL)
         return NULL;
-    PyObject *res = PyDict_GetItemWithError(PyTuple_GET_ITEM(w->info, 3), jkey);
+    PyObject *info = m->infos[w->info];
+    PyObject *res = PyDict_GetItemWithError(PyTuple_GET_ITEM(info, 3), jkey);
     if (res != NULL)
         Py_INCREF(res);
     else if (!PyErr_Occurred())
-        res = PyObject_CallFunctionObjArgs(outcome_fn, w->info, jkey, NULL);
+        res = PyObject_CallFunctionObjArgs(outcome_fn, info, jkey, NULL);
     Py_DECREF(jkey);
     if (res == NULL)
         return NULL;
@@ -1189,7 +1214,8 @@ native_published_contract(PyObject *module, PyObject *args)
                 w = memo_window(memo, &a, s0, k, info_fn);
                 if (w == NULL)
                     goto done;
-                if (!w->affix || mt_random(rng) >= (w->overlap ? aware_overlap : aware_plain)) {
+                if (!(w->flags & W_AFFIX) ||
+                    mt_random(rng) >= ((w->flags & W_OVERLAP) ? aware_overlap : aware_plain)) {
                     st = s0;
                     break;
                 }
@@ -1210,7 +1236,7 @@ native_published_contract(PyObject *module, PyObject *args)
             if (w == NULL)
                 goto done;
         }
-        if (w->textnone) {
+        if (w->flags & W_TEXTNONE) {
             kept++;
             continue;
         }
@@ -1222,12 +1248,17 @@ native_published_contract(PyObject *module, PyObject *args)
             OEntry *o = memo_outcome(memo, w, j, outcome_fn);
             if (o == NULL)
                 goto done;
-            if (in != NULL && o->tuple == NULL && o->n <= INLINE_IDS) {
+            if (in != NULL && o->tuple == NULL && o->n <= INLINE_IDS && o->red <= 255) {
                 in->known = 1;
                 in->n = o->isnone ? -1 : (int8_t)o->n;
                 in->cut = o->cut;
-                in->red = o->red;
-                memcpy(in->ids, o->ids, (size_t)o->n * sizeof(int32_t));
+                in->red = (uint8_t)o->red;
+                for (int32_t q = 0; q < o->n; q++) {
+                    uint32_t t = (uint32_t)o->ids[q]; /* < 2**24: checked by Memo() */
+                    in->ids[3 * q] = (uint8_t)t;
+                    in->ids[3 * q + 1] = (uint8_t)(t >> 8);
+                    in->ids[3 * q + 2] = (uint8_t)(t >> 16);
+                }
             }
             else {  /* the outcome table's entry, used as it is */
                 cuts += o->cut;
@@ -1247,7 +1278,11 @@ native_published_contract(PyObject *module, PyObject *args)
             kept++;
             continue;
         }
-        if (vec_splice_outcome(&a, st, k, in->n, in->ids, NULL, special_len) < 0)
+        int32_t ids5[INLINE_IDS];
+        for (int q = 0; q < in->n; q++)
+            ids5[q] = (int32_t)((uint32_t)in->ids[3 * q] | ((uint32_t)in->ids[3 * q + 1] << 8) |
+                                ((uint32_t)in->ids[3 * q + 2] << 16));
+        if (vec_splice_outcome(&a, st, k, in->n, ids5, NULL, special_len) < 0)
             goto done;
     }
     if (expand_core(a.v, a.n, table, rng, prop, have_bview > 0 ? bview.buf : NULL, redraw,
