@@ -695,7 +695,7 @@ window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char
  * so that a lookup touches one or two cache lines instead of a tuple key, its int objects and
  * the info tuple. The Python memos (PatokPublished._spans, each window's outcomes) are still
  * filled through info_fn / outcome_fn on a miss, so both loops compute the same things. A
- * table that reaches max_slots / 2 entries (default 2**20 slots: at most about 200 MB for the
+ * table that reaches max_slots / 2 entries (default 2**20 slots: at most about 150 MB for the
  * two tables) is emptied (a memo: output unchanged). */
 #define OUT_INLINE 10
 
