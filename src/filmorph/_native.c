@@ -693,10 +693,11 @@ window_special(const I64Vec *a, Py_ssize_t st, Py_ssize_t k, const unsigned char
  * matches? text? number of choices) and of a window's outcome for choice j (new ids, affix
  * cut, reduplication cuts), kept in two open-addressing tables with the window's ids inline,
  * so that a lookup touches one or two cache lines instead of a tuple key, its int objects and
- * the info tuple. The Python memos (PatokPublished._spans, each window's outcomes) are still
- * filled through info_fn / outcome_fn on a miss, so both loops compute the same things. A
- * table that reaches max_slots / 2 entries (default 2**20 slots: at most about 150 MB for the
- * two tables) is emptied (a memo: output unchanged). */
+ * the info tuple. On a miss the facts come from PatokPublished._facts (the Python loop's own
+ * code, without its dict) and an outcome from the window's outcomes dict or _outcome_of, so
+ * both loops compute the same things. A table that reaches max_slots / 2 entries (default
+ * 2**20 slots: at most about 150 MB for the two tables) is emptied (a memo: output
+ * unchanged). */
 #define OUT_INLINE 10
 
 /* An outcome kept in its window's entry (choices -1 and 0, the common ones; up to 5 new ids,
