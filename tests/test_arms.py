@@ -12,7 +12,7 @@ from filmorph.affixes import load_affixes
 from filmorph.arms import make_arm
 from filmorph.arms.expansions import ExpansionTable, canonical_ids
 from filmorph.arms.stochastok import stochastok_expand
-from filmorph.rng import rng_for
+from filmorph.rng import arm_rng, rng_for
 
 FILIPINO = ("Kumain na ba kayo? Naglalaro ang mga bata sa labas, at gaganda pa ang panahon "
             "bukas. Sinulatan niya ang kaniyang ina — “Mag-iingat ka!” Pinakamaganda ang "
@@ -77,6 +77,8 @@ def test_invariants(fam, arms, text, doc, specials):
         assert all(0 <= t < fam.vocab_size for t in out), name
         assert [t for t in out if fam.token_bytes[t] is None] == \
             [t for t in ids if fam.token_bytes[t] is None], name
+        # the stream the tokenize stage uses (the compiled loops where built): the same ids
+        assert arm(list(ids), arm_rng(7, name, str(doc)), Counter()) == out, name
 
 
 def test_determinism_comes_from_seed_arm_and_doc(fam, arms):
@@ -94,8 +96,9 @@ def test_input_is_not_mutated(fam, arms):
     ids = fam.encode_one(FILIPINO)
     before = list(ids)
     for name, arm in arms.items():
-        arm(ids, rng_for(0, name, "x"), Counter())
-        assert ids == before
+        for stream in (rng_for, arm_rng):
+            arm(ids, stream(0, name, "x"), Counter())
+            assert ids == before, (name, stream.__name__)
 
 
 def test_expansion_table_is_exact_and_complete(fam):
