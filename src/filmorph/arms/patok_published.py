@@ -37,9 +37,11 @@ instead of looping for ever. All randomness comes from the one `random.Random`. 
 through :class:`filmorph.arms.seq.BlockSeq` (a document of one block, the common case, is
 edited as a plain list, the same edits), so a document costs O(n log n) rather than the
 published O(n²). Handed a :class:`filmorph._native.Rng` (:func:`filmorph.rng.arm_rng`), a
-document of at most :data:`NATIVE_MAX_TOKENS` tokens runs the window loop in C
-(``filmorph._native.published_contract``), draw for draw the same, with the memos and the
-cutting kept here.
+document of at most :data:`NATIVE_MAX_TOKENS` tokens runs steps 1-5 in C
+(``filmorph._native.published_contract``), draw for draw the same: the C loop memoises
+windows and outcomes itself and calls :meth:`PatokPublished._facts` and
+:meth:`PatokPublished._outcome_of` (the matching and cutting here) the first time it meets
+one.
 """
 
 from __future__ import annotations
