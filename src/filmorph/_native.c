@@ -863,6 +863,47 @@ static PyTypeObject MemoType = {
     .tp_methods = Memo_methods,
 };
 
+/* Move the used entries of an open-addressing table (linear probing, power-of-two sizes)
+ * into a zeroed one of new_cap slots: the one rehash the memos' three entry kinds share. */
+static void
+table_rehash(const char *old, size_t old_cap, char *fresh, size_t new_cap, size_t size,
+             int (*used)(const void *), uint64_t (*hash)(const void *))
+{
+    for (size_t i = 0; i < old_cap; i++) {
+        const void *e = old + i * size;
+        if (!used(e))
+            continue;
+        size_t h = (size_t)hash(e) & (new_cap - 1);
+        while (used(fresh + h * size))
+            h = (h + 1) & (new_cap - 1);
+        memcpy(fresh + h * size, e, size);
+    }
+}
+
+static int
+w_used(const void *e)
+{
+    return ((const WEntry *)e)->flags & W_USED;
+}
+
+static uint64_t
+w_hash(const void *e)
+{
+    return key_hash(((const WEntry *)e)->key, ((const WEntry *)e)->k, 0);
+}
+
+static int
+o_used(const void *e)
+{
+    return ((const OEntry *)e)->used;
+}
+
+static uint64_t
+o_hash(const void *e)
+{
+    return key_hash(((const OEntry *)e)->key, ((const OEntry *)e)->k, ((const OEntry *)e)->j);
+}
+
 /* Double a table (or empty it at max_slots); 0 or -1 with an error set. */
 static int
 memo_grow_w(MemoObject *m)
@@ -878,15 +919,7 @@ memo_grow_w(MemoObject *m)
         PyErr_NoMemory();
         return -1;
     }
-    for (size_t i = 0; i < m->wcap; i++) {
-        WEntry *e = &m->w[i];
-        if (!(e->flags & W_USED))
-            continue;
-        size_t h = (size_t)key_hash(e->key, e->k, 0) & (cap - 1);
-        while (t[h].flags & W_USED)
-            h = (h + 1) & (cap - 1);
-        t[h] = *e;
-    }
+    table_rehash((const char *)m->w, m->wcap, (char *)t, cap, sizeof(WEntry), w_used, w_hash);
     PyMem_Free(m->w_base);
     m->w = t;
     m->w_base = base;
@@ -907,15 +940,7 @@ memo_grow_o(MemoObject *m)
         PyErr_NoMemory();
         return -1;
     }
-    for (size_t i = 0; i < m->ocap; i++) {
-        OEntry *e = &m->o[i];
-        if (!e->used)
-            continue;
-        size_t h = (size_t)key_hash(e->key, e->k, e->j) & (cap - 1);
-        while (t[h].used)
-            h = (h + 1) & (cap - 1);
-        t[h] = *e;
-    }
+    table_rehash((const char *)m->o, m->ocap, (char *)t, cap, sizeof(OEntry), o_used, o_hash);
     PyMem_Free(m->o);
     m->o = t;
     m->ocap = cap;
@@ -1434,6 +1459,18 @@ bmemo_find(BMemoObject *m, const uint8_t *key, size_t klen, uint64_t h)
     return NULL;
 }
 
+static int
+b_used(const void *e)
+{
+    return ((const BEntry *)e)->used;
+}
+
+static uint64_t
+b_hash(const void *e)
+{
+    return ((const BEntry *)e)->hash;
+}
+
 /* Insert (key, ints of the tuple `vals`, obj) and return the entry; the key is not there. */
 static BEntry *
 bmemo_insert(BMemoObject *m, const uint8_t *key, size_t klen, uint64_t h, PyObject *vals,
@@ -1450,14 +1487,8 @@ bmemo_insert(BMemoObject *m, const uint8_t *key, size_t klen, uint64_t h, PyObje
                 PyErr_NoMemory();
                 return NULL;
             }
-            for (size_t i = 0; i < m->cap; i++) {
-                if (!m->t[i].used)
-                    continue;
-                size_t j = (size_t)m->t[i].hash & (cap - 1);
-                while (t[j].used)
-                    j = (j + 1) & (cap - 1);
-                t[j] = m->t[i];
-            }
+            table_rehash((const char *)m->t, m->cap, (char *)t, cap, sizeof(BEntry), b_used,
+                         b_hash);
             PyMem_Free(m->t);
             m->t = t;
             m->cap = cap;
@@ -1495,24 +1526,6 @@ bmemo_insert(BMemoObject *m, const uint8_t *key, size_t klen, uint64_t h, PyObje
     return &m->t[i];
 }
 
-/* The ints of a memo entry or of a tuple, into out[] (capacity cap); their count or -1. */
-static Py_ssize_t
-tuple_ints(PyObject *tup, int64_t *out, Py_ssize_t cap)
-{
-    Py_ssize_t n = PyTuple_GET_SIZE(tup);
-    if (n > cap) {
-        PyErr_SetString(PyExc_ValueError, "morph_call: too many values");
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long long x = PyLong_AsLongLong(PyTuple_GET_ITEM(tup, i));
-        if (x == -1 && PyErr_Occurred())
-            return -1;
-        out[i] = (int64_t)x;
-    }
-    return n;
-}
-
 static inline int
 is_letter_byte(uint8_t c)
 {
@@ -1548,6 +1561,137 @@ bisect_left_i64(const int64_t *a, Py_ssize_t lo, Py_ssize_t n, int64_t x)
     return lo;
 }
 
+/* A growable int32 buffer */
+typedef struct {
+    int32_t *v;
+    Py_ssize_t n, cap;
+} I32Buf;
+
+static int
+i32_reserve(I32Buf *b, Py_ssize_t extra)
+{
+    if (b->n + extra <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 64;
+    while (cap < b->n + extra)
+        cap *= 2;
+    int32_t *p = PyMem_Realloc(b->v, (size_t)cap * sizeof(int32_t));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->v = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* A callback's arguments, built only on a memo miss: (bytes,), (bytes, cuts) or
+ * (bytes, start, cuts), cuts a tuple of ints. */
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t len;
+    Py_ssize_t start;     /* < 0: no start argument */
+    const int32_t *cuts;  /* NULL: no cuts argument */
+    Py_ssize_t ncuts;
+} LazyArgs;
+
+static PyObject *
+lazy_args(const LazyArgs *la)
+{
+    Py_ssize_t n = 1 + (la->start >= 0) + (la->cuts != NULL), i = 0;
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    PyObject *o = PyBytes_FromStringAndSize((const char *)la->p, la->len);
+    if (o == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(t, i++, o);
+    if (la->start >= 0) {
+        if ((o = PyLong_FromSsize_t(la->start)) == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(t, i++, o);
+    }
+    if (la->cuts != NULL) {
+        PyObject *ct = PyTuple_New(la->ncuts);
+        if (ct == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(t, i++, ct);
+        for (Py_ssize_t q = 0; q < la->ncuts; q++) {
+            if ((o = PyLong_FromLong(la->cuts[q])) == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(ct, q, o);
+        }
+    }
+    return t;
+fail:
+    Py_DECREF(t);  /* unset items are NULL: safe */
+    return NULL;
+}
+
+/* Look `key` up in a BytesMemo, else call fn(*args) (a tuple of ints back) and memoise it
+ * when the key fits (klen <= BKEY); append the ints to `out`. Their count, or -1 with an
+ * error set. */
+static Py_ssize_t
+memo_ints(BMemoObject *m, const uint8_t *key, size_t klen, PyObject *fn, const LazyArgs *la,
+          I32Buf *out)
+{
+    BEntry *e = NULL;
+    uint64_t h = 0;
+    if (klen <= BKEY) {
+        h = bytes_hash(key, klen);
+        e = bmemo_find(m, key, klen, h);
+        if (e != NULL && e->nv >= 0) {
+            if (i32_reserve(out, e->nv) < 0)
+                return -1;
+            memcpy(out->v + out->n, e->v, (size_t)e->nv * sizeof(int32_t));
+            out->n += e->nv;
+            return e->nv;
+        }
+    }
+    PyObject *res;
+    if (e != NULL) {
+        res = e->obj;
+        Py_INCREF(res);
+    }
+    else {
+        PyObject *fargs = lazy_args(la);
+        if (fargs == NULL)
+            return -1;
+        res = PyObject_Call(fn, fargs, NULL);
+        Py_DECREF(fargs);
+        if (res == NULL)
+            return -1;
+        if (!PyTuple_Check(res)) {
+            Py_DECREF(res);
+            PyErr_SetString(PyExc_TypeError, "a memo callback must return a tuple");
+            return -1;
+        }
+        if (klen <= BKEY &&
+            bmemo_insert(m, key, klen, h, res, PyTuple_GET_SIZE(res) > BVALS ? res : NULL) == NULL) {
+            Py_DECREF(res);
+            return -1;
+        }
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(res);
+    if (i32_reserve(out, n) < 0) {
+        Py_DECREF(res);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long x = PyLong_AsLong(PyTuple_GET_ITEM(res, i));
+        if ((x == -1 && PyErr_Occurred()) || x < INT32_MIN || x > INT32_MAX) {
+            Py_DECREF(res);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "a memo callback's value is outside int32");
+            return -1;
+        }
+        out->v[out->n + i] = (int32_t)x;
+    }
+    out->n += n;
+    Py_DECREF(res);
+    return n;
+}
+
 typedef struct {
     Py_ssize_t t1, t2, start, n; /* start: index into the rewrite ids buffer */
 } Rewrite;
@@ -1577,7 +1721,7 @@ native_morph_call(PyObject *module, PyObject *args)
     int64_t *v = NULL, *off = NULL, *rest = NULL, *rbuf = NULL;
     uint8_t *raw = NULL;
     Rewrite *rw = NULL;
-    Py_ssize_t *where = NULL;
+    I32Buf cs = {NULL, 0, 0}, nw = {NULL, 0, 0}; /* a word's cuts; a rewrite's ids */
     Expansion x;
     memset(&x, 0, sizeof(x));
     Py_ssize_t words = 0, cut = 0, kept = 0, morph_cuts = 0, nrw = 0, rlen = 0, rcap = 64;
@@ -1620,7 +1764,6 @@ native_morph_call(PyObject *module, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++)
         memcpy(raw + off[i], bl + bo[v[i]], (size_t)(off[i + 1] - off[i]));
     Py_ssize_t last_end = 0;
-    int64_t cuts_buf[BVALS + 64];
     uint8_t key[BKEY];
     for (Py_ssize_t i = 0; i < nraw;) {
         if (!is_letter_byte(raw[i])) {
@@ -1632,51 +1775,16 @@ native_morph_call(PyObject *module, PyObject *args)
             b++;
         i = b;
         /* the word's cuts: memo, else word_fn(bytes) */
-        PyObject *cs = NULL; /* borrowed from the memo entry, or owned in cs_owned */
-        PyObject *cs_owned = NULL;
-        Py_ssize_t ncs;
-        BEntry *we = NULL;
-        uint64_t wh = 0;
-        if (b - a <= BKEY) {
-            wh = bytes_hash(raw + a, (size_t)(b - a));
-            we = bmemo_find(wmemo, raw + a, (size_t)(b - a), wh);
-        }
-        if (we == NULL) {
-            PyObject *w = PyBytes_FromStringAndSize((const char *)raw + a, b - a);
-            if (w == NULL)
-                goto done;
-            cs_owned = PyObject_CallOneArg(word_fn, w);
-            Py_DECREF(w);
-            if (cs_owned == NULL)
-                goto done;
-            if (!PyTuple_Check(cs_owned)) {
-                Py_DECREF(cs_owned);
-                PyErr_SetString(PyExc_TypeError, "morph_call: word cuts must be a tuple");
-                goto done;
-            }
-            if (b - a <= BKEY) {
-                we = bmemo_insert(wmemo, raw + a, (size_t)(b - a), wh, cs_owned, cs_owned);
-                if (we == NULL) {
-                    Py_DECREF(cs_owned);
-                    goto done;
-                }
-            }
-            cs = cs_owned;
-            ncs = PyTuple_GET_SIZE(cs_owned);
-        }
-        else {
-            cs = we->obj;
-            ncs = we->nv >= 0 ? we->nv : PyTuple_GET_SIZE(we->obj);
-        }
-        if (ncs == 0) {
-            Py_XDECREF(cs_owned);
+        cs.n = 0;
+        LazyArgs wa = {raw + a, b - a, -1, NULL, 0};
+        Py_ssize_t ncs = memo_ints(wmemo, raw + a, (size_t)(b - a), word_fn, &wa, &cs);
+        if (ncs < 0)
+            goto done;
+        if (ncs == 0)
             continue;
-        }
         words++;
-        if (mt_random(rng) >= contract_prop) {
-            Py_XDECREF(cs_owned);
+        if (mt_random(rng) >= contract_prop)
             continue;
-        }
         Py_ssize_t t1 = bisect_right_i64(off, n + 1, a) - 1;
         Py_ssize_t t2 = bisect_left_i64(off, t1, n + 1, b);
         int blocked = t1 < last_end;
@@ -1688,77 +1796,25 @@ native_morph_call(PyObject *module, PyObject *args)
                 }
         if (blocked) {
             kept++;
-            Py_XDECREF(cs_owned);
             continue;
         }
         int64_t o1 = off[t1], o2 = off[t2];
-        /* the rewrite: memo keyed by (span bytes, start, cuts), else rewrite_fn */
-        Py_ssize_t ncuts = -1;
-        if (we != NULL && we->nv >= 0) {
-            ncuts = we->nv;
-            for (Py_ssize_t q = 0; q < ncuts; q++)
-                cuts_buf[q] = we->v[q];
-        }
-        else {
-            ncuts = tuple_ints(cs, cuts_buf, BVALS + 64);
-            if (ncuts < 0) {
-                PyErr_Clear();
-                ncuts = -2; /* too many to key inline: go through Python */
-            }
-        }
-        size_t klen = (size_t)(o2 - o1) + 4 + (ncuts >= 0 ? 4 * (size_t)ncuts : 0);
-        BEntry *re = NULL;
-        uint64_t rh = 0;
-        int keyable = ncuts >= 0 && klen <= BKEY;
-        if (keyable) {
+        /* the rewrite: memo keyed by (span bytes, start, cuts), else rewrite_fn(span, start,
+         * cuts); a key longer than BKEY skips the memo */
+        size_t klen = (size_t)(o2 - o1) + 4 + 4 * (size_t)ncs;
+        if (klen <= BKEY) {
             memcpy(key, raw + o1, (size_t)(o2 - o1));
             int32_t st32 = (int32_t)(a - o1);
             memcpy(key + (o2 - o1), &st32, 4);
-            for (Py_ssize_t q = 0; q < ncuts; q++) {
-                int32_t c32 = (int32_t)cuts_buf[q];
-                memcpy(key + (o2 - o1) + 4 + 4 * q, &c32, 4);
-            }
-            rh = bytes_hash(key, klen);
-            re = bmemo_find(rmemo, key, klen, rh);
+            memcpy(key + (o2 - o1) + 4, cs.v, 4 * (size_t)ncs);
         }
-        Py_ssize_t nnew;
-        PyObject *res = NULL; /* the new ids as a tuple, when not inline */
-        if (re != NULL && re->nv >= 0) {
-            nnew = re->nv;
-        }
-        else if (re != NULL) {
-            res = re->obj;
-            Py_INCREF(res);
-            nnew = PyTuple_GET_SIZE(res);
-        }
-        else {
-            PyObject *span = PyBytes_FromStringAndSize((const char *)raw + o1, o2 - o1);
-            res = span == NULL ? NULL
-                : PyObject_CallFunction(rewrite_fn, "OnO", span, (Py_ssize_t)(a - o1), cs);
-            Py_XDECREF(span);
-            if (res == NULL) {
-                Py_XDECREF(cs_owned);
-                goto done;
-            }
-            if (!PyTuple_Check(res)) {
-                Py_DECREF(res);
-                Py_XDECREF(cs_owned);
-                PyErr_SetString(PyExc_TypeError, "morph_call: a rewrite must be a tuple");
-                goto done;
-            }
-            nnew = PyTuple_GET_SIZE(res);
-            if (keyable) {
-                re = bmemo_insert(rmemo, key, klen, rh, res, nnew > BVALS ? res : NULL);
-                if (re == NULL) {
-                    Py_DECREF(res);
-                    Py_XDECREF(cs_owned);
-                    goto done;
-                }
-            }
-        }
-        Py_XDECREF(cs_owned);
+        nw.n = 0;
+        LazyArgs ra = {raw + o1, (Py_ssize_t)(o2 - o1), (Py_ssize_t)(a - o1), cs.v, ncs};
+        Py_ssize_t nnew = memo_ints(rmemo, key, klen <= BKEY ? klen : BKEY + 1, rewrite_fn,
+                                    &ra, &nw);
+        if (nnew < 0)
+            goto done;
         if (nnew == 0) {
-            Py_XDECREF(res);
             kept++;
             continue;
         }
@@ -1767,28 +1823,18 @@ native_morph_call(PyObject *module, PyObject *args)
                 rcap *= 2;
             int64_t *p = PyMem_Realloc(rbuf, (size_t)rcap * sizeof(int64_t));
             if (p == NULL) {
-                Py_XDECREF(res);
                 PyErr_NoMemory();
                 goto done;
             }
             rbuf = p;
         }
-        if (res != NULL) {
-            Py_ssize_t got = tuple_ints(res, rbuf + rlen, nnew);
-            Py_DECREF(res);
-            if (got < 0)
-                goto done;
-        }
-        else {
-            for (Py_ssize_t q = 0; q < nnew; q++)
-                rbuf[rlen + q] = re->v[q];
-        }
         for (Py_ssize_t q = 0; q < nnew; q++) {
-            if (rbuf[rlen + q] < 0 || rbuf[rlen + q] >= vocab) {
+            if (nw.v[q] < 0 || nw.v[q] >= vocab) {
                 PyErr_SetString(PyExc_IndexError, "morph_call: a rewrite id outside the "
                                 "vocabulary");
                 goto done;
             }
+            rbuf[rlen + q] = nw.v[q];
         }
         rw[nrw].t1 = t1;
         rw[nrw].t2 = t2;
@@ -1802,8 +1848,7 @@ native_morph_call(PyObject *module, PyObject *args)
     }
     /* StochasTok over the tokens outside the cut words, then the merge */
     rest = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int64_t));
-    where = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Py_ssize_t));
-    if (rest == NULL || where == NULL) {
+    if (rest == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1814,7 +1859,6 @@ native_morph_call(PyObject *module, PyObject *args)
             r++;
             continue;
         }
-        where[nrest] = i;
         rest[nrest++] = v[i];
     }
     if (expand_core(rest, nrest, table, rng, expand_prop, NULL, 0, &x) < 0)
@@ -1870,7 +1914,8 @@ done:
     PyMem_Free(rw);
     PyMem_Free(rbuf);
     PyMem_Free(rest);
-    PyMem_Free(where);
+    PyMem_Free(cs.v);
+    PyMem_Free(nw.v);
     Py_XDECREF(seq);
     PyBuffer_Release(&blob);
     PyBuffer_Release(&boff);
@@ -1891,131 +1936,6 @@ done:
 }
 
 /* ------------------------------------------------------------------ v1 Patok */
-
-/* A growable int32 buffer */
-typedef struct {
-    int32_t *v;
-    Py_ssize_t n, cap;
-} I32Buf;
-
-static int
-i32_reserve(I32Buf *b, Py_ssize_t extra)
-{
-    if (b->n + extra <= b->cap)
-        return 0;
-    Py_ssize_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + extra)
-        cap *= 2;
-    int32_t *p = PyMem_Realloc(b->v, (size_t)cap * sizeof(int32_t));
-    if (p == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->v = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* A callback's arguments, built only on a memo miss: (bytes,) or (bytes, tuple of cuts). */
-typedef struct {
-    const uint8_t *p;
-    Py_ssize_t len;
-    const int64_t *cuts; /* NULL: no second argument */
-    Py_ssize_t ncuts;
-} LazyArgs;
-
-static PyObject *
-lazy_args(const LazyArgs *la)
-{
-    PyObject *b = PyBytes_FromStringAndSize((const char *)la->p, la->len);
-    if (b == NULL || la->cuts == NULL) {
-        PyObject *t = b == NULL ? NULL : PyTuple_Pack(1, b);
-        Py_XDECREF(b);
-        return t;
-    }
-    PyObject *ct = PyTuple_New(la->ncuts);
-    if (ct == NULL) {
-        Py_DECREF(b);
-        return NULL;
-    }
-    for (Py_ssize_t q = 0; q < la->ncuts; q++) {
-        PyObject *o = PyLong_FromLongLong(la->cuts[q]);
-        if (o == NULL) {
-            Py_DECREF(b);
-            Py_DECREF(ct);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(ct, q, o);
-    }
-    PyObject *t = PyTuple_Pack(2, b, ct);
-    Py_DECREF(b);
-    Py_DECREF(ct);
-    return t;
-}
-
-/* Look `key` up in a BytesMemo, else call fn(*args) (a tuple of ints back) and memoise it
- * when the key fits (klen <= BKEY); append the ints to `out`. Their count, or -1 with an
- * error set. */
-static Py_ssize_t
-memo_ints(BMemoObject *m, const uint8_t *key, size_t klen, PyObject *fn, const LazyArgs *la,
-          I32Buf *out)
-{
-    BEntry *e = NULL;
-    uint64_t h = 0;
-    if (klen <= BKEY) {
-        h = bytes_hash(key, klen);
-        e = bmemo_find(m, key, klen, h);
-        if (e != NULL && e->nv >= 0) {
-            if (i32_reserve(out, e->nv) < 0)
-                return -1;
-            memcpy(out->v + out->n, e->v, (size_t)e->nv * sizeof(int32_t));
-            out->n += e->nv;
-            return e->nv;
-        }
-    }
-    PyObject *res;
-    if (e != NULL) {
-        res = e->obj;
-        Py_INCREF(res);
-    }
-    else {
-        PyObject *fargs = lazy_args(la);
-        if (fargs == NULL)
-            return -1;
-        res = PyObject_Call(fn, fargs, NULL);
-        Py_DECREF(fargs);
-        if (res == NULL)
-            return -1;
-        if (!PyTuple_Check(res)) {
-            Py_DECREF(res);
-            PyErr_SetString(PyExc_TypeError, "v1_call: a callback must return a tuple");
-            return -1;
-        }
-        if (klen <= BKEY &&
-            bmemo_insert(m, key, klen, h, res, PyTuple_GET_SIZE(res) > BVALS ? res : NULL) == NULL) {
-            Py_DECREF(res);
-            return -1;
-        }
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(res);
-    if (i32_reserve(out, n) < 0) {
-        Py_DECREF(res);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long x = PyLong_AsLong(PyTuple_GET_ITEM(res, i));
-        if ((x == -1 && PyErr_Occurred()) || x < INT32_MIN || x > INT32_MAX) {
-            Py_DECREF(res);
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_OverflowError, "v1_call: a value outside int32");
-            return -1;
-        }
-        out->v[out->n + i] = (int32_t)x;
-    }
-    out->n += n;
-    Py_DECREF(res);
-    return n;
-}
 
 /* The words of the document that have affix facts: start, end, where their facts are. */
 typedef struct {
@@ -2186,7 +2106,7 @@ native_v1_call(PyObject *module, PyObject *args)
             if (b - a < 4)
                 continue;
             Py_ssize_t at = fb.n;
-            LazyArgs la = {raw + a, b - a, NULL, 0};
+            LazyArgs la = {raw + a, b - a, -1, NULL, 0};
             Py_ssize_t got = memo_ints(wmemo, raw + a, (size_t)(b - a), word_fn, &la, &fb);
             if (got < 0)
                 goto done;
@@ -2306,8 +2226,8 @@ native_v1_call(PyObject *module, PyObject *args)
                 scratch = p;
                 scratch_cap = bound;
             }
-            int64_t *cuts = scratch, *rel = scratch + (2 * bound + 3),
-                    *redups = scratch + (4 * bound + 6);
+            int64_t *cuts = scratch, *redups = scratch + (4 * bound + 6);
+            int32_t *rel = (int32_t *)(scratch + (2 * bound + 3)); /* offsets in a window */
             Py_ssize_t ncuts = 0;
             int any_cuts = 0;
             if (mt_random(rng) < aware) {
@@ -2345,7 +2265,7 @@ native_v1_call(PyObject *module, PyObject *args)
                 }
             }
             if (!any_cuts) {
-                LazyArgs la = {raw + o1, (Py_ssize_t)(o2 - o1), NULL, 0};
+                LazyArgs la = {raw + o1, (Py_ssize_t)(o2 - o1), -1, NULL, 0};
                 Py_ssize_t got = memo_ints(cmemo, raw + o1, (size_t)(o2 - o1), canon_fn, &la,
                                            &tmp);
                 if (got < 0)
@@ -2371,7 +2291,7 @@ native_v1_call(PyObject *module, PyObject *args)
                     if (q && cuts[q] == cuts[q - 1])
                         continue;
                     if (o1 < cuts[q] && cuts[q] < o2)
-                        rel[nrel++] = cuts[q] - o1;
+                        rel[nrel++] = (int32_t)(cuts[q] - o1);
                 }
                 cnt[C_CUT]++;
                 uint8_t key[BKEY];
@@ -2383,7 +2303,7 @@ native_v1_call(PyObject *module, PyObject *args)
                         memcpy(key + (o2 - o1) + 4 * q, &c32, 4);
                     }
                 }
-                LazyArgs la = {raw + o1, (Py_ssize_t)(o2 - o1), rel, nrel};
+                LazyArgs la = {raw + o1, (Py_ssize_t)(o2 - o1), -1, rel, nrel};
                 Py_ssize_t got = memo_ints(rmemo, key, klen <= BKEY ? klen : BKEY + 1,
                                            rewrite_fn, &la, &tmp);
                 if (got < 0)
