@@ -270,7 +270,7 @@ class Patok:
         """Patok-process one document's ids (see the module docstring)."""
         counters = counters if counters is not None else Counter()
         p = self.params
-        if _native_v1 is not None and type(rng) is _NativeRng and self.table.native is not None:
+        if type(rng) is _NativeRng:  # the extension is built (else _NativeRng is None)
             return _native_v1(ids, rng, self._native_args, counters)  # counters included
         n = len(ids)
         attempts = int(p.contract_prop * n) if n >= 2 else 0

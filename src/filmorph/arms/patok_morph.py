@@ -319,7 +319,7 @@ class PatokMorph:
                  counters: Counter | None = None) -> list[int]:
         if counters is None:
             counters = Counter()
-        if _native_morph is not None and type(rng) is _NativeRng and self.table.native is not None:
+        if type(rng) is _NativeRng:  # the extension is built (else _NativeRng is None)
             return _native_morph(ids, rng, self._native_args, counters)  # counters included
         p = self.params
         tb = self.tb
@@ -333,7 +333,6 @@ class PatokMorph:
         words = cut = kept = morph_cuts = 0
         rand = rng.random
         memo = self._word_cuts
-        rewritten_get = self._rewritten.get
         has_special = not self._special_ids.isdisjoint(ids)
         for m in _LETTER_RUN.finditer(raw):
             w = m.group()
@@ -352,7 +351,7 @@ class PatokMorph:
                 kept += 1
                 continue
             o1, o2 = offsets[t1], offsets[t2]
-            new = rewritten_get((raw[o1:o2], a - o1, cs)) or self.rewrite(raw[o1:o2], a - o1, cs)
+            new = self.rewrite(raw[o1:o2], a - o1, cs)
             if not new:
                 kept += 1
                 continue

@@ -178,8 +178,7 @@ class PatokPublished:
                  counters: Counter | None = None) -> list[int]:
         if counters is None:
             counters = Counter()
-        if (_native_contract is not None and type(rng) is _NativeRng
-                and len(ids) <= NATIVE_MAX_TOKENS and self.table.native is not None):
+        if type(rng) is _NativeRng and len(ids) <= NATIVE_MAX_TOKENS:  # the extension is built
             return _native_contract(ids, rng, self._native_args, counters)  # steps 1-5 in C
         p = self.params
         lst, *tally = self._contract(ids, rng, int(len(ids) * p.contract_prop))

@@ -37,7 +37,7 @@ def stochastok_expand(ids: Sequence[int], table: ExpansionTable, rng: random.Ran
     With `rng` a :class:`filmorph._native.Rng` (:func:`filmorph.rng.arm_rng`) the loop runs
     in C, draw for draw the same as here.
     """
-    if _NativeRng is not None and type(rng) is _NativeRng and table.native is not None:
+    if type(rng) is _NativeRng:  # the extension is built (else _NativeRng is None)
         return _native_expand(ids, table.native, rng, expand_prop, blocked, redraw_blocked,
                               False, counters)
     slots = expand_slots(ids, table, rng, expand_prop, blocked=blocked, counters=counters,
@@ -60,7 +60,7 @@ def expand_slots(ids: Sequence[int], table: ExpansionTable, rng: random.Random,
                  redraw_blocked: int = 0) -> dict[int, list[int]]:
     """The work of :func:`stochastok_expand`: {position in `ids`: the pieces that replace it}
     for the positions that were expanded (in the order they were first expanded)."""
-    if _NativeRng is not None and type(rng) is _NativeRng and table.native is not None:
+    if type(rng) is _NativeRng:  # the extension is built (else _NativeRng is None)
         return _native_expand(ids, table.native, rng, expand_prop, blocked, redraw_blocked,
                               True, counters)
     n0 = len(ids)
