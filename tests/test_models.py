@@ -10,6 +10,7 @@ directory with stale files, which covers re-materializing.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,8 @@ def _no_tmp_leftovers(parent: Path) -> None:
 
 @pytest.fixture(scope="module", params=sorted(M.GGUF_MODELS))
 def built(request, tmp_path_factory):
-    """Materialize one GGUF model; keep the GGUF-loaded model/tokenizer as the reference."""
+    """Materialize one GGUF model; keep the GGUF-loaded model/tokenizer as the reference. The
+    checkpoint is deleted when the module's tests are done."""
     name = request.param
     root = tmp_path_factory.mktemp(f"models-{name}")
     out = root / "ckpt"
@@ -75,7 +77,7 @@ def built(request, tmp_path_factory):
         meta = M.materialize_gguf(name, out)
     ref_model, ref_tok, gguf_path = captured["ref"]
     model, tok = M.load_causal_lm(str(out))
-    return {
+    yield {
         "name": name,
         "root": root,
         "out": out,
@@ -86,6 +88,7 @@ def built(request, tmp_path_factory):
         "model": model,
         "tok": tok,
     }
+    shutil.rmtree(root, ignore_errors=True)  # 0.5-1.1 GB per model and worker
 
 
 def test_checkpoint_files_and_meta(built):

@@ -527,3 +527,33 @@ def test_gemma2_engines_table_reads_both_engines_rows():
     assert "time budget" in rows[1]
     assert "9,000" in rows[2] and "14.7 %" in rows[2] and "(512, 64/8)" in rows[2]
     assert "sdpa: max |logits − eager| = 0.3" in text
+
+
+def test_gpu_dag_starts_a_failed_run_again_and_waits_on_a_live_one(tmp_path, monkeypatch):
+    """`dag` on a warm machine: a run that ended with an error is started again (its log kept as
+    snakemake_run.1.log), one that finished cleanly or still runs is only waited on."""
+    from tools import gpu_dag as G
+
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "README.md").write_text("tree\n")
+    dag_dir = tmp_path / "dag"
+    monkeypatch.setattr(G, "REPO", repo)
+    monkeypatch.setattr(G, "DAG_DIR", dag_dir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dag_dir.mkdir()
+    (dag_dir / "snakemake.pid").write_text(dead)
+    failed = "5 of 50 steps (10%) done\nExiting because a job execution failed\n"
+    (dag_dir / "snakemake_run.log").write_text(failed)
+    # the "DAG" (run as `python -m fake_dag` from the copied src) prints a finished run's line
+    (repo / "src" / "fake_dag.py").write_text("print('50 of 50 steps (100%) done')\n")
+    res = G.dag(tmp_path / "out1", wait_s=60, command="fake_dag")
+    assert (dag_dir / "snakemake_run.1.log").read_text().startswith("5 of 50")
+    assert res["done"] and res["rc"] == 0 and not res["error"]
+    assert (tmp_path / "out1" / "snakemake_run.log").read_text() == "50 of 50 steps (100%) done\n"
+    assert (dag_dir / "README.md").is_file() and int((dag_dir / "snakemake.pid").read_text()) != int(dead)
+    # finished cleanly: not started again
+    res = G.dag(tmp_path / "out2", wait_s=60, command="fake_dag")
+    assert res["done"] and not (dag_dir / "snakemake_run.2.log").exists()
+    assert (dag_dir / "snakemake_run.log").read_text() == "50 of 50 steps (100%) done\n"

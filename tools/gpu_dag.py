@@ -251,8 +251,8 @@ def prepare(work: Path = HERE, download: bool = True) -> list[Path]:
     for pattern in TRIM:
         for p in site.glob(pattern):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    for p in (site / "wordfreq" / "data").glob("*"):
-        if "_fil" not in p.name:
+    for p in (site / "wordfreq" / "data").glob("*"):  # Filipino, and English for LangGame/lexicon
+        if not p.name.endswith(("_fil.msgpack.gz", "large_en.msgpack.gz")):
             p.unlink()
     for p in site.rglob("__pycache__"):
         shutil.rmtree(p, ignore_errors=True)
@@ -465,14 +465,26 @@ def _exports(src: Path = REPO / "src") -> dict[str, str]:
 
 def dag(out: Path, wait_s: float, command: str = DAG_COMMAND) -> dict[str, Any]:
     """Start the DAG in ``/root/dag`` in a session of its own (unless it runs already), wait up
-    to ``wait_s`` for it, then copy the record into ``out``."""
+    to ``wait_s`` for it, then copy the record into ``out``. A run that ended with an error is
+    started again over the carried tree (Snakemake keeps the outputs it finished; the old log
+    moves to ``snakemake_run.<k>.log``)."""
     t0 = time.time()
     pid_file = DAG_DIR / "snakemake.pid"
     log = DAG_DIR / "snakemake_run.log"
     proc = None
+    if pid_file.is_file():
+        old = int(pid_file.read_text().strip())
+        if not Path(f"/proc/{old}").exists() and _progress(log)["error"]:
+            k = len(list(DAG_DIR.glob("snakemake_run.*.log"))) + 1
+            log.rename(DAG_DIR / f"snakemake_run.{k}.log")
+            pid_file.unlink()
+            _say(f"the run of pid {old} ended with an error: starting again")
     if not pid_file.is_file():
         shutil.copytree(
-            REPO, DAG_DIR, ignore=shutil.ignore_patterns(".gpudag", ".git", "results", ".snakemake")
+            REPO,
+            DAG_DIR,
+            ignore=shutil.ignore_patterns(".gpudag", ".git", "results", ".snakemake"),
+            dirs_exist_ok=True,
         )
         python_dir = Path(sys.executable).parent
         if not (python_dir / "python").exists() and not shutil.which("python"):
