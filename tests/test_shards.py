@@ -1,6 +1,8 @@
 """Shards: megatron-core's own reader and GPTDataset accept what ShardWriter writes."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +165,20 @@ def test_writer_removes_temp_files_of_killed_writers(tmp_path):
     assert not any(f.exists() for f in stale)
     assert live.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.glob("chunk_0001.*")) == ["chunk_0001.bin", "chunk_0001.idx"]
+
+
+def test_writing_a_shard_logs_no_megatron_kernel_warnings(tmp_path):
+    """A tokenize job's log holds its own lines: megatron-core's import-time warnings about
+    Transformer Engine / Apex kernels (irrelevant to writing files) are kept out, in a fresh
+    process with every warning shown."""
+    code = (
+        "import sys; from filmorph.shards import ShardWriter, read_shard\n"
+        "w = ShardWriter(sys.argv[1], 300000); w.add([5, 7, 1]); w.commit()\n"
+        "print(len(read_shard(sys.argv[1])))\n"
+    )
+    env = {**os.environ, "PYTHONWARNINGS": "default", "PYTHONDONTWRITEBYTECODE": "1"}
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "1"
+    assert "Transformer Engine and Apex" not in res.stderr, res.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,22 @@ from typing import Any
 import numpy as np
 
 
+def _indexed_dataset():
+    """megatron-core's ``indexed_dataset`` module. Importing it imports ``megatron.core`` whole,
+    whose optimizer and FSDP modules warn that Transformer Engine and Apex are missing (and, in
+    0.19, a docstring's invalid escape): about training kernels, not these files, so those
+    warnings stay out of every tokenize job's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Transformer Engine and Apex are not installed")
+        warnings.filterwarnings("ignore", category=SyntaxWarning)
+        from megatron.core.datasets import indexed_dataset
+
+    return indexed_dataset
+
+
 def shard_dtype(vocab_size: int) -> type[np.number]:
     """megatron-core's optimal dtype for a vocabulary of `vocab_size` ids."""
-    from megatron.core.datasets.indexed_dataset import DType
-
-    return DType.optimal_dtype(vocab_size)
+    return _indexed_dataset().DType.optimal_dtype(vocab_size)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -52,15 +64,13 @@ class ShardWriter:
     """Write documents to `<prefix>.bin`/`<prefix>.idx`, visible only after commit()."""
 
     def __init__(self, prefix: str | Path, vocab_size: int):
-        from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
         self.prefix = Path(prefix)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self.vocab_size = vocab_size
         self.dtype = shard_dtype(vocab_size)
         self._tmp = self.prefix.with_name(f".{self.prefix.name}.tmp-{os.getpid()}")
         remove_stale_temp_files(self.prefix)
-        self._builder = IndexedDatasetBuilder(f"{self._tmp}.bin", dtype=self.dtype)
+        self._builder = _indexed_dataset().IndexedDatasetBuilder(f"{self._tmp}.bin", dtype=self.dtype)
         self.documents = 0
         self.tokens = 0
         self._done = False
@@ -106,9 +116,7 @@ class ShardWriter:
 
 def read_shard(prefix: str | Path):
     """Open a shard with megatron-core's stock reader (`IndexedDataset`)."""
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-    return IndexedDataset(str(prefix), mmap=True)
+    return _indexed_dataset().IndexedDataset(str(prefix), mmap=True)
 
 
 # ---------------------------------------------------------------------------- checking a shard
@@ -117,9 +125,7 @@ _IDX_FIXED = 34  # header 9 + version 8 + dtype code 1 + sequence count 8 + docu
 
 
 def _dtype_from_code(code: int) -> np.dtype:
-    from megatron.core.datasets.indexed_dataset import DType
-
-    return np.dtype(DType.dtype_from_code(code))
+    return np.dtype(_indexed_dataset().DType.dtype_from_code(code))
 
 
 def check_shard(prefix: str | Path, *, stats: Mapping[str, Any] | None = None) -> list[str]:
