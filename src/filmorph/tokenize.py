@@ -8,8 +8,9 @@
 a local dir, or the offline packaged Gemma 3 / Llama 3 tokenizers) together with its
 StochasTok expansion table (`DIR/expansions.npz`), atomically: later jobs only read it. `chunk` encodes
 every document of the chunk, applies the arm with `random.Random`'s stream seeded from
-(seed, arm, document id) (drawn in C by `filmorph._native` when it is built), appends the EOD id and writes `PREFIX.{bin,idx}` (megatron-core
-format), `PREFIX.doc_ids.txt` (document id of each entry, in order) and
+(seed, arm, document id) (drawn in C by `filmorph._native` when it is built), appends the
+EOD id and writes `PREFIX.{bin,idx}` (megatron-core format), `PREFIX.doc_ids.txt` (document
+id of each entry, in order) and
 `PREFIX.stats.json` (documents, tokens, words, bytes, arm counters, seconds, MB/s).
 Documents are processed in batches by `--workers` processes and written in chunk order,
 so the output does not depend on the worker count.
