@@ -186,9 +186,10 @@ def test_morph_memos_emptied_when_full_change_nothing(families):
     ("stochastok", {}), ("patok", {}), ("patok", {"variant": "published"}),
     ("patok_morph", {"type": "patok", "variant": "morph"})])
 def test_tokenize_stage_writes_the_same_shard_either_way(family_dirs, tmp_path, monkeypatch,
-                                                         arm, params):
+                                                         capsys, arm, params):
     """The tokenize stage with the extension and without it (`arm_rng` handing out
-    `random.Random`): byte-identical shards and counters; `arm_loops` says which ran."""
+    `random.Random`): byte-identical shards and counters; `arm_loops` says which ran, and
+    without it the job's log says so and how to build it."""
     import json
 
     import filmorph.rng
@@ -201,8 +202,15 @@ def test_tokenize_stage_writes_the_same_shard_either_way(family_dirs, tmp_path, 
     for code in ("compiled", "python"):
         if code == "python":
             monkeypatch.setattr(filmorph.rng, "_NativeRng", None)
+            monkeypatch.setattr(filmorph.rng, "_NATIVE_ERROR", "No module named 'filmorph._native'")
         stats[code] = tokenize_chunk(chunk, family_dirs["llama"], arm, params, 3,
                                      tmp_path / code / "c")
+        err = capsys.readouterr().err
+        if code == "python":
+            assert "filmorph._native is not built for this Python" in err
+            assert "No module named" in err and "pip install --no-deps -e" in err
+        else:
+            assert "filmorph._native" not in err
         assert json.loads((tmp_path / code / "c.stats.json").read_text())["arm_loops"] == code
     for ext in ("bin", "idx", "doc_ids.txt"):
         assert (tmp_path / "compiled" / f"c.{ext}").read_bytes() == \

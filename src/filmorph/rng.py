@@ -13,8 +13,11 @@ import random
 
 try:  # the compiled arms helpers (setup.py); absent: the pure-Python reference, same numbers
     from filmorph._native import Rng as _NativeRng
-except ImportError:  # pragma: no cover -- exercised where the extension is not built
+
+    _NATIVE_ERROR = None
+except ImportError as exc:  # pragma: no cover -- exercised where the extension is not built
     _NativeRng = None
+    _NATIVE_ERROR = str(exc)
 
 
 def _digest(seed: int, purpose: str, key: str) -> bytes:
@@ -50,3 +53,16 @@ def native_available() -> bool:
     """Whether the compiled arms helpers (:mod:`filmorph._native`) are built."""
     return _NativeRng is not None
 
+
+
+def native_notice() -> str | None:
+    """None when :mod:`filmorph._native` is built for this Python, else one line for a job's
+    log: why it is missing, what that costs and how to build it."""
+    if _NativeRng is not None:
+        return None
+    import sys
+
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return (f"note: filmorph._native is not built for this Python ({ver}: {_NATIVE_ERROR}); the "
+            "arms run their Python loops (the same shards, 2-6x slower). Build it with this "
+            "Python: pip install --no-deps -e <checkout>")

@@ -273,10 +273,12 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
     """Tokenize one chunk with one arm into `out_prefix`.{bin,idx,doc_ids.txt,stats.json}."""
     from filmorph.corpus import read_chunk
     from filmorph.progress import progress_bar
-    from filmorph.rng import native_available
+    from filmorph.rng import native_available, native_notice
     from filmorph.shards import ShardWriter
 
-    resolve_arm(arm, arm_params)  # a bad arm name or type fails here, not in a worker
+    kind, _ = resolve_arm(arm, arm_params)  # a bad arm name or type fails here, not in a worker
+    if kind != "vanilla" and native_notice():
+        print(native_notice(), file=sys.stderr, flush=True)
     out_prefix = Path(out_prefix)
     t0 = time.perf_counter()
     meta = read_json(Path(tokenizer_dir) / "tokenizer_meta.json")
