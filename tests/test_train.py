@@ -525,7 +525,7 @@ def _assert_same_run(a: Path, b: Path, steps) -> None:
     assert logged(la) == logged(lb)
 
 
-def test_training_run_loss_metrics_and_checkpoints(shards, models, tmp_path):
+def test_training_run_loss_metrics_and_checkpoints(shards, models, tmp_path, capsys):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -550,6 +550,11 @@ def test_training_run_loss_metrics_and_checkpoints(shards, models, tmp_path):
     # loss goes down
     rows = C.read_metrics(lay.metrics)
     assert [r["step"] for r in rows] == [4, 8, 10, 12, 16, 20]
+    # without the bar, the job log gets one line per logged step, the same figures
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("step ")]
+    assert [x.split(" | ")[0] for x in lines] == [f"step {r['step']}/20" for r in rows]
+    assert lines[2] == C.step_line(rows[2], 20) and f"val {rows[2]['val_loss']:.4f}" in lines[2]
+    assert "mfu" not in lines[0] and "tok/s" in lines[0]  # None fields are left out
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0, rows
     assert summary["final_loss"] == rows[-1]["loss"]
     for r in rows:

@@ -597,7 +597,7 @@ def llama_inputs(family_dirs, tmp_path_factory):
     return {"prefixes": prefixes, "model": tiny_model_dir("llama", tdir, root / "model"), "tok": tdir}
 
 
-def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, monkeypatch):
+def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, monkeypatch, capsys):
     fake = tmp_path / "fake_python"
     fake.write_text(f"#!{sys.executable}\n" + FAKE_TORCHRUN)
     fake.chmod(0o755)
@@ -632,7 +632,15 @@ def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, mon
     assert yml["dataset"]["eod_id"] == read_json(llama_inputs["tok"] / "tokenizer_meta.json")["eos_id"]
 
     monkeypatch.setenv("FAKE_CKPT_PAUSE", "0")
+    capsys.readouterr()
     summary = A.run(cfg, llama_inputs["model"], llama_inputs["prefixes"], run_dir, **kw)
+    # the job log (stderr, no progress bar): where Automodel's output goes and its step lines only
+    err = capsys.readouterr().err
+    assert f"Automodel's output: {run_dir / 'automodel_node0.log'}" in err
+    assert [ln.split("| step ")[1].split(" |")[0] for ln in err.splitlines() if "| step " in ln] == [
+        "2", "3", "4", "5"
+    ]
+    assert "resuming at update" not in err
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 6
     assert [c["step"] for c in summary["checkpoints"]] == [2, 4, 6]
     for s in (2, 4, 6):
@@ -662,7 +670,7 @@ def test_run_exports_checkpoints_metrics_and_resumes(llama_inputs, tmp_path, mon
     assert (run_dir / "automodel_node0.log").read_text().count("resuming at update") == 1
 
 
-def test_run_reports_a_failed_training(llama_inputs, tmp_path):
+def test_run_reports_a_failed_training(llama_inputs, tmp_path, capsys):
     fake = tmp_path / "failing_python"
     fake.write_text(f"#!{sys.executable}\nimport sys\nprint('CUDA is not available')\nsys.exit(3)\n")
     fake.chmod(0o755)
@@ -687,5 +695,7 @@ def test_run_reports_a_failed_training(llama_inputs, tmp_path):
             progress=False,
         )
     assert "CUDA is not available" in (tmp_path / "run" / "automodel_node0.log").read_text()
+    err = capsys.readouterr().err  # the job log holds the error too
+    assert "last 2 lines of" in err and "CUDA is not available" in err
 
 

@@ -535,20 +535,46 @@ def mfu(
 
 
 # ============================================================================ metrics
+def step_line(record: Mapping[str, Any], max_steps: int | None = None) -> str:
+    """One logged step for a job log: ``step 60/300 | loss 4.2066 | val 4.2379 | lr 4.34e-05 |
+    grad_norm 0.81 | 51,951 tok/s | mfu 0.084 | 117.6 s`` (fields that are None are left out)."""
+    step = f"step {record.get('step')}" + (f"/{max_steps}" if max_steps else "")
+    parts = [step]
+    for key, label, fmt in (
+        ("loss", "loss", "{:.4f}"),
+        ("val_loss", "val", "{:.4f}"),
+        ("lr", "lr", "{:.2e}"),
+        ("grad_norm", "grad_norm", "{:.2f}"),
+        ("tokens_per_s", "", "{:,.0f} tok/s"),
+        ("mfu", "mfu", "{:.3f}"),
+        ("elapsed_s", "", "{:.1f} s"),
+    ):
+        v = record.get(key)
+        if isinstance(v, (int, float)):
+            parts.append(f"{label} {fmt.format(v)}".strip())
+    return " | ".join(parts)
+
+
 class MetricsWriter:
     """Append one JSON object per logged step to ``metrics.jsonl`` (and to W&B when a run is
-    given). Only rank 0 should create one."""
+    given; and, with ``echo``, a :func:`step_line` to that open text file, e.g. the job log).
+    Only rank 0 should create one."""
 
-    def __init__(self, path: str | Path, *, wandb_run: Any = None):
+    def __init__(self, path: str | Path, *, wandb_run: Any = None, echo: Any = None,
+                 max_steps: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.wandb_run = wandb_run
+        self.echo = echo
+        self.max_steps = max_steps
 
     def log(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(dict(record), sort_keys=True, allow_nan=True)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
+        if self.echo is not None:
+            print(step_line(record, self.max_steps), file=self.echo, flush=True)
         if self.wandb_run is not None:
             step = record.get("step")
             self.wandb_run.log({k: v for k, v in record.items() if v is not None and k != "step"}, step=step)

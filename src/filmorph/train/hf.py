@@ -262,7 +262,12 @@ def _train(
     if start > 0:
         info = load_state(layout, start, model, optimizer)
     barrier(distributed)
-    metrics = open_metrics(layout, cfg, start, name=f"{model_dir.name}-{layout.root.name}") if main else None
+    metrics = (  # without the bar (a job log), one line per logged step instead
+        open_metrics(layout, cfg, start, name=f"{model_dir.name}-{layout.root.name}",
+                     echo=None if progress else sys.stderr)
+        if main
+        else None
+    )
     ddp_model = wrap_ddp(model, device) if distributed else model
     batches = iter(make_loader(data.train, cfg, start, rank, world, device))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -650,12 +655,13 @@ class Throughput:
         return self.tokens / dt if dt > 0 else None
 
 
-def open_metrics(layout: RunLayout, cfg: TrainConfig, start: int, *, name: str) -> MetricsWriter:
+def open_metrics(layout: RunLayout, cfg: TrainConfig, start: int, *, name: str,
+                 echo: Any = None) -> MetricsWriter:
     """Rank 0's metrics writer, with the lines of steps after ``start`` dropped (a resumed run
     logs them again) and a W&B run (:func:`~filmorph.train.common.start_wandb`) while steps
-    remain."""
+    remain; ``echo``: an open text file that gets one line per logged step."""
     wb = start_wandb(layout.root, name, cfg.to_dict()) if cfg.max_steps > start else None
-    metrics = MetricsWriter(layout.metrics, wandb_run=wb)
+    metrics = MetricsWriter(layout.metrics, wandb_run=wb, echo=echo, max_steps=cfg.max_steps)
     metrics.truncate_after(start)
     return metrics
 

@@ -319,9 +319,11 @@ def run_streamed(
     *,
     progress: bool,
     started: Callable[[subprocess.Popen], Callable[[], None]] | None = None,
+    echo: Callable[[str], bool] | None = None,
 ) -> int:
     """Run a launcher (torchrun) in its own session to its end and return its exit status: its
-    output appended to the open file ``log`` (and to stderr with ``progress``), SIGTERM/SIGINT
+    output appended to the open file ``log`` (and to stderr: every line with ``progress``, else
+    the lines ``echo`` picks, e.g. one per logged step), SIGTERM/SIGINT
     to this process passed on to its ranks (:func:`forward_signals`), and the whole process
     tree killed when this returns early. ``started(proc)``, called once the process runs,
     returns what to call after it is gone (e.g. to stop a watcher thread)."""
@@ -341,8 +343,9 @@ def run_streamed(
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            if progress:
+            if progress or (echo is not None and echo(line)):
                 sys.stderr.write(line)
+                sys.stderr.flush()
         return proc.wait()
     finally:
         restore_signals(previous)

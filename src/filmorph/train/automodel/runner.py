@@ -70,6 +70,20 @@ TRAIN_LINE_RE = re.compile(
     r"tps (\S+)\((\S+)/gpu\) \| num_label_tokens (\d+)"
 )
 VAL_LINE_RE = re.compile(r'\[val\] name "([^"]*)" \| step (\d+) \| epoch (\d+) \| loss (\S+) \| lr (\S+)')
+LOG_TAIL_LINES = 40  # of Automodel's output, copied into the job log when training fails
+
+
+def is_step_log_line(line: str) -> bool:
+    """Automodel's line for a logged training or validation step (what a job log shows of it)."""
+    return bool(TRAIN_LINE_RE.search(line) or VAL_LINE_RE.search(line))
+
+
+def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``path``, headed by where they come from."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return f"--- last {len(text)} lines of {path} ---\n" + "".join(x + "\n" for x in text)
+
+
 # seconds between looks for new checkpoints while training runs
 WATCH_POLL_S = 2.0
 AUTOMODEL_PACKAGES = ("nemo_automodel", "torch", "transformers")  # versions in the summary
@@ -490,12 +504,18 @@ def run(
 
                 return stop
 
-            rc = run_streamed(cmd, log, env, progress=progress, started=start_watcher)
+            if rank0:
+                print(f"filmorph: Automodel's output: {log_path}", file=sys.stderr, flush=True)
+            rc = run_streamed(
+                cmd, log, env, progress=progress, started=start_watcher, echo=is_step_log_line
+            )
         watcher = watchers[0]
         if watcher.error is not None:
             raise watcher.error
         interrupted_at = watcher.interrupted_at
         if interrupted_at is None and rc != 0:
+            if not progress:  # its error into the job log too, not only into the run dir
+                sys.stderr.write(log_tail(log_path))
             raise RuntimeError(f"Automodel training failed (exit status {rc}); see {log_path}")
     export()
     if interrupted_at is not None:
