@@ -430,6 +430,18 @@ typedef struct {
     Py_ssize_t nslots, attempts, done;
 } Expansion;
 
+/* Add a run's expansion counters (when it attempted any, as the Python arms do): 0 or -1. */
+static int
+expansion_counters(PyObject *counters, const Expansion *x)
+{
+    if (x->attempts == 0)
+        return 0;
+    return counter_add(counters, K_EXPAND_ATTEMPTS, x->attempts) < 0 ||
+                   counter_add(counters, K_EXPANSIONS, x->done) < 0
+               ? -1
+               : 0;
+}
+
 static void
 expansion_free(Expansion *x)
 {
@@ -660,8 +672,7 @@ native_expand(PyObject *module, PyObject *args, PyObject *kwds)
     Py_DECREF(seq);
     if (result == NULL)
         return NULL;
-    if (x.attempts > 0 && (counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
-                           counter_add(counters, K_EXPANSIONS, x.done) < 0)) {
+    if (expansion_counters(counters, &x) < 0) {
         Py_DECREF(result);
         return NULL;
     }
@@ -1331,8 +1342,7 @@ done:
         counter_add(counters, K_WINDOWS_KEPT, kept) < 0 ||
         counter_add(counters, K_WINDOWS_FIRST_K, fallbacks) < 0 ||
         counter_add(counters, K_WINDOWS_DROPPED_SPECIAL, dropped) < 0 ||
-        (x.attempts > 0 && (counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
-                            counter_add(counters, K_EXPANSIONS, x.done) < 0))) {
+        expansion_counters(counters, &x) < 0) {
         Py_DECREF(out);
         return NULL;
     }
@@ -1530,6 +1540,40 @@ static inline int
 is_letter_byte(uint8_t c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c >= 0x80;
+}
+
+/* The document's bytes: token i's bytes (blob[bo[v[i]]:bo[v[i]+1]]) at off[i], off[n] in all.
+ * A PyMem buffer, or NULL with MemoryError set. */
+static uint8_t *
+document_bytes(const int64_t *v, Py_ssize_t n, const int64_t *off, const uint8_t *bl,
+               const int64_t *bo)
+{
+    uint8_t *raw = PyMem_Malloc((size_t)(off[n] ? off[n] : 1));
+    if (raw == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        memcpy(raw + off[i], bl + bo[v[i]], (size_t)(off[i + 1] - off[i]));
+    return raw;
+}
+
+/* The next maximal run of letter bytes at or after *i in raw[0:nraw): [*a, *b), and *i moved
+ * to its end; 0 when there is none left. */
+static inline int
+next_letter_run(const uint8_t *raw, Py_ssize_t nraw, Py_ssize_t *i, Py_ssize_t *a,
+                Py_ssize_t *b)
+{
+    Py_ssize_t j = *i;
+    while (j < nraw && !is_letter_byte(raw[j]))
+        j++;
+    if (j >= nraw)
+        return 0;
+    *a = j;
+    while (j < nraw && is_letter_byte(raw[j]))
+        j++;
+    *b = *i = j;
+    return 1;
 }
 
 /* bisect.bisect_right(a[0:n], x) and bisect.bisect_left(a[lo:n], x) */
@@ -1756,24 +1800,12 @@ native_morph_call(PyObject *module, PyObject *args)
         has_special |= special[v[i]];
     }
     Py_ssize_t nraw = (Py_ssize_t)off[n];
-    raw = PyMem_Malloc((size_t)(nraw ? nraw : 1));
-    if (raw == NULL) {
-        PyErr_NoMemory();
+    raw = document_bytes(v, n, off, bl, bo);
+    if (raw == NULL)
         goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++)
-        memcpy(raw + off[i], bl + bo[v[i]], (size_t)(off[i + 1] - off[i]));
     Py_ssize_t last_end = 0;
     uint8_t key[BKEY];
-    for (Py_ssize_t i = 0; i < nraw;) {
-        if (!is_letter_byte(raw[i])) {
-            i++;
-            continue;
-        }
-        Py_ssize_t a = i, b = i;
-        while (b < nraw && is_letter_byte(raw[b]))
-            b++;
-        i = b;
+    for (Py_ssize_t i = 0, a, b; next_letter_run(raw, nraw, &i, &a, &b);) {
         /* the word's cuts: memo, else word_fn(bytes) */
         cs.n = 0;
         LazyArgs wa = {raw + a, b - a, -1, NULL, 0};
@@ -1927,8 +1959,7 @@ done:
         counter_add(counters, K_WINDOWS_CONTRACTED, cut) < 0 ||
         counter_add(counters, K_WORDS_KEPT, kept) < 0 ||
         counter_add(counters, K_MORPH_CUTS, morph_cuts) < 0 ||
-        (x.attempts > 0 && (counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
-                            counter_add(counters, K_EXPANSIONS, x.done) < 0))) {
+        expansion_counters(counters, &x) < 0) {
         Py_DECREF(out);
         return NULL;
     }
@@ -2086,23 +2117,11 @@ native_v1_call(PyObject *module, PyObject *args)
             taken[i] = special[v[i]] ? 1 : 0;
         }
         Py_ssize_t nraw = (Py_ssize_t)off[n];
-        raw = PyMem_Malloc((size_t)(nraw ? nraw : 1));
-        if (raw == NULL) {
-            PyErr_NoMemory();
+        raw = document_bytes(v, n, off, bl, bo);
+        if (raw == NULL)
             goto done;
-        }
-        for (Py_ssize_t i = 0; i < n; i++)
-            memcpy(raw + off[i], bl + bo[v[i]], (size_t)(off[i + 1] - off[i]));
         /* the words with facts: maximal letter-byte runs of 4 bytes or more */
-        for (Py_ssize_t i = 0; i < nraw;) {
-            if (!is_letter_byte(raw[i])) {
-                i++;
-                continue;
-            }
-            Py_ssize_t a = i, b = i;
-            while (b < nraw && is_letter_byte(raw[b]))
-                b++;
-            i = b;
+        for (Py_ssize_t i = 0, a, b; next_letter_run(raw, nraw, &i, &a, &b);) {
             if (b - a < 4)
                 continue;
             Py_ssize_t at = fb.n;
@@ -2406,9 +2425,8 @@ done:
     for (int q = 0; q < 5 && !bad; q++)
         if (cnt[C_FALLBACK + q])
             bad = counter_add(counters, optional[q], cnt[C_FALLBACK + q]) < 0;
-    if (x.attempts > 0 && !bad)
-        bad = counter_add(counters, K_EXPAND_ATTEMPTS, x.attempts) < 0 ||
-              counter_add(counters, K_EXPANSIONS, x.done) < 0;
+    if (!bad)
+        bad = expansion_counters(counters, &x) < 0;
     if (bad) {
         Py_DECREF(out);
         return NULL;
