@@ -44,6 +44,17 @@ def canonical_ids(token_bytes: Sequence[bytes | None],
     return out
 
 
+def token_blob(token_bytes: Sequence[bytes]) -> tuple[bytes, array]:
+    """Every token's bytes in one blob and where each starts (int64, one more than tokens, the
+    last the blob's length): how the compiled Patok loops read a vocabulary."""
+    offsets = array("q", [0])
+    total = 0
+    for b in token_bytes:
+        total += len(b)
+        offsets.append(total)
+    return b"".join(token_bytes), offsets
+
+
 def tables_fingerprint(token_bytes: Sequence[bytes | None]) -> str:
     """sha256 over the vocabulary's byte strings: ties a saved table to its tokenizer."""
     h = hashlib.sha256()

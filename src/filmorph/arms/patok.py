@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import random
 import re
-from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -59,7 +58,7 @@ from itertools import accumulate
 import ahocorasick
 import numpy as np
 
-from filmorph.arms.expansions import ExpansionTable, canonical_ids
+from filmorph.arms.expansions import ExpansionTable, canonical_ids, token_blob
 from filmorph.arms.patok_published import PublishedParams
 from filmorph.arms.stochastok import stochastok_expand
 
@@ -257,8 +256,7 @@ class Patok:
         bytes, offsets, special and affix flags, its memos with the callbacks that fill them,
         the knobs and the expansion table (built once)."""
         p = self.params
-        offsets = array("q", [0, *accumulate(self._tblen)])
-        return (b"".join(self._tb0), offsets, bytes(self.special), bytes(self.is_affix),
+        return (*token_blob(self._tb0), bytes(self.special), bytes(self.is_affix),
                 _NativeBytesMemo(), self.flat_facts, _NativeBytesMemo(), self.canon_one,
                 _NativeBytesMemo(), self.rewrite_one,
                 (p.contract_prop, p.expand_prop, *self._cum, p.affix_awareness,

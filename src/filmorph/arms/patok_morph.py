@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,7 +42,7 @@ from importlib.resources import files
 from itertools import accumulate
 from pathlib import Path
 
-from filmorph.arms.expansions import ExpansionTable, canonical_ids
+from filmorph.arms.expansions import ExpansionTable, canonical_ids, token_blob
 from filmorph.arms.stochastok import expand_slots
 
 try:  # the whole arm in C (setup.py), taken when the stream is a filmorph._native.Rng
@@ -309,9 +308,8 @@ class PatokMorph:
         in one blob, their offsets, the special flags, its own memos of word cuts and rewrites
         (with the callbacks that fill them), the knobs and the expansion table."""
         p = self.params
-        offsets = array("q", [0, *accumulate(self._tblen)])
         special = bytes(b is None for b in self.tb)
-        return (b"".join(self._tb0), offsets, special, _NativeBytesMemo(), self.word_cuts,
+        return (*token_blob(self._tb0), special, _NativeBytesMemo(), self.word_cuts,
                 _NativeBytesMemo(), self.rewrite, p.contract_prop, self.table.native,
                 p.expand_prop)
 
