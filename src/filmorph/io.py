@@ -93,3 +93,13 @@ def bad_utf8_detail(byte: int, column: int, offset: int, reason: str) -> str:
     """How every reader names a byte that is not UTF-8: the byte, its column in its line and
     its byte offset in the file."""
     return f"byte {byte:#04x} at column {column} (byte offset {offset} in the file) is not UTF-8: {reason}"
+
+
+def log_tail(path: str | Path, *, start: int = 0, lines: int = 20) -> str:
+    """The last `lines` non-blank lines written to the log `path` after byte `start` (a
+    progress bar's carriage-return redraws reduced to their last state), joined by newlines."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        text = fh.read().decode("utf-8", errors="replace")
+    out = [ln.rsplit("\r", 1)[-1] for ln in text.splitlines()]
+    return "\n".join([ln for ln in out if ln.strip()][-lines:])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sys
 
 try:  # the compiled arms helpers (setup.py); absent: the pure-Python reference, same numbers
     from filmorph._native import Rng as _NativeRng
@@ -60,8 +61,6 @@ def native_notice() -> str | None:
     log: why it is missing, what that costs and how to build it."""
     if _NativeRng is not None:
         return None
-    import sys
-
     ver = f"{sys.version_info.major}.{sys.version_info.minor}"
     return (f"note: filmorph._native is not built for this Python ({ver}: {_NATIVE_ERROR}); the "
             "arms run their Python loops (the same shards, 2-6x slower). Build it with this "

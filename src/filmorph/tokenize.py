@@ -277,8 +277,9 @@ def tokenize_chunk(chunk: str | Path, tokenizer_dir: str | Path, arm: str,
     from filmorph.shards import ShardWriter
 
     kind, _ = resolve_arm(arm, arm_params)  # a bad arm name or type fails here, not in a worker
-    if kind != "vanilla" and native_notice():
-        print(native_notice(), file=sys.stderr, flush=True)
+    notice = native_notice() if kind != "vanilla" else None
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     out_prefix = Path(out_prefix)
     t0 = time.perf_counter()
     meta = read_json(Path(tokenizer_dir) / "tokenizer_meta.json")

@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
+from filmorph.io import log_tail
+
 
 def _named(namedlist: Any) -> dict[str, Any]:
     """The named entries of a Snakemake Namedlist (params, wildcards) as a plain dict."""
@@ -57,16 +59,6 @@ def job_provenance(smk: Any, *, log: Any = sys.stderr) -> Iterator[None]:
     print(f"provenance: {path}", file=log)
 
 
-def _log_tail(path: str, start: int, lines: int = 20) -> str:
-    """The last `lines` lines written to the log `path` after byte `start` (a progress bar's
-    carriage-return redraws reduced to their last state)."""
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        text = fh.read().decode("utf-8", errors="replace")
-    out = [ln.rsplit("\r", 1)[-1] for ln in text.splitlines()]
-    return "\n".join([ln for ln in out if ln.strip()][-lines:])
-
-
 @contextlib.contextmanager
 def job_log(smk: Any, header: str | None = None) -> Iterator[TextIO]:
     """The job's first log file, opened for the block with stderr redirected to it (plain
@@ -94,7 +86,7 @@ def job_log(smk: Any, header: str | None = None) -> Iterator[TextIO]:
                 fh.flush()
                 rule = getattr(smk, "rule", "job")
                 print(f"{rule} failed (exit status {exc.code}); the end of its log {log}:\n"
-                      f"{_log_tail(str(log), start)}", file=console)
+                      f"{log_tail(str(log), start=start)}", file=console)
             raise
         except BaseException:
             traceback.print_exc(file=fh)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filmorph.io import atomic_path, link_or_copy, read_json, write_json_atomic
+from filmorph.io import atomic_path, link_or_copy, log_tail, read_json, write_json_atomic
 from filmorph.models import attention_for
 from filmorph.provenance import package_versions
 from filmorph.train.automodel.recipe import (
@@ -78,10 +78,11 @@ def is_step_log_line(line: str) -> bool:
     return bool(TRAIN_LINE_RE.search(line) or VAL_LINE_RE.search(line))
 
 
-def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``path``, headed by where they come from."""
-    text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
-    return f"--- last {len(text)} lines of {path} ---\n" + "".join(x + "\n" for x in text)
+def headed_log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    """:func:`filmorph.io.log_tail` of ``path``, headed by where its lines come from."""
+    tail = log_tail(path, lines=lines)
+    count = tail.count("\n") + 1 if tail else 0
+    return f"--- last {count} lines of {path} ---\n{tail}\n"
 
 
 # seconds between looks for new checkpoints while training runs
@@ -515,7 +516,7 @@ def run(
         interrupted_at = watcher.interrupted_at
         if interrupted_at is None and rc != 0:
             if not progress:  # its error into the job log too, not only into the run dir
-                sys.stderr.write(log_tail(log_path))
+                sys.stderr.write(headed_log_tail(log_path))
             raise RuntimeError(f"Automodel training failed (exit status {rc}); see {log_path}")
     export()
     if interrupted_at is not None:
